@@ -137,7 +137,11 @@ fn parse(text: &str, radix: u32) -> Result<PciAddress, AddressError> {
         }
         // Leading zeros are allowed in any number; only the value counts.
         let v = u64::from_str_radix(value.trim_start_matches('0'), radix).unwrap_or(0);
-        let v = if value.trim_start_matches('0').is_empty() { 0 } else { v };
+        let v = if value.trim_start_matches('0').is_empty() {
+            0
+        } else {
+            v
+        };
         if value.trim_start_matches('0').len() > 12 || v > max {
             return Err(AddressError::Range {
                 text: text.to_string(),

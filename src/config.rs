@@ -1,0 +1,103 @@
+//! The configuration layers below a bank: `state.tgz` -> (envelope) -> `local.tgz` ->
+//! `etc/vmware/esx.conf`, all decoded in memory.
+
+use crate::archive::{ArchiveError, Tgz};
+use crate::envelope::{Encryption, EncryptionInfo, EnvelopeError};
+use crate::esxconf::{EsxConf, EsxConfError};
+use serde::Serialize;
+
+/// Path of esx.conf inside local.tgz.
+pub const ESX_CONF: &str = "etc/vmware/esx.conf";
+
+/// A member of local.tgz, as listed for the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MemberSummary {
+    pub name: String,
+    pub size: u64,
+    pub mtime: u64,
+    pub mode: String,
+}
+
+/// What the configuration archive holds.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub encryption: Encryption,
+    /// `mode` from encryption.info, when encrypted.
+    pub encryption_mode: Option<String>,
+    pub state: Tgz,
+    /// Decoded local.tgz when readable (not encrypted).
+    pub local: Option<Tgz>,
+    pub esx_conf: Option<EsxConf>,
+}
+
+/// Errors of the configuration layers, each naming its archive and offset or member.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("state.tgz: {0}")]
+    Envelope(#[from] EnvelopeError),
+    #[error("local.tgz member {ESX_CONF}: {0}")]
+    EsxConf(#[from] EsxConfError),
+    #[error("state.tgz holds neither local.tgz nor local.tgz.ve (members: {present})")]
+    NoLocal { present: String },
+}
+
+impl Config {
+    /// Reads a `state.tgz` (or a bare `local.tgz`: `label` says which).
+    pub fn from_state(bytes: &[u8], label: &str) -> Result<Config, ConfigError> {
+        let state = Tgz::parse(bytes, label)?;
+        if state.member(ESX_CONF).is_some() {
+            // A bare local.tgz (older embedded builds keep one in the bank).
+            return Self::plain(state.clone(), state);
+        }
+        if state.member("local.tgz.ve").is_some() {
+            let info = EncryptionInfo::parse(state.require("encryption.info")?)?;
+            crate::envelope::check_envelope(state.require("local.tgz.ve")?)?;
+            return Ok(Config {
+                encryption: info.kind()?,
+                encryption_mode: Some(info.mode()?.to_string()),
+                state,
+                local: None,
+                esx_conf: None,
+            });
+        }
+        if state.member("local.tgz").is_none() {
+            return Err(ConfigError::NoLocal {
+                present: state
+                    .members
+                    .iter()
+                    .map(|m| m.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
+        let local = Tgz::parse(state.require("local.tgz")?, &format!("{label} > local.tgz"))?;
+        Self::plain(state, local)
+    }
+
+    fn plain(state: Tgz, local: Tgz) -> Result<Config, ConfigError> {
+        let esx_conf = EsxConf::parse(local.require(ESX_CONF)?)?;
+        Ok(Config {
+            encryption: Encryption::None,
+            encryption_mode: None,
+            state,
+            local: Some(local),
+            esx_conf: Some(esx_conf),
+        })
+    }
+
+    /// Members of local.tgz (empty when encrypted).
+    pub fn local_members(&self) -> Vec<MemberSummary> {
+        self.local
+            .iter()
+            .flat_map(|l| &l.members)
+            .map(|m| MemberSummary {
+                name: m.name.clone(),
+                size: m.size,
+                mtime: m.mtime,
+                mode: format!("{:04o}", m.mode & 0o7777),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,215 @@
+//! esx.conf: one `/path/to/key = "value"` setting per line.
+//!
+//! Lines are kept with their byte ranges so that an edit can replace one value and leave every
+//! other byte of the file as it was. PCI device settings (`/device/<addr>/owner`, `vmkname`) are
+//! grouped by address *value*, since ESXi has written the same device in several decimal shapes.
+
+use crate::pci::PciAddress;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+/// One setting line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    /// 1-based line number.
+    pub line: usize,
+    /// Byte range of the value between its quotes.
+    pub value_range: Range<usize>,
+}
+
+/// A parsed esx.conf.
+#[derive(Debug, Clone, Default)]
+pub struct EsxConf {
+    pub entries: Vec<Entry>,
+    /// Lines that are not settings (kept for reporting; never produced by ESXi as far as known).
+    pub odd_lines: Vec<usize>,
+}
+
+/// Why esx.conf cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EsxConfError {
+    #[error("esx.conf is not text (invalid UTF-8 at byte {offset})")]
+    NotText { offset: usize },
+}
+
+/// A PCI device as esx.conf describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Device {
+    /// The address exactly as written in the keys.
+    pub esx_address: String,
+    /// The same address as lspci/esxcli print it, lower-case hex.
+    pub pci_address: String,
+    #[serde(skip)]
+    pub address: PciAddress,
+    pub owner: Option<String>,
+    pub vmkname: Option<String>,
+    /// 1-based line of the owner setting, when there is one.
+    pub owner_line: Option<usize>,
+}
+
+impl Device {
+    /// A storage adapter: ESXi names those `vmhbaN`.
+    pub fn is_storage(&self) -> bool {
+        self.vmkname
+            .as_deref()
+            .is_some_and(|n| n.starts_with("vmhba"))
+    }
+
+    pub fn is_passthru(&self) -> bool {
+        self.owner.as_deref() == Some("passthru")
+    }
+}
+
+impl EsxConf {
+    pub fn parse(bytes: &[u8]) -> Result<EsxConf, EsxConfError> {
+        let text = std::str::from_utf8(bytes).map_err(|e| EsxConfError::NotText {
+            offset: e.valid_up_to(),
+        })?;
+        let mut conf = EsxConf::default();
+        let mut offset = 0usize;
+        for (i, raw) in text.split('\n').enumerate() {
+            let start = offset;
+            offset += raw.len() + 1;
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if line.trim().is_empty() {
+                continue;
+            }
+            match parse_line(line) {
+                Some((key, vstart, vend)) => conf.entries.push(Entry {
+                    key: key.to_string(),
+                    value: line[vstart..vend].to_string(),
+                    line: i + 1,
+                    value_range: start + vstart..start + vend,
+                }),
+                None => conf.odd_lines.push(i + 1),
+            }
+        }
+        Ok(conf)
+    }
+
+    /// The value of a key; the last occurrence wins, as for any key-value file read in order.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.entries
+            .iter()
+            .rev()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    }
+
+    /// Whether a `/device/<text>/...` key is written with exactly this address text.
+    pub fn has_device_text(&self, text: &str) -> bool {
+        self.entries
+            .iter()
+            .any(|e| device_key(&e.key).is_some_and(|(a, _)| a == text))
+    }
+
+    /// PCI devices, grouped by address value, in address order.
+    pub fn devices(&self) -> Vec<Device> {
+        let mut by_addr: BTreeMap<PciAddress, Device> = BTreeMap::new();
+        for e in &self.entries {
+            let Some((text, field)) = device_key(&e.key) else {
+                continue;
+            };
+            let Ok(address) = PciAddress::parse_esx(text) else {
+                continue;
+            };
+            let d = by_addr.entry(address).or_insert_with(|| Device {
+                esx_address: text.to_string(),
+                pci_address: address.to_string(),
+                address,
+                owner: None,
+                vmkname: None,
+                owner_line: None,
+            });
+            match field {
+                "owner" => {
+                    d.owner = Some(e.value.clone());
+                    d.owner_line = Some(e.line);
+                    d.esx_address = text.to_string();
+                }
+                "vmkname" => d.vmkname = Some(e.value.clone()),
+                _ => {}
+            }
+        }
+        by_addr.into_values().collect()
+    }
+}
+
+/// Splits `/device/<addr>/<field>` into its address text and field.
+fn device_key(key: &str) -> Option<(&str, &str)> {
+    let rest = key.strip_prefix("/device/")?;
+    let (addr, field) = rest.split_once('/')?;
+    Some((addr, field))
+}
+
+/// `/key = "value"` -> (key, value start, value end) within the line.
+fn parse_line(line: &str) -> Option<(&str, usize, usize)> {
+    let eq = line.find('=')?;
+    let key = line[..eq].trim();
+    if !key.starts_with('/') || key.contains(char::is_whitespace) {
+        return None;
+    }
+    let after = &line[eq + 1..];
+    let q1 = eq + 1 + after.find('"')?;
+    if !line[eq + 1..q1].trim().is_empty() {
+        return None;
+    }
+    let q2 = line.rfind('"')?;
+    if q2 <= q1 || !line[q2 + 1..].trim().is_empty() {
+        return None;
+    }
+    Some((key, q1 + 1, q2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &[u8] = include_bytes!("../tests/fixtures/esxconf/sample-4.0.conf");
+
+    #[test]
+    fn sample_devices() {
+        let conf = EsxConf::parse(SAMPLE).unwrap();
+        assert!(conf.odd_lines.is_empty());
+        let devs = conf.devices();
+        let sata = devs.iter().find(|d| d.esx_address == "000:31.2").unwrap();
+        assert_eq!(sata.pci_address, "0000:00:1f.2");
+        assert_eq!(sata.vmkname.as_deref(), Some("vmhba0"));
+        assert_eq!(sata.owner.as_deref(), Some("vmkernel"));
+        let bridge = devs
+            .iter()
+            .find(|d| d.pci_address == "0000:00:1e.0")
+            .unwrap();
+        assert!(bridge.is_passthru());
+        let nic = devs.iter().find(|d| d.esx_address == "000:25.0").unwrap();
+        assert_eq!(nic.owner, None);
+        assert_eq!(
+            devs.iter().filter(|d| d.is_passthru()).count(),
+            3,
+            "000:27.0, 000:30.0 and 001:00.0"
+        );
+    }
+
+    #[test]
+    fn value_ranges_and_odd_lines() {
+        let text = b"/a/b = \"x y\"\nnot a setting\n/c = \"\"\r\n";
+        let conf = EsxConf::parse(text).unwrap();
+        assert_eq!(conf.entries.len(), 2);
+        assert_eq!(&text[conf.entries[0].value_range.clone()], b"x y");
+        assert_eq!(conf.entries[1].value, "");
+        assert_eq!(conf.odd_lines, vec![2]);
+    }
+
+    #[test]
+    fn same_device_in_two_shapes_is_one_device() {
+        let text = b"/device/000:022:00.0/owner = \"passthru\"\n/device/0000:22:00.0/vmkname = \"vmhba2\"\n";
+        let devs = EsxConf::parse(text).unwrap().devices();
+        assert_eq!(devs.len(), 1);
+        assert!(devs[0].is_storage() && devs[0].is_passthru());
+        assert_eq!(devs[0].pci_address, "0000:16:00.0");
+        assert_eq!(devs[0].esx_address, "000:022:00.0");
+    }
+}

@@ -1,0 +1,141 @@
+//! The FAT volume layer: a bootbank partition read without mounting, through the `fatfs` crate.
+//!
+//! FAT16 banks of 4 GiB use 64 KiB clusters; `fatfs` handles them. The volume is opened over a
+//! read-only [`Slice`](crate::disk::Slice): a write attempt by the driver fails instead of
+//! reaching the disk.
+
+use crate::disk::Slice;
+use serde::Serialize;
+use std::io::{self, Read};
+
+/// A file in the volume's root directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileInfo {
+    pub name: String,
+    pub size: u64,
+    /// Modification time as FAT stores it (local time of the writer, no zone), ISO 8601.
+    pub modified: String,
+    pub is_dir: bool,
+}
+
+/// Errors of the FAT layer.
+#[derive(Debug, thiserror::Error)]
+pub enum FatError {
+    #[error("FAT volume at byte {offset}: not a FAT file system: {detail}")]
+    NotFat { offset: u64, detail: String },
+    #[error("FAT volume at byte {offset}: cannot read `{file}`: {detail}")]
+    Read {
+        offset: u64,
+        file: String,
+        detail: String,
+    },
+    #[error(
+        "FAT volume at byte {offset}: `{file}` is {size} bytes, more than bootbank will read ({limit})"
+    )]
+    TooLarge {
+        offset: u64,
+        file: String,
+        size: u64,
+        limit: u64,
+    },
+}
+
+/// Files larger than this are not read into memory (state.tgz is kilobytes to a few MiB).
+pub const MAX_READ: u64 = 256 * 1024 * 1024;
+
+/// An open FAT volume.
+pub struct FatVolume<'a> {
+    fs: fatfs::FileSystem<Slice<'a>>,
+    offset: u64,
+}
+
+impl<'a> FatVolume<'a> {
+    /// Opens the volume that starts at the slice's first byte.
+    pub fn open(slice: Slice<'a>) -> Result<FatVolume<'a>, FatError> {
+        let offset = slice.absolute(0);
+        let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new()).map_err(|e| {
+            FatError::NotFat {
+                offset,
+                detail: e.to_string(),
+            }
+        })?;
+        Ok(FatVolume { fs, offset })
+    }
+
+    /// `FAT12`, `FAT16` or `FAT32`.
+    pub fn fat_type(&self) -> &'static str {
+        match self.fs.fat_type() {
+            fatfs::FatType::Fat12 => "FAT12",
+            fatfs::FatType::Fat16 => "FAT16",
+            fatfs::FatType::Fat32 => "FAT32",
+        }
+    }
+
+    /// Lists the root directory.
+    pub fn root(&self) -> Result<Vec<FileInfo>, FatError> {
+        let mut out = Vec::new();
+        for e in self.fs.root_dir().iter() {
+            let e = e.map_err(|e| self.read_err("/", e))?;
+            let name = e.file_name();
+            if name == "." || name == ".." {
+                continue;
+            }
+            let m = e.modified();
+            out.push(FileInfo {
+                modified: format!(
+                    "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
+                    m.date.year, m.date.month, m.date.day, m.time.hour, m.time.min, m.time.sec
+                ),
+                size: e.len(),
+                is_dir: e.is_dir(),
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Reads a root-directory file whole; `None` when it does not exist.
+    pub fn read(&self, name: &str) -> Result<Option<Vec<u8>>, FatError> {
+        let entry = self
+            .root()?
+            .into_iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name) && !f.is_dir);
+        let Some(info) = entry else { return Ok(None) };
+        if info.size > MAX_READ {
+            return Err(FatError::TooLarge {
+                offset: self.offset,
+                file: name.to_string(),
+                size: info.size,
+                limit: MAX_READ,
+            });
+        }
+        let mut f = self
+            .fs
+            .root_dir()
+            .open_file(&info.name)
+            .map_err(|e| self.read_err(name, e))?;
+        let mut buf = Vec::with_capacity(info.size as usize);
+        f.read_to_end(&mut buf)
+            .map_err(|e| self.read_err(name, e))?;
+        if buf.len() as u64 != info.size {
+            return Err(FatError::Read {
+                offset: self.offset,
+                file: name.to_string(),
+                detail: format!(
+                    "directory says {} bytes, cluster chain gave {}",
+                    info.size,
+                    buf.len()
+                ),
+            });
+        }
+        Ok(Some(buf))
+    }
+
+    fn read_err(&self, file: &str, e: io::Error) -> FatError {
+        FatError::Read {
+            offset: self.offset,
+            file: file.to_string(),
+            detail: e.to_string(),
+        }
+    }
+}

@@ -1,0 +1,476 @@
+//! `inspect`: read a target of any supported kind and build one [`Report`] of what the host will
+//! boot, with which configuration, and what will go wrong.
+//!
+//! The target kind is detected from content, never from the file name: a directory holding a
+//! bank, a gzip'd tar (state archive, config bundle or local.tgz), a lone FAT partition carrying
+//! the bank magic, or a partitioned disk.
+
+use crate::archive::{self, ArchiveError, Tgz};
+use crate::bootbank::{self, Bank, BankError};
+use crate::bootcfg::BootCfg;
+use crate::config::{Config, ConfigError, MemberSummary};
+use crate::disk::{Disk, DiskError};
+use crate::envelope::Encryption;
+use crate::esxconf::Device;
+use crate::fat::FileInfo;
+use crate::findings::{self, Finding, Severity};
+use crate::nextboot::{self, Candidate};
+use crate::partition::{self, PartitionError, Table};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What the target turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Disk,
+    Partition,
+    Directory,
+    StateArchive,
+    ConfigBundle,
+    LocalArchive,
+}
+
+/// One bank as reported.
+#[derive(Debug, Clone, Serialize)]
+pub struct BankReport {
+    /// Partition number (null for a lone partition image or a directory).
+    pub partition: Option<u32>,
+    pub uuid: Option<String>,
+    pub build: Option<String>,
+    pub updated: Option<i64>,
+    /// `bootstate` as written (a missing line reads as 0; see `bootstate_written`).
+    pub bootstate: Option<i64>,
+    pub bootstate_written: bool,
+    /// `bootstate` after the transition the bootloader applies at boot.
+    pub bootstate_at_boot: Option<i64>,
+    pub valid: bool,
+    pub invalid_reasons: Vec<String>,
+    pub boots_next: bool,
+    /// `system` (kernel and payloads present) or `empty`.
+    pub contents: &'static str,
+    pub state_archive: Option<FileInfo>,
+    pub boot_cfg_error: Option<String>,
+}
+
+/// The configuration that was read.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigReport {
+    /// Where it came from, e.g. `partition 5 /state.tgz`.
+    pub source: String,
+    pub encryption: Encryption,
+    pub encryption_mode: Option<String>,
+    /// Members of state.tgz.
+    pub state_members: Vec<MemberSummary>,
+    /// Members of local.tgz (empty when encrypted).
+    pub local_members: Vec<MemberSummary>,
+    pub esx_conf_lines: Option<usize>,
+    /// Host name from `/adv/Misc/HostName`, when present.
+    pub hostname: Option<String>,
+}
+
+/// A config bundle's manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct BundleReport {
+    pub release_level: Option<String>,
+    pub uuid: Option<String>,
+}
+
+/// A device as reported: esx.conf's view, plus what the rescue system's sysfs says.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceReport {
+    #[serde(flatten)]
+    pub conf: Device,
+    pub sysfs: Option<crate::sysfs::SysfsDevice>,
+}
+
+/// Everything `inspect` found. Serialised as the documented `--json` contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub target: String,
+    pub kind: TargetKind,
+    pub partition_table: Option<Table>,
+    pub banks: Vec<BankReport>,
+    pub next_boot_partition: Option<u32>,
+    /// Whether any bank will boot (false: "this host will not boot").
+    pub will_boot: Option<bool>,
+    pub config: Option<ConfigReport>,
+    pub bundle: Option<BundleReport>,
+    pub devices: Vec<DeviceReport>,
+    pub findings: Vec<Finding>,
+    pub warnings: Vec<String>,
+    /// Bytes read from the disk or image (0 for archives and directories).
+    pub bytes_read: u64,
+    /// Where sysfs enrichment came from, when used.
+    pub sysfs_root: Option<String>,
+    /// pci.ids source used for names.
+    pub pci_ids: Option<String>,
+}
+
+/// Errors of `inspect`: the layer errors, plus "this is not an ESXi boot medium".
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    #[error(transparent)]
+    Bank(#[from] BankError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{0}")]
+    NotEsxi(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Options of `inspect`.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Enrich devices from this sysfs tree (`/sys` or a captured copy).
+    pub sysfs: Option<PathBuf>,
+    /// Name of the disk being inspected in that tree (found automatically for block devices).
+    pub disk_name: Option<String>,
+}
+
+/// Inspects a target.
+pub fn inspect(target: &Path, opts: &Options) -> Result<Report, InspectError> {
+    let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
+        path: target.display().to_string(),
+        source,
+    })?;
+    let mut report = Report {
+        target: target.display().to_string(),
+        kind: TargetKind::Disk,
+        partition_table: None,
+        banks: Vec::new(),
+        next_boot_partition: None,
+        will_boot: None,
+        config: None,
+        bundle: None,
+        devices: Vec::new(),
+        findings: Vec::new(),
+        warnings: Vec::new(),
+        bytes_read: 0,
+        sysfs_root: None,
+        pci_ids: None,
+    };
+    let config: Option<(Config, String)>;
+    if meta.is_dir() {
+        report.kind = TargetKind::Directory;
+        config = inspect_dir(target, &mut report)?;
+    } else {
+        let mut disk = Disk::open(target)?;
+        let mut head = vec![0u8; 8192.min(disk.len() as usize)];
+        disk.read_at(0, &mut head)?;
+        if archive::is_gzip(&head) {
+            drop(disk);
+            let bytes = std::fs::read(target).map_err(|source| InspectError::Io {
+                path: target.display().to_string(),
+                source,
+            })?;
+            config = Some(inspect_archive(&bytes, &mut report)?);
+        } else if let Some(ss) = lone_bank_sector_size(&head) {
+            report.kind = TargetKind::Partition;
+            let len = disk.len();
+            let bank = bootbank::probe_at(&mut disk, 0, 0, len, ss)?
+                .ok_or_else(|| InspectError::NotEsxi("not a bootbank".into()))?;
+            config = banks_and_config(&mut disk, vec![bank], &mut report)?;
+            report.bytes_read = disk.bytes_read();
+        } else if partition::looks_partitioned(&head) {
+            let table = partition::read(&mut disk)?;
+            report.warnings.extend(table.warnings.iter().cloned());
+            let mut banks = Vec::new();
+            for p in &table.partitions {
+                if let Some(b) = bootbank::probe(&mut disk, p, table.sector_size)? {
+                    banks.push(b);
+                }
+            }
+            if banks.is_empty() {
+                return Err(InspectError::NotEsxi(format!(
+                    "bootbank: no ESXi bootbank on this disk ({} table with {} partitions; none carries `VMWARE FAT16` in its second sector)",
+                    match table.scheme {
+                        partition::Scheme::Gpt => "GPT",
+                        partition::Scheme::Mbr => "MBR",
+                    },
+                    table.partitions.len()
+                )));
+            }
+            report.partition_table = Some(table);
+            config = banks_and_config(&mut disk, banks, &mut report)?;
+            report.bytes_read = disk.bytes_read();
+        } else {
+            return Err(InspectError::NotEsxi(format!(
+                "{}: not an ESXi boot disk, bootbank partition, state.tgz or config bundle (no partition table, no bank magic, no gzip header in the first {} bytes)",
+                target.display(),
+                head.len()
+            )));
+        }
+    }
+    if let Some((cfg, source)) = config {
+        apply_config(&cfg, source, &mut report);
+    }
+    if let Some(root) = &opts.sysfs {
+        crate::enrich::enrich(&mut report, root, opts.disk_name.as_deref(), Some(target));
+    } else if meta_is_block(&meta) {
+        crate::enrich::enrich(&mut report, Path::new("/sys"), None, Some(target));
+    }
+    findings::sort(&mut report.findings);
+    Ok(report)
+}
+
+fn meta_is_block(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    meta.file_type().is_block_device()
+}
+
+/// A lone bank partition image: a FAT boot sector whose second sector holds the bank magic.
+fn lone_bank_sector_size(head: &[u8]) -> Option<u64> {
+    if head.len() < 1024 || head[510] != 0x55 || head[511] != 0xAA {
+        return None;
+    }
+    let bps = u16::from_le_bytes([head[11], head[12]]) as usize;
+    if !(bps == 512 || bps == 4096) || head.len() < bps + 16 {
+        return None;
+    }
+    (&head[bps..bps + 16] == bootbank::MAGIC).then_some(bps as u64)
+}
+
+/// Predicts the next boot, reports the banks, and reads the configuration of the bank that boots
+/// next.
+fn banks_and_config(
+    disk: &mut Disk,
+    banks: Vec<Bank>,
+    report: &mut Report,
+) -> Result<Option<(Config, String)>, InspectError> {
+    let lone = report.kind == TargetKind::Partition;
+    let candidates: Vec<Candidate> = banks
+        .iter()
+        .map(|b| Candidate {
+            partition: b.partition,
+            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
+        })
+        .collect();
+    let prediction = nextboot::predict(&candidates);
+    for v in &prediction.banks {
+        let b = banks
+            .iter()
+            .find(|b| b.partition == v.partition)
+            .expect("every verdict comes from a bank");
+        report.banks.push(bank_report(b, v, lone));
+    }
+    report.next_boot_partition = if lone {
+        None
+    } else {
+        prediction.next_boot_partition
+    };
+    report.will_boot = Some(prediction.next_boot_partition.is_some());
+    if prediction.next_boot_partition.is_none() {
+        report.findings.push(Finding {
+            severity: Severity::Critical,
+            rule: findings::NO_BOOTABLE_BANK,
+            device: None,
+            message: if lone {
+                "this bank is not valid: the bootloader would skip it".to_string()
+            } else {
+                "no bank is valid: this host will not boot".to_string()
+            },
+            fix: None,
+        });
+    }
+    // The configuration that matters is the next-boot bank's; with none bootable, show the
+    // newest bank that has one, so the user still sees the settings.
+    let chosen = match prediction.next_boot_partition {
+        Some(p) => banks.iter().find(|b| b.partition == p),
+        None => banks
+            .iter()
+            .filter(|b| b.state_file().is_some())
+            .max_by_key(|b| b.boot_cfg.as_ref().map(|c| c.updated()).unwrap_or(0)),
+    };
+    let Some(bank) = chosen else { return Ok(None) };
+    let where_ = if lone {
+        "this partition".to_string()
+    } else {
+        format!("partition {}", bank.partition)
+    };
+    let Some(state) = bank.state_file() else {
+        report.findings.push(Finding {
+            severity: Severity::Warning,
+            rule: findings::NO_CONFIGURATION,
+            device: None,
+            message: format!(
+                "the bank on {where_} holds no state.tgz: the host boots with a default configuration"
+            ),
+            fix: None,
+        });
+        return Ok(None);
+    };
+    let name = state.name.to_ascii_lowercase();
+    let bytes = bootbank::read_file(disk, bank, &state.name)?
+        .ok_or_else(|| InspectError::NotEsxi(format!("{where_}: {name} vanished while reading")))?;
+    let label = format!("{where_} /{name}");
+    let cfg = Config::from_state(&bytes, &label)?;
+    Ok(Some((cfg, label)))
+}
+
+fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> BankReport {
+    let cfg: Option<&BootCfg> = b.boot_cfg.as_ref().ok();
+    BankReport {
+        partition: (!lone).then_some(b.partition),
+        uuid: Some(b.uuid.clone()),
+        build: cfg.map(|c| c.build().to_string()),
+        updated: cfg.map(|c| c.updated()),
+        bootstate: cfg.map(|c| c.bootstate()),
+        bootstate_written: cfg.is_some_and(|c| c.has_bootstate()),
+        bootstate_at_boot: v.bootstate_after,
+        valid: v.valid,
+        invalid_reasons: v.invalid_reasons.clone(),
+        boots_next: v.boots_next && !lone,
+        contents: if b.has_system { "system" } else { "empty" },
+        state_archive: b.state_file().cloned(),
+        boot_cfg_error: b.boot_cfg.as_ref().err().cloned(),
+    }
+}
+
+/// A directory holding a copied or mounted bank.
+fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<(Config, String)>, InspectError> {
+    let io = |path: &Path, source| InspectError::Io {
+        path: path.display().to_string(),
+        source,
+    };
+    let boot_cfg_path = dir.join("boot.cfg");
+    let state_path = ["state.tgz", "local.tgz"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file());
+    if !boot_cfg_path.is_file() && state_path.is_none() {
+        return Err(InspectError::NotEsxi(format!(
+            "{}: directory holds neither boot.cfg nor state.tgz: not a bootbank",
+            dir.display()
+        )));
+    }
+    if boot_cfg_path.is_file() {
+        let bytes = std::fs::read(&boot_cfg_path).map_err(|e| io(&boot_cfg_path, e))?;
+        let boot_cfg = BootCfg::parse(&bytes).map_err(|e| e.to_string());
+        let mut files = Vec::new();
+        for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
+            let e = e.map_err(|e| io(dir, e))?;
+            let m = e.metadata().map_err(|er| io(&e.path(), er))?;
+            files.push(FileInfo {
+                name: e.file_name().to_string_lossy().into_owned(),
+                size: m.len(),
+                modified: String::new(),
+                is_dir: m.is_dir(),
+            });
+        }
+        files.sort_by(|a, b| a.name.cmp(&b.name));
+        let has_system = files.iter().any(|f| {
+            let n = f.name.to_ascii_lowercase();
+            n == "b.b00" || n.ends_with(".v00")
+        });
+        let bank = Bank {
+            partition: 0,
+            uuid: String::new(),
+            fat_type: String::new(),
+            boot_cfg,
+            files,
+            has_system,
+            byte_start: 0,
+            byte_len: 0,
+        };
+        let verdict = nextboot::predict(&[Candidate {
+            partition: 0,
+            boot_cfg: bank.boot_cfg.as_ref().map_err(|e| e.clone()),
+        }]);
+        let mut br = bank_report(&bank, &verdict.banks[0], true);
+        br.uuid = None;
+        report.will_boot = Some(verdict.next_boot_partition.is_some());
+        report.banks.push(br);
+    }
+    let Some(state_path) = state_path else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(&state_path).map_err(|e| io(&state_path, e))?;
+    let label = state_path.display().to_string();
+    Ok(Some((Config::from_state(&bytes, &label)?, label)))
+}
+
+/// A gzip'd tar given directly: a config bundle, a state.tgz, or a local.tgz.
+fn inspect_archive(bytes: &[u8], report: &mut Report) -> Result<(Config, String), InspectError> {
+    let outer = Tgz::parse(bytes, "archive")?;
+    if outer.member("state.tgz").is_some() {
+        report.kind = TargetKind::ConfigBundle;
+        if let Some(m) = outer.member("Manifest.txt") {
+            let text = String::from_utf8_lossy(outer.data(m));
+            let field = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(k).map(|v| v.trim().to_string()))
+            };
+            report.bundle = Some(BundleReport {
+                release_level: field("RELEASELEVEL="),
+                uuid: field("UUID="),
+            });
+        }
+        let label = "bundle > state.tgz".to_string();
+        let cfg = Config::from_state(outer.require("state.tgz")?, &label)?;
+        return Ok((cfg, label));
+    }
+    let is_local = outer.member(crate::config::ESX_CONF).is_some();
+    report.kind = if is_local {
+        TargetKind::LocalArchive
+    } else {
+        TargetKind::StateArchive
+    };
+    let label = if is_local { "local.tgz" } else { "state.tgz" }.to_string();
+    let cfg = Config::from_state(bytes, &label)?;
+    Ok((cfg, label))
+}
+
+fn apply_config(cfg: &Config, source: String, report: &mut Report) {
+    let summarize = |t: &Tgz| {
+        t.members
+            .iter()
+            .map(|m| MemberSummary {
+                name: m.name.clone(),
+                size: m.size,
+                mtime: m.mtime,
+                mode: format!("{:04o}", m.mode & 0o7777),
+            })
+            .collect()
+    };
+    report.config = Some(ConfigReport {
+        source: source.clone(),
+        encryption: cfg.encryption,
+        encryption_mode: cfg.encryption_mode.clone(),
+        state_members: summarize(&cfg.state),
+        local_members: cfg.local_members(),
+        esx_conf_lines: cfg.esx_conf.as_ref().map(|c| c.entries.len()),
+        hostname: cfg
+            .esx_conf
+            .as_ref()
+            .and_then(|c| c.get("/adv/Misc/HostName"))
+            .map(str::to_string),
+    });
+    if let Some(f) = findings::encryption_finding(cfg.encryption, cfg.encryption_mode.as_deref()) {
+        report.findings.push(f);
+    }
+    if let Some(conf) = &cfg.esx_conf {
+        let devices = conf.devices();
+        let where_ = format!("etc/vmware/esx.conf ({source} > local.tgz)");
+        report
+            .findings
+            .extend(findings::device_findings(&devices, &where_));
+        report.devices = devices
+            .into_iter()
+            .map(|d| DeviceReport {
+                conf: d,
+                sysfs: None,
+            })
+            .collect();
+    }
+}

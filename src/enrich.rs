@@ -20,9 +20,13 @@ pub fn enrich(report: &mut Report, root: &Path, disk_name: Option<&str>, target:
             return;
         }
     };
-    let inspected = disk_name
-        .map(str::to_string)
-        .or_else(|| target.and_then(|t| sysfs.disk_of_device_file(t)));
+    let inspected = disk_name.map(str::to_string).or_else(|| {
+        // Device numbers of a /dev node only mean something in the live tree.
+        sysfs
+            .is_live()
+            .then(|| target.and_then(|t| sysfs.disk_of_device_file(t)))
+            .flatten()
+    });
     if let Some(name) = &inspected {
         sysfs.set_inspected(name);
     }

@@ -3,17 +3,17 @@
 //! On the rescue system the user has to recognise the card ESXi saw; `1000:005d` means little,
 //! "Broadcom / LSI MegaRAID SAS-3 3108" a lot. The rescue system's own `pci.ids` is preferred
 //! because it is the file `lspci` reads, so our names match what the user sees there; when it is
-//! missing (minimal live images) the database compiled into the `pci-ids` crate is used.
+//! missing (minimal live images) a copy built into the binary (`data/pci.ids.gz`) is used.
 //!
-//! The `pci-ids` crate only offers the database it generated at build time and has no runtime
-//! parser, so reading a `pci.ids` text file is done here. The parser keeps the file text in one
+//! The `pci-ids` crate was tried and dropped: its build script downloads the database from the
+//! network at build time, and it has no runtime parser. Reading the text format is simple, so it
+//! is done here. The parser keeps the file text in one
 //! buffer and indexes vendors, devices, classes and subclasses by byte spans into it, which keeps
 //! loading the ~1.3 MB system file to one read, one pass and a few vectors.
 
 use std::fmt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
-
-use pci_ids::FromId;
 
 /// Where distributions install `pci.ids`, in the order `lspci` and `update-pciids` use them.
 pub const SYSTEM_PATHS: [&str; 3] = [
@@ -46,15 +46,18 @@ pub struct PciIds {
 }
 
 enum Db {
-    BuiltIn,
     Text(Table),
 }
+
+/// The built-in copy of pci.ids (see `data/README.md` for its version and licence).
+const BUILTIN_GZ: &[u8] = include_bytes!("../data/pci.ids.gz");
 
 impl fmt::Debug for PciIds {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("PciIds");
         d.field("source", &self.source);
-        if let Db::Text(t) = &self.db {
+        let Db::Text(t) = &self.db;
+        {
             d.field("vendors", &t.vendors.len())
                 .field("devices", &t.devices.len())
                 .field("classes", &t.classes.len())
@@ -129,13 +132,20 @@ impl PciIds {
         })
     }
 
-    /// The database compiled into the binary by the `pci-ids` crate; always available, so a
-    /// rescue system without pciutils still gets names.
+    /// The database compiled into the binary; always available, so a rescue system without
+    /// pciutils still gets names. Decompressed on use (a few milliseconds), only when needed.
     pub fn builtin() -> PciIds {
-        PciIds {
-            db: Db::BuiltIn,
-            source: "built-in".to_string(),
-        }
+        let mut text = String::new();
+        let decoded = flate2::read::GzDecoder::new(BUILTIN_GZ).read_to_string(&mut text);
+        let parsed = decoded
+            .ok()
+            .and_then(|_| Self::from_text(text, "built-in").ok());
+        // The copy is fixed at build time and checked by the tests; an empty table is the safe
+        // answer should it ever be unreadable.
+        parsed.unwrap_or(PciIds {
+            db: Db::Text(Table::parse(String::new())),
+            source: "built-in (unreadable)".to_string(),
+        })
     }
 
     /// Which database answers: `system:<path>`, `file:<path>` or `built-in`; shown to the user
@@ -147,7 +157,6 @@ impl PciIds {
     /// The vendor's name, e.g. `Intel Corporation` for 0x8086.
     pub fn vendor_name(&self, vendor: u16) -> Option<String> {
         match &self.db {
-            Db::BuiltIn => pci_ids::Vendor::from_id(vendor).map(|v| v.name().to_string()),
             Db::Text(t) => t.vendor(vendor).map(str::to_string),
         }
     }
@@ -155,9 +164,6 @@ impl PciIds {
     /// The device's name within its vendor, e.g. `MegaRAID SAS-3 3108 [Invader]` for 1000:005d.
     pub fn device_name(&self, vendor: u16, device: u16) -> Option<String> {
         match &self.db {
-            Db::BuiltIn => {
-                pci_ids::Device::from_vid_pid(vendor, device).map(|d| d.name().to_string())
-            }
             Db::Text(t) => t.device(vendor, device).map(str::to_string),
         }
     }
@@ -169,10 +175,6 @@ impl PciIds {
         let class = ((class_code >> 16) & 0xff) as u8;
         let subclass = ((class_code >> 8) & 0xff) as u8;
         match &self.db {
-            Db::BuiltIn => pci_ids::Subclass::from_cid_sid(class, subclass)
-                .map(|s| s.name())
-                .or_else(|| pci_ids::Class::from_id(class).map(|c| c.name()))
-                .map(str::to_string),
             Db::Text(t) => t
                 .subclass(class, subclass)
                 .or_else(|| t.class(class))

@@ -24,14 +24,17 @@ use crate::pciids::PciIds;
 /// Why a directory cannot be used as a sysfs root.
 #[derive(Debug, thiserror::Error)]
 pub enum SysfsError {
+    /// The root cannot be examined at all (missing, no permission).
     #[error("cannot open sysfs root {}: {source}", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
+    /// The root is a file or device, e.g. a disk given where the sysfs tree was expected.
     #[error("sysfs root {} is not a directory", path.display())]
     NotADirectory { path: PathBuf },
+    /// A directory without any of the parts we read: most likely the wrong directory.
     #[error(
         "{} does not look like sysfs: none of bus/pci/devices, devices, block, class/block, dev/block is a directory",
         path.display()
@@ -64,8 +67,10 @@ pub struct SysfsDisk {
 /// `lspci -n` prints them, and addresses are in lspci form (`"0000:16:00.0"`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SysfsDevice {
+    /// The function's address, as esx.conf's address was matched to it.
     #[serde(serialize_with = "ser::addr")]
     pub address: PciAddress,
+    /// Ids as the kernel read them from the card, to check against what the user expects.
     #[serde(serialize_with = "ser::hex4")]
     pub vendor_id: u16,
     #[serde(serialize_with = "ser::hex4")]
@@ -73,10 +78,12 @@ pub struct SysfsDevice {
     /// 24-bit class code: class, subclass, programming interface.
     #[serde(serialize_with = "ser::hex6")]
     pub class: u32,
+    /// Board maker's ids: tell apart two identical chips on different cards. None if unreadable.
     #[serde(serialize_with = "ser::opt_hex4")]
     pub subsystem_vendor: Option<u16>,
     #[serde(serialize_with = "ser::opt_hex4")]
     pub subsystem_device: Option<u16>,
+    /// Names from [`PciIds`]; None when the database does not know the id.
     pub vendor_name: Option<String>,
     pub device_name: Option<String>,
     pub class_name: Option<String>,
@@ -411,12 +418,18 @@ impl Sysfs {
                     continue;
                 }
                 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-                let Ok(meta) = fs::metadata(src) else {
-                    continue;
-                };
-                if meta.file_type().is_block_device() {
-                    let (major, minor) = split_dev(meta.rdev());
-                    self.collect_backing_disks(major, minor, &mut out);
+                match fs::metadata(src) {
+                    Ok(meta) if meta.file_type().is_block_device() => {
+                        let (major, minor) = split_dev(meta.rdev());
+                        self.collect_backing_disks(major, minor, &mut out);
+                    }
+                    Ok(_) => {}
+                    // No such node here (a container's /dev): go by the kernel name.
+                    Err(_) => {
+                        if let Some(d) = self.disk_by_name(&src["/dev/".len()..]) {
+                            out.insert(d.name);
+                        }
+                    }
                 }
             }
             out
@@ -454,24 +467,17 @@ impl Sysfs {
     }
 
     /// Resolves `rel` (relative to the root) with every symlink followed inside the root.
-    /// Returns the path relative to the root, or None if a link is absolute, would climb out
-    /// of the root, or links loop. Missing components are kept as written.
+    /// Returns the path relative to the root, or None if a component of `rel` itself does not
+    /// exist, a link is absolute, would climb out of the root, or links loop. Components that
+    /// come from a link target may be missing and are kept as written: a captured tree checked
+    /// out from git has lost its empty directories, and only the names on the path matter.
     fn resolve(&self, rel: &Path) -> Option<PathBuf> {
-        let mut pending: VecDeque<OsString> = VecDeque::new();
-        for c in rel.components() {
-            match c {
-                Component::Normal(n) => pending.push_back(n.to_os_string()),
-                Component::CurDir => {}
-                Component::ParentDir => pending.push_back(OsString::from("..")),
-                Component::RootDir | Component::Prefix(_) => return None,
-            }
-        }
+        // (component, came from a link target)
+        let mut pending: VecDeque<(OsString, bool)> = VecDeque::new();
+        push_components(&mut pending, rel, false)?;
         let mut done = PathBuf::new();
         let mut links = 0;
-        while let Some(part) = pending.pop_front() {
-            if part == OsStr::new(".") {
-                continue;
-            }
+        while let Some((part, from_link)) = pending.pop_front() {
             if part == OsStr::new("..") {
                 if !done.pop() {
                     return None;
@@ -479,9 +485,11 @@ impl Sysfs {
                 continue;
             }
             let candidate = self.root.join(&done).join(&part);
-            let is_link =
-                fs::symlink_metadata(&candidate).is_ok_and(|m| m.file_type().is_symlink());
-            if !is_link {
+            let meta = fs::symlink_metadata(&candidate);
+            if meta.is_err() && !from_link {
+                return None;
+            }
+            if !meta.is_ok_and(|m| m.file_type().is_symlink()) {
                 done.push(&part);
                 continue;
             }
@@ -490,21 +498,31 @@ impl Sysfs {
                 return None;
             }
             let target = fs::read_link(&candidate).ok()?;
-            let mut parts = Vec::new();
-            for c in target.components() {
-                match c {
-                    Component::Normal(n) => parts.push(n.to_os_string()),
-                    Component::CurDir => {}
-                    Component::ParentDir => parts.push(OsString::from("..")),
-                    Component::RootDir | Component::Prefix(_) => return None,
-                }
-            }
-            for p in parts.into_iter().rev() {
+            let mut parts = VecDeque::new();
+            push_components(&mut parts, &target, true)?;
+            while let Some(p) = parts.pop_back() {
                 pending.push_front(p);
             }
         }
         Some(done)
     }
+}
+
+/// Appends `path`'s components, `..` kept as a component; None for an absolute path.
+fn push_components(
+    out: &mut VecDeque<(OsString, bool)>,
+    path: &Path,
+    from_link: bool,
+) -> Option<()> {
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push_back((n.to_os_string(), from_link)),
+            Component::CurDir => {}
+            Component::ParentDir => out.push_back((OsString::from(".."), from_link)),
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(())
 }
 
 /// Lists a directory's entry names; an unreadable or missing directory lists nothing.

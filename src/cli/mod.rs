@@ -5,9 +5,13 @@ pub mod human;
 use serde::Serialize;
 use std::io::Write;
 
-/// Prints a value as pretty JSON followed by a newline. A closed pipe ends quietly.
+/// Prints a value as pretty JSON followed by a newline, in one write (stdout is line-buffered,
+/// and a report has hundreds of lines). A closed pipe ends quietly.
 pub fn print_json<T: Serialize>(value: &T) {
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer_pretty(&mut out, value);
-    let _ = writeln!(out);
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|e| {
+        // Serialising our own plain data types cannot fail; say so loudly if it ever does.
+        format!("{{\"error\": \"cannot serialise report: {e}\"}}")
+    });
+    text.push('\n');
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }

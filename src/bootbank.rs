@@ -8,6 +8,7 @@ use crate::bootcfg::BootCfg;
 use crate::disk::{Disk, DiskError, Slice};
 use crate::fat::{FatError, FatVolume, FileInfo};
 use crate::partition::Partition;
+use crate::transaction::{Leftover, Names};
 use serde::Serialize;
 
 /// The 16 bytes at the start of a bank's second sector.
@@ -39,16 +40,46 @@ pub struct Bank {
     pub byte_len: u64,
 }
 
+/// The configuration file of a bank, with what an interrupted write may have left beside it.
+#[derive(Debug, Clone)]
+pub struct ConfigFile {
+    pub names: Names,
+    pub leftover: Option<Leftover>,
+    /// The file holding the configuration that is (or will be, once the leftover is completed or
+    /// undone) in place.
+    pub effective: FileInfo,
+}
+
 impl Bank {
     /// The configuration archive of this bank: `state.tgz`, or on old embedded builds a bare
-    /// `local.tgz`.
-    pub fn state_file(&self) -> Option<&FileInfo> {
+    /// `local.tgz`; after an interrupted bootbank write, the file recovery would put in place.
+    pub fn config_file(&self) -> Option<ConfigFile> {
         let find = |n: &str| {
             self.files
                 .iter()
                 .find(|f| !f.is_dir && f.name.eq_ignore_ascii_case(n))
         };
-        find("state.tgz").or_else(|| find("local.tgz"))
+        for file in ["state.tgz", "local.tgz"] {
+            let names = Names::for_file(file);
+            let leftover = Leftover::detect(&self.files, &names);
+            let effective = match &leftover {
+                Some(l) => find(l.effective(&names)),
+                None => find(&names.current),
+            };
+            if let Some(effective) = effective {
+                return Some(ConfigFile {
+                    effective: effective.clone(),
+                    names,
+                    leftover,
+                });
+            }
+        }
+        None
+    }
+
+    /// The configuration file as listed, for reports.
+    pub fn state_file(&self) -> Option<FileInfo> {
+        self.config_file().map(|c| c.effective)
     }
 }
 

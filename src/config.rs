@@ -89,15 +89,19 @@ impl Config {
 
     /// Members of local.tgz (empty when encrypted).
     pub fn local_members(&self) -> Vec<MemberSummary> {
-        self.local
-            .iter()
-            .flat_map(|l| &l.members)
-            .map(|m| MemberSummary {
-                name: m.name.clone(),
-                size: m.size,
-                mtime: m.mtime,
-                mode: format!("{:04o}", m.mode & 0o7777),
-            })
-            .collect()
+        self.local.as_ref().map(summarize).unwrap_or_default()
     }
+}
+
+/// The members of an archive as listed for the user.
+pub fn summarize(t: &Tgz) -> Vec<MemberSummary> {
+    t.members
+        .iter()
+        .map(|m| MemberSummary {
+            name: m.name.clone(),
+            size: m.size,
+            mtime: m.mtime,
+            mode: format!("{:04o}", m.mode & 0o7777),
+        })
+        .collect()
 }

@@ -1,14 +1,41 @@
-//! The bottom layer: a disk image or block device opened read-only, read through a small block
-//! cache that counts every byte it fetches.
+//! The bottom layer: a disk image or block device, read through a small block cache that counts
+//! every byte it fetches, and written only when opened for writing.
 //!
 //! Reading a boot disk must cost the same for a 16 GiB and a 2 TiB disk: the layers above seek
 //! to the few structures they need, and this cache turns the FAT driver's many tiny reads into a
 //! few aligned ones. The byte counter is what the benchmark reports.
+//!
+//! Writes go straight through to the storage with `pwrite(2)` (the cache is updated, never
+//! written back later), so every write the layers above make is one system call that a fault
+//! injection test can interrupt.
 
 use std::collections::HashMap;
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::Path;
+
+/// Where a [`Disk`]'s bytes live: a file or block device, or a test double that fails on cue.
+pub trait Storage {
+    /// Reads exactly `buf.len()` bytes at `offset`.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+    /// Writes all of `buf` at `offset`.
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()>;
+    /// Makes written data durable.
+    fn sync(&mut self) -> io::Result<()>;
+}
+
+impl Storage for File {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        FileExt::write_all_at(self, buf, offset)
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.sync_all()
+    }
+}
 
 /// Cache block size: large enough to cover a FAT sector run or a directory cluster in one read.
 pub const BLOCK: u64 = 64 * 1024;
@@ -24,16 +51,28 @@ pub enum DiskError {
     Read { offset: u64, source: io::Error },
     #[error("disk: need bytes {offset}..{end} but the image ends at {len} (truncated image?)")]
     Short { offset: u64, end: u64, len: u64 },
+    #[error("disk: write failed at byte {offset}: {source}")]
+    Write { offset: u64, source: io::Error },
+    #[error("disk: {path} is read-only ({source}); nothing was written")]
+    ReadOnly { path: String, source: io::Error },
+    #[error(
+        "disk: {path} is in use ({why}); unmount it or stop what holds it, nothing was written"
+    )]
+    Busy { path: String, why: String },
 }
 
-/// A read-only, cached, counted view of a whole disk or image.
+/// A cached, counted view of a whole disk or image; read-only unless opened with
+/// [`Disk::open_rw`].
 pub struct Disk {
-    file: File,
+    storage: Box<dyn Storage>,
     len: u64,
     cache: HashMap<u64, Vec<u8>>,
     order: Vec<u64>,
     bytes_read: u64,
     reads: u64,
+    bytes_written: u64,
+    writes: u64,
+    writable: bool,
     pub is_block_device: bool,
 }
 
@@ -46,18 +85,146 @@ impl Disk {
         };
         let mut file = File::open(path).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
-        use std::os::unix::fs::FileTypeExt;
         let is_block_device = meta.file_type().is_block_device();
         let len = file.seek(SeekFrom::End(0)).map_err(open_err)?;
-        Ok(Disk {
-            file,
+        let mut disk = Disk::from_storage(Box::new(file), len, false);
+        disk.is_block_device = is_block_device;
+        Ok(disk)
+    }
+
+    /// Opens a path for writing, exclusively: a block device with `O_EXCL` (the kernel refuses
+    /// it while a partition is mounted or held by another user), after checking the mount
+    /// table; an image file with an exclusive advisory lock held while the `Disk` lives.
+    pub fn open_rw(path: &Path) -> Result<Disk, DiskError> {
+        let name = path.display().to_string();
+        let meta = std::fs::metadata(path).map_err(|source| DiskError::Open {
+            path: name.clone(),
+            source,
+        })?;
+        let is_block_device = meta.file_type().is_block_device();
+        if is_block_device && let Some(m) = mounted_from(path) {
+            return Err(DiskError::Busy {
+                path: name,
+                why: format!("{m} is mounted"),
+            });
+        }
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true);
+        if is_block_device {
+            opts.custom_flags(libc::O_EXCL);
+        }
+        let mut file =
+            opts.open(path).map_err(|source| {
+                match source.raw_os_error() {
+            Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => DiskError::ReadOnly {
+                path: name.clone(),
+                source,
+            },
+            Some(libc::EBUSY) => DiskError::Busy {
+                path: name.clone(),
+                why: "the kernel reports it busy: mounted, or held by RAID, LVM or another program"
+                    .to_string(),
+            },
+            _ => DiskError::Open {
+                path: name.clone(),
+                source,
+            },
+        }
+            })?;
+        if !is_block_device {
+            file.try_lock().map_err(|_| DiskError::Busy {
+                path: name.clone(),
+                why: "another process holds a lock on it (another bootbank?)".to_string(),
+            })?;
+        }
+        let len = file
+            .seek(SeekFrom::End(0))
+            .map_err(|source| DiskError::Open {
+                path: name.clone(),
+                source,
+            })?;
+        let mut disk = Disk::from_storage(Box::new(file), len, true);
+        disk.is_block_device = is_block_device;
+        Ok(disk)
+    }
+
+    /// A disk over any storage; tests use this to inject failures.
+    pub fn from_storage(storage: Box<dyn Storage>, len: u64, writable: bool) -> Disk {
+        Disk {
+            storage,
             len,
             cache: HashMap::new(),
             order: Vec::new(),
             bytes_read: 0,
             reads: 0,
-            is_block_device,
-        })
+            bytes_written: 0,
+            writes: 0,
+            writable,
+            is_block_device: false,
+        }
+    }
+
+    pub fn is_writable(&self) -> bool {
+        self.writable
+    }
+
+    /// Bytes written so far.
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written
+    }
+
+    /// Write calls made so far.
+    pub fn write_calls(&self) -> u64 {
+        self.writes
+    }
+
+    /// Forgets cached blocks so the next reads come from the storage: used to verify what was
+    /// written by reading it back.
+    pub fn drop_cache(&mut self) {
+        self.cache.clear();
+        self.order.clear();
+    }
+
+    /// Writes `buf` at `offset` straight through to the storage, keeping the cache coherent.
+    pub fn write_at(&mut self, offset: u64, buf: &[u8]) -> Result<(), DiskError> {
+        let end = offset.saturating_add(buf.len() as u64);
+        if !self.writable {
+            return Err(DiskError::Write {
+                offset,
+                source: io::Error::new(io::ErrorKind::PermissionDenied, "opened read-only"),
+            });
+        }
+        if end > self.len {
+            return Err(DiskError::Short {
+                offset,
+                end,
+                len: self.len,
+            });
+        }
+        self.storage
+            .write_at(offset, buf)
+            .map_err(|source| DiskError::Write { offset, source })?;
+        self.bytes_written += buf.len() as u64;
+        self.writes += 1;
+        for index in offset / BLOCK..=(end.saturating_sub(1)) / BLOCK {
+            if let Some(block) = self.cache.get_mut(&index) {
+                let bstart = index * BLOCK;
+                let from = offset.max(bstart);
+                let to = end.min(bstart + block.len() as u64);
+                if from < to {
+                    block[(from - bstart) as usize..(to - bstart) as usize]
+                        .copy_from_slice(&buf[(from - offset) as usize..(to - offset) as usize]);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (fsync).
+    pub fn sync(&mut self) -> Result<(), DiskError> {
+        self.storage
+            .sync()
+            .map_err(|source| DiskError::Write { offset: 0, source })
     }
 
     pub fn len(&self) -> u64 {
@@ -83,8 +250,7 @@ impl Disk {
             let start = index * BLOCK;
             let want = BLOCK.min(self.len.saturating_sub(start)) as usize;
             let mut buf = vec![0u8; want];
-            self.file.seek(SeekFrom::Start(start))?;
-            self.file.read_exact(&mut buf)?;
+            self.storage.read_at(start, &mut buf)?;
             self.bytes_read += want as u64;
             self.reads += 1;
             if self.order.len() >= MAX_BLOCKS {
@@ -209,14 +375,63 @@ impl Seek for Slice<'_> {
 }
 
 impl Write for Slice<'_> {
-    fn write(&mut self, _buf: &[u8]) -> io::Result<usize> {
-        Err(io::Error::new(
-            io::ErrorKind::PermissionDenied,
-            "bootbank opened this disk read-only",
-        ))
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if !self.disk.writable {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "bootbank opened this disk read-only",
+            ));
+        }
+        let left = self.len.saturating_sub(self.pos);
+        let n = (buf.len() as u64).min(left) as usize;
+        if n == 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the partition",
+            ));
+        }
+        self.disk
+            .write_at(self.start + self.pos, &buf[..n])
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        self.pos += n as u64;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// The mounted file system, if any, whose source is this block device or one of its partitions.
+fn mounted_from(dev: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let rdev = std::fs::metadata(dev).ok()?.rdev();
+    let (major, minor) = (libc::major(rdev), libc::minor(rdev));
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    for line in mounts.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(src), Some(dir)) = (f.next(), f.next()) else {
+            continue;
+        };
+        let Ok(m) = std::fs::metadata(src) else {
+            continue;
+        };
+        if !m.file_type().is_block_device() {
+            continue;
+        }
+        let (ma, mi) = (libc::major(m.rdev()), libc::minor(m.rdev()));
+        // Same device, or a partition of it (sysfs names the parent of a partition).
+        let parent = std::fs::read_link(format!("/sys/dev/block/{ma}:{mi}"))
+            .ok()
+            .and_then(|p| {
+                let parent = p.parent()?.file_name()?.to_string_lossy().into_owned();
+                std::fs::read_to_string(format!("/sys/class/block/{parent}/dev")).ok()
+            });
+        if (ma, mi) == (major, minor)
+            || parent.as_deref().map(str::trim) == Some(&format!("{major}:{minor}"))
+        {
+            return Some(format!("{src} on {dir}"));
+        }
+    }
+    None
 }

@@ -28,11 +28,148 @@ pub struct EsxConf {
     pub odd_lines: Vec<usize>,
 }
 
-/// Why esx.conf cannot be read.
+/// Why esx.conf cannot be read or edited.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EsxConfError {
     #[error("esx.conf is not text (invalid UTF-8 at byte {offset})")]
     NotText { offset: usize },
+    #[error(
+        "esx.conf has no key `{key}`; `set` changes existing keys only (add --create to add it; lines ESXi did not write itself have been reported not to work)"
+    )]
+    NoSuchKey { key: String },
+    #[error(
+        "`{key}` is not an esx.conf key (keys start with `/` and hold no spaces, quotes or `=`)"
+    )]
+    BadKey { key: String },
+    #[error(
+        "value for `{key}` holds a quote, backslash or line break: how ESXi escapes those is unknown, so bootbank will not write one"
+    )]
+    BadValue { key: String },
+}
+
+/// One change to esx.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Edit {
+    /// Set a key's value; with `create`, add the line when the key is missing.
+    Set {
+        key: String,
+        value: String,
+        create: bool,
+    },
+    /// Remove every line of a key.
+    Unset { key: String },
+}
+
+/// What an edit changed, line by line, for the plan shown to the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub key: String,
+    /// 1-based line in the file before the edit (for an added line: where it goes).
+    pub line: usize,
+    pub old: Option<String>,
+    pub new: Option<String>,
+}
+
+fn valid_key(key: &str) -> bool {
+    key.starts_with('/')
+        && key.len() > 1
+        && !key
+            .chars()
+            .any(|c| c.is_whitespace() || c == '"' || c == '=' || c.is_control())
+}
+
+/// Applies edits to esx.conf bytes, changing only the bytes that must change: a set rewrites the
+/// value between the quotes of the key's line(s), an unset removes those lines, a created key is
+/// inserted as one line at its sorted place. Setting a key to the value it has changes nothing.
+pub fn apply(bytes: &[u8], edits: &[Edit]) -> Result<(Vec<u8>, Vec<Change>), EsxConfError> {
+    let mut out = bytes.to_vec();
+    let mut changes = Vec::new();
+    for edit in edits {
+        let conf = EsxConf::parse(&out)?;
+        match edit {
+            Edit::Set { key, value, create } => {
+                if !valid_key(key) {
+                    return Err(EsxConfError::BadKey { key: key.clone() });
+                }
+                if value.contains(['"', '\\', '\n', '\r']) {
+                    return Err(EsxConfError::BadValue { key: key.clone() });
+                }
+                let hits: Vec<&Entry> = conf.entries.iter().filter(|e| &e.key == key).collect();
+                if hits.is_empty() {
+                    if !create {
+                        return Err(EsxConfError::NoSuchKey { key: key.clone() });
+                    }
+                    // Sorted position: before the first line whose key sorts after the new one.
+                    let line_starts = line_starts(&out);
+                    let before = conf.entries.iter().find(|e| e.key.as_str() > key.as_str());
+                    let (at, line) = match before {
+                        Some(e) => (line_starts[e.line - 1], e.line),
+                        None => {
+                            if !out.is_empty() && !out.ends_with(b"\n") {
+                                out.push(b'\n');
+                            }
+                            (out.len(), line_starts.len() + 1)
+                        }
+                    };
+                    let text = format!("{key} = \"{value}\"\n");
+                    out.splice(at..at, text.bytes());
+                    changes.push(Change {
+                        key: key.clone(),
+                        line,
+                        old: None,
+                        new: Some(value.clone()),
+                    });
+                    continue;
+                }
+                // Rewrite from the end so earlier ranges stay valid.
+                for e in hits.iter().rev() {
+                    if &e.value == value {
+                        continue;
+                    }
+                    out.splice(e.value_range.clone(), value.bytes());
+                    changes.push(Change {
+                        key: key.clone(),
+                        line: e.line,
+                        old: Some(e.value.clone()),
+                        new: Some(value.clone()),
+                    });
+                }
+            }
+            Edit::Unset { key } => {
+                let starts = line_starts(&out);
+                let lines: Vec<&Entry> = conf.entries.iter().filter(|e| &e.key == key).collect();
+                if lines.is_empty() {
+                    return Err(EsxConfError::NoSuchKey { key: key.clone() });
+                }
+                for e in lines.iter().rev() {
+                    let from = starts[e.line - 1];
+                    let to = starts.get(e.line).copied().unwrap_or(out.len());
+                    out.drain(from..to);
+                    changes.push(Change {
+                        key: key.clone(),
+                        line: e.line,
+                        old: Some(e.value.clone()),
+                        new: None,
+                    });
+                }
+            }
+        }
+    }
+    changes.sort_by_key(|c| c.line);
+    Ok((out, changes))
+}
+
+/// Byte offsets where each line starts.
+fn line_starts(bytes: &[u8]) -> Vec<usize> {
+    let mut v = vec![0];
+    v.extend(
+        bytes
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b == b'\n' && i + 1 < bytes.len())
+            .map(|(i, _)| i + 1),
+    );
+    v
 }
 
 /// A PCI device as esx.conf describes it.
@@ -201,6 +338,66 @@ mod tests {
         assert_eq!(&text[conf.entries[0].value_range.clone()], b"x y");
         assert_eq!(conf.entries[1].value, "");
         assert_eq!(conf.odd_lines, vec![2]);
+    }
+
+    #[test]
+    fn edits_change_only_the_bytes_they_must() {
+        let text = b"/a = \"1\"\n/device/000:022:00.0/owner = \"passthru\"\n/z = \"x\"\n";
+        let (out, ch) = apply(
+            text,
+            &[Edit::Set {
+                key: "/device/000:022:00.0/owner".into(),
+                value: "vmkernel".into(),
+                create: false,
+            }],
+        )
+        .unwrap();
+        assert_eq!(
+            out,
+            b"/a = \"1\"\n/device/000:022:00.0/owner = \"vmkernel\"\n/z = \"x\"\n"
+        );
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].line, 2);
+        // Same value: no change at all.
+        let (same, ch) = apply(
+            text,
+            &[Edit::Set {
+                key: "/a".into(),
+                value: "1".into(),
+                create: false,
+            }],
+        )
+        .unwrap();
+        assert_eq!(same, text);
+        assert!(ch.is_empty());
+        // Missing key without create is refused; with create it lands sorted.
+        let set_m = |create| Edit::Set {
+            key: "/m".into(),
+            value: "v".into(),
+            create,
+        };
+        assert!(matches!(
+            apply(text, &[set_m(false)]),
+            Err(EsxConfError::NoSuchKey { .. })
+        ));
+        let (out, _) = apply(text, &[set_m(true)]).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&out).unwrap().lines().nth(2),
+            Some("/m = \"v\"")
+        );
+        let (out, _) = apply(text, &[Edit::Unset { key: "/z".into() }]).unwrap();
+        assert_eq!(out, &text[..text.len() - 9]);
+        assert!(matches!(
+            apply(
+                text,
+                &[Edit::Set {
+                    key: "/a".into(),
+                    value: "a\"b".into(),
+                    create: false
+                }]
+            ),
+            Err(EsxConfError::BadValue { .. })
+        ));
     }
 
     #[test]

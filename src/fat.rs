@@ -6,7 +6,7 @@
 
 use crate::disk::Slice;
 use serde::Serialize;
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 
 /// A file in the volume's root directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -25,6 +25,12 @@ pub enum FatError {
     NotFat { offset: u64, detail: String },
     #[error("FAT volume at byte {offset}: cannot read `{file}`: {detail}")]
     Read {
+        offset: u64,
+        file: String,
+        detail: String,
+    },
+    #[error("FAT volume at byte {offset}: cannot write `{file}`: {detail}")]
+    Write {
         offset: u64,
         file: String,
         detail: String,
@@ -129,6 +135,65 @@ impl<'a> FatVolume<'a> {
             });
         }
         Ok(Some(buf))
+    }
+
+    /// Creates `name` in the root directory (it must not exist) with `data`, flushed to disk.
+    pub fn create(&self, name: &str, data: &[u8]) -> Result<(), FatError> {
+        let root = self.fs.root_dir();
+        if self.exists(name)? {
+            return Err(FatError::Write {
+                offset: self.offset,
+                file: name.to_string(),
+                detail: "already exists".to_string(),
+            });
+        }
+        let mut f = root
+            .create_file(name)
+            .map_err(|e| self.write_err(name, e))?;
+        f.write_all(data).map_err(|e| self.write_err(name, e))?;
+        f.flush().map_err(|e| self.write_err(name, e))?;
+        Ok(())
+    }
+
+    /// Whether a root-directory file exists (names compare case-insensitively, as FAT does).
+    pub fn exists(&self, name: &str) -> Result<bool, FatError> {
+        Ok(self
+            .root()?
+            .iter()
+            .any(|f| f.name.eq_ignore_ascii_case(name)))
+    }
+
+    /// Renames a root-directory file; the destination must not exist.
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), FatError> {
+        let root = self.fs.root_dir();
+        root.rename(from, &root, to)
+            .map_err(|e| self.write_err(&format!("{from} -> {to}"), e))
+    }
+
+    /// Removes a root-directory file.
+    pub fn remove(&self, name: &str) -> Result<(), FatError> {
+        self.fs
+            .root_dir()
+            .remove(name)
+            .map_err(|e| self.write_err(name, e))
+    }
+
+    /// Flushes the driver's state (the FAT's clean flag) and closes the volume.
+    pub fn close(self) -> Result<(), FatError> {
+        let offset = self.offset;
+        self.fs.unmount().map_err(|e| FatError::Write {
+            offset,
+            file: "(volume)".to_string(),
+            detail: e.to_string(),
+        })
+    }
+
+    fn write_err(&self, file: &str, e: io::Error) -> FatError {
+        FatError::Write {
+            offset: self.offset,
+            file: file.to_string(),
+            detail: e.to_string(),
+        }
     }
 
     fn read_err(&self, file: &str, e: io::Error) -> FatError {

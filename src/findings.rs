@@ -43,6 +43,8 @@ pub const PASSTHRU_DEVICE: &str = "passthru-device";
 pub const NO_BOOTABLE_BANK: &str = "no-bootable-bank";
 /// Rule: the bank that boots next has no configuration archive.
 pub const NO_CONFIGURATION: &str = "no-configuration";
+/// Rule: an interrupted bootbank write left temporary files; `fix` completes or undoes it.
+pub const INTERRUPTED_WRITE: &str = "interrupted-write";
 /// Rule: the configuration is encrypted (7.0U2+).
 pub const CONFIG_ENCRYPTED: &str = "config-encrypted";
 

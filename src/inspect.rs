@@ -298,7 +298,7 @@ fn banks_and_config(
     } else {
         format!("partition {}", bank.partition)
     };
-    let Some(state) = bank.state_file() else {
+    let Some(cf) = bank.config_file() else {
         report.findings.push(Finding {
             severity: Severity::Warning,
             rule: findings::NO_CONFIGURATION,
@@ -310,8 +310,20 @@ fn banks_and_config(
         });
         return Ok(None);
     };
-    let name = state.name.to_ascii_lowercase();
-    let bytes = bootbank::read_file(disk, bank, &state.name)?
+    if let Some(l) = &cf.leftover {
+        report.findings.push(Finding {
+            severity: Severity::Warning,
+            rule: findings::INTERRUPTED_WRITE,
+            device: None,
+            message: format!("{where_}: {}", l.describe(&cf.names)),
+            fix: Some(format!(
+                "rerun `bootbank fix` on this target: it completes or undoes the interrupted write first (the configuration shown is the one {} holds)",
+                cf.effective.name.to_ascii_lowercase()
+            )),
+        });
+    }
+    let name = cf.effective.name.to_ascii_lowercase();
+    let bytes = bootbank::read_file(disk, bank, &cf.effective.name)?
         .ok_or_else(|| InspectError::NotEsxi(format!("{where_}: {name} vanished while reading")))?;
     let label = format!("{where_} /{name}");
     let cfg = Config::from_state(&bytes, &label)?;
@@ -332,7 +344,7 @@ fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> BankReport {
         invalid_reasons: v.invalid_reasons.clone(),
         boots_next: v.boots_next && !lone,
         contents: if b.has_system { "system" } else { "empty" },
-        state_archive: b.state_file().cloned(),
+        state_archive: b.state_file(),
         boot_cfg_error: b.boot_cfg.as_ref().err().cloned(),
     }
 }
@@ -432,22 +444,11 @@ fn inspect_archive(bytes: &[u8], report: &mut Report) -> Result<(Config, String)
 }
 
 fn apply_config(cfg: &Config, source: String, report: &mut Report) {
-    let summarize = |t: &Tgz| {
-        t.members
-            .iter()
-            .map(|m| MemberSummary {
-                name: m.name.clone(),
-                size: m.size,
-                mtime: m.mtime,
-                mode: format!("{:04o}", m.mode & 0o7777),
-            })
-            .collect()
-    };
     report.config = Some(ConfigReport {
         source: source.clone(),
         encryption: cfg.encryption,
         encryption_mode: cfg.encryption_mode.clone(),
-        state_members: summarize(&cfg.state),
+        state_members: crate::config::summarize(&cfg.state),
         local_members: cfg.local_members(),
         esx_conf_lines: cfg.esx_conf.as_ref().map(|c| c.entries.len()),
         hostname: cfg

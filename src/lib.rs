@@ -15,3 +15,4 @@ pub mod partition;
 pub mod pci;
 pub mod pciids;
 pub mod sysfs;
+pub mod transaction;

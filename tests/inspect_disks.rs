@@ -535,3 +535,42 @@ fn sysfs_enrichment_marks_the_inspected_disk() {
     assert!(x.vendor_name.is_some());
     assert!(x.disks.iter().any(|d| d.name == "sda" && d.inspected));
 }
+
+/// A block device of this machine: the demo image attached read-only to a loop device. Skips
+/// (even under CI) when loop devices cannot be attached, which is a property of the machine, not
+/// a missing tool.
+#[test]
+fn block_device_is_read_and_enriched_from_live_sysfs() {
+    if !common::require_tool("losetup") {
+        return;
+    }
+    let d = TempDir::new("loop");
+    let img = d.join("demo.img");
+    std::fs::copy(common::manifest_dir().join("examples/demo.img"), &img).unwrap();
+    let before = std::fs::read(&img).unwrap();
+    let out = common::cmd("losetup")
+        .args(["--find", "--show", "--read-only"])
+        .arg(&img)
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        eprintln!(
+            "SKIPPED: cannot attach a loop device here: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return;
+    }
+    let dev = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let result = inspect(Path::new(&dev), &Options::default());
+    let _ = common::cmd("losetup").arg("-d").arg(&dev).status();
+    let r = result.unwrap_or_else(|e| panic!("inspect {dev}: {e}"));
+    assert_eq!(r.kind, TargetKind::Disk);
+    assert_eq!(r.next_boot_partition, Some(5));
+    assert_eq!(r.sysfs_root.as_deref(), Some("/sys"));
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.rule == "passthru-storage-adapter")
+    );
+    assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
+}

@@ -138,8 +138,34 @@ pub struct Options {
     pub disk_name: Option<String>,
 }
 
+/// Reads only the configuration (for `config get`).
+fn inspect_config(target: &Path) -> Result<Option<(Config, String)>, InspectError> {
+    let (_, cfg) = inspect_inner(target)?;
+    Ok(cfg)
+}
+
 /// Inspects a target.
 pub fn inspect(target: &Path, opts: &Options) -> Result<Report, InspectError> {
+    let (mut report, config) = inspect_inner(target)?;
+    if let Some((cfg, source)) = config {
+        apply_config(&cfg, source, &mut report);
+    }
+    let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
+        path: target.display().to_string(),
+        source,
+    })?;
+    if let Some(root) = &opts.sysfs {
+        crate::enrich::enrich(&mut report, root, opts.disk_name.as_deref(), Some(target));
+    } else if meta_is_block(&meta) {
+        crate::enrich::enrich(&mut report, Path::new("/sys"), None, Some(target));
+    }
+    findings::sort(&mut report.findings);
+    Ok(report)
+}
+
+type Inner = (Report, Option<(Config, String)>);
+
+fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
     let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
         path: target.display().to_string(),
         source,
@@ -212,16 +238,7 @@ pub fn inspect(target: &Path, opts: &Options) -> Result<Report, InspectError> {
             )));
         }
     }
-    if let Some((cfg, source)) = config {
-        apply_config(&cfg, source, &mut report);
-    }
-    if let Some(root) = &opts.sysfs {
-        crate::enrich::enrich(&mut report, root, opts.disk_name.as_deref(), Some(target));
-    } else if meta_is_block(&meta) {
-        crate::enrich::enrich(&mut report, Path::new("/sys"), None, Some(target));
-    }
-    findings::sort(&mut report.findings);
-    Ok(report)
+    Ok((report, config))
 }
 
 fn meta_is_block(meta: &std::fs::Metadata) -> bool {
@@ -230,7 +247,7 @@ fn meta_is_block(meta: &std::fs::Metadata) -> bool {
 }
 
 /// A lone bank partition image: a FAT boot sector whose second sector holds the bank magic.
-fn lone_bank_sector_size(head: &[u8]) -> Option<u64> {
+pub(crate) fn lone_bank_sector_size(head: &[u8]) -> Option<u64> {
     if head.len() < 1024 || head[510] != 0x55 || head[511] != 0xAA {
         return None;
     }
@@ -473,5 +490,23 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
                 sysfs: None,
             })
             .collect();
+    }
+}
+
+/// The esx.conf that the bank booting next (or the archive) holds, with where it came from; for
+/// `config get`.
+pub fn read_esx_conf(target: &Path) -> Result<(crate::esxconf::EsxConf, String), InspectError> {
+    let report_and_cfg = inspect_config(target)?;
+    match report_and_cfg {
+        Some((cfg, source)) => match cfg.esx_conf {
+            Some(c) => Ok((c, source)),
+            None => Err(InspectError::NotEsxi(format!(
+                "{source}: the configuration is encrypted; this release cannot read it yet"
+            ))),
+        },
+        None => Err(InspectError::NotEsxi(format!(
+            "{}: no configuration found",
+            target.display()
+        ))),
     }
 }

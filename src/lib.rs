@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod esxconf;
 pub mod fat;
 pub mod findings;
+pub mod fix;
 pub mod inspect;
 pub mod nextboot;
 pub mod partition;

@@ -2,7 +2,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -10,9 +10,11 @@ use std::process::ExitCode;
 ///
 /// bootbank reads a disk image, a block device, a bootbank partition, a state.tgz or a
 /// configBundle-*.tgz without mounting anything, predicts which bank the host boots next by the
-/// bootloader's own rules, and shows the configuration that bank will load.
+/// bootloader's own rules, shows the configuration that bank will load, and repairs it safely.
 ///
-/// Exit codes: 0 the target was read (findings or not), 2 unusable input or usage error.
+/// Exit codes: 0 done (findings or not); 1 a write failed (the message says what is in place);
+/// 2 unusable input, usage error or refusal, nothing written; 3 declined at the prompt, nothing
+/// written. `config get` exits 1 when the key is missing.
 #[derive(Parser)]
 #[command(name = "bootbank", version, about, long_about)]
 struct Cli {
@@ -32,52 +34,111 @@ enum Command {
     ///   bootbank inspect /dev/sdb
     ///   bootbank inspect examples/demo.img
     ///   bootbank inspect --json configBundle-esx01.tgz | jq '.findings'
-    ///   bootbank inspect /dev/sdb --sysfs /sys      (name the PCI cards ESXi's addresses point at)
+    ///   bootbank inspect disk.img --sysfs captured-sys --disk sda
     #[command(verbatim_doc_comment)]
-    Inspect {
-        /// Disk image, block device, partition image, state.tgz, config bundle or directory.
-        target: PathBuf,
-        /// Print the documented JSON report instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Enrich PCI devices from this sysfs tree (default: /sys when TARGET is a block device
-        /// of this machine). Use a captured copy to look at another machine's hardware.
-        #[arg(long, value_name = "PATH")]
-        sysfs: Option<PathBuf>,
-        /// Name of the inspected disk in the sysfs tree (e.g. sda), to mark it among the disks
-        /// behind each device. Found automatically for block devices.
-        #[arg(long, value_name = "NAME", requires = "sysfs")]
-        disk: Option<String>,
-    },
+    Inspect(cli::inspect::InspectArgs),
+    /// Give devices set to passthrough back to the vmkernel, offline and safely.
+    ///
+    /// Sets /device/<addr>/owner from "passthru" to "vmkernel" in esx.conf of the bank that
+    /// boots next (and with --both-banks or --bank N in other banks too, so that a rollback with
+    /// Shift+R does not bring the mistake back). Only existing owner lines are changed.
+    ///
+    /// ADDR may be written as in esx.conf (decimal, e.g. 000:022:00.0) or as lspci/esxcli show
+    /// it (hex, e.g. 0000:16:00.0 or 16:00.0); an address written exactly as an esx.conf key is
+    /// read as ESXi's decimal form, anything else as lspci hex. Prefix esx: or pci: to force one
+    /// reading. The plan always shows both forms.
+    ///
+    /// Before writing: the plan and a diff are shown, every file about to change is copied to a
+    /// backup directory, and (on a terminal) you are asked. The new state.tgz is written under a
+    /// temporary name, read back and verified, then swapped in by renames, so that at every
+    /// instant a complete configuration exists. Undo with `bootbank restore TARGET --from DIR`.
+    ///
+    /// Examples:
+    ///   bootbank fix /dev/sdb --all-storage --dry-run
+    ///   bootbank fix /dev/sdb --device 0000:16:00.0 --both-banks
+    ///   bootbank fix state.tgz --device 000:022:00.0 --output fixed-state.tgz --yes
+    #[command(verbatim_doc_comment)]
+    Fix(cli::fix::FixArgs),
+    /// Read or change any esx.conf key through the same safe write path as `fix`.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Put back the files a `fix`, `config set` or `config unset` backed up.
+    ///
+    /// Checks that the backup matches its manifest and that the target still holds what
+    /// bootbank wrote (--force to override), then writes through the safe path, keeping a backup
+    /// of what it replaces.
+    ///
+    /// Example:
+    ///   bootbank restore /dev/sdb --from bootbank-backup-20261125T220000Z
+    #[command(verbatim_doc_comment)]
+    Restore(cli::fix::RestoreArgs),
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print a key's value from the configuration of the bank that boots next (exit 1 if the
+    /// key is missing).
+    ///
+    /// Example:
+    ///   bootbank config get /dev/sdb /adv/Misc/HostName
+    #[command(verbatim_doc_comment)]
+    Get(cli::fix::GetArgs),
+    /// Change an existing key (add --create to add a missing one).
+    ///
+    /// Only existing keys are changed unless --create is given: lines that ESXi did not write
+    /// itself have been reported not to work, and a typo would otherwise add a key silently.
+    ///
+    /// Example:
+    ///   bootbank config set /dev/sdb /adv/Misc/HostName esx02 --dry-run
+    #[command(verbatim_doc_comment)]
+    Set(SetArgs),
+    /// Remove every line of a key.
+    Unset(UnsetArgs),
+}
+
+#[derive(Args)]
+struct SetArgs {
+    /// Disk image, block device, bootbank partition, state.tgz or config bundle.
+    target: PathBuf,
+    /// esx.conf key, e.g. /adv/Misc/HostName.
+    key: String,
+    /// New value (no quotes, backslashes or line breaks).
+    value: String,
+    /// Add the key when it does not exist.
+    #[arg(long)]
+    create: bool,
+    #[command(flatten)]
+    write: cli::fix::WriteArgs,
+}
+
+#[derive(Args)]
+struct UnsetArgs {
+    target: PathBuf,
+    key: String,
+    #[command(flatten)]
+    write: cli::fix::WriteArgs,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Inspect {
-            target,
-            json,
-            sysfs,
-            disk,
-        } => {
-            let opts = bootbank::inspect::Options {
-                sysfs,
-                disk_name: disk,
-            };
-            match bootbank::inspect::inspect(&target, &opts) {
-                Ok(report) => {
-                    if json {
-                        cli::print_json(&report);
-                    } else {
-                        cli::human::print_report(&report);
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("bootbank: error: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
+        Command::Inspect(a) => cli::inspect::run(a),
+        Command::Fix(a) => cli::fix::run_fix(a),
+        Command::Restore(a) => cli::fix::run_restore(a),
+        Command::Config(ConfigCommand::Get(a)) => cli::fix::run_get(a),
+        Command::Config(ConfigCommand::Set(a)) => cli::fix::run_edit(
+            a.target,
+            vec![bootbank::esxconf::Edit::Set {
+                key: a.key,
+                value: a.value,
+                create: a.create,
+            }],
+            a.write,
+        ),
+        Command::Config(ConfigCommand::Unset(a)) => cli::fix::run_edit(
+            a.target,
+            vec![bootbank::esxconf::Edit::Unset { key: a.key }],
+            a.write,
+        ),
     }
 }

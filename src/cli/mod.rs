@@ -1,6 +1,8 @@
 //! Output formatting for the command line; the library does the work.
 
+pub mod fix;
 pub mod human;
+pub mod inspect;
 
 use serde::Serialize;
 use std::io::Write;
@@ -14,4 +16,10 @@ pub fn print_json<T: Serialize>(value: &T) {
     });
     text.push('\n');
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// Prints a one-line error and returns the exit code.
+pub fn fail(msg: &str, code: u8) -> std::process::ExitCode {
+    eprintln!("bootbank: error: {msg}");
+    std::process::ExitCode::from(code)
 }

@@ -1,0 +1,303 @@
+//! `bootbank fix`, `config get|set|unset` and `restore`: argument handling, the plan shown to
+//! the user, the question, and the report of what was written.
+
+use bootbank::esxconf::Edit;
+use bootbank::findings::Severity;
+use bootbank::fix::{self, Banks, Change_, FixError, Options, Plan};
+use clap::Args;
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Options shared by every command that writes.
+#[derive(Args)]
+pub struct WriteArgs {
+    /// Also change bank N (repeatable). A bank that will not boot is changed only when named.
+    #[arg(long = "bank", value_name = "N")]
+    banks: Vec<u32>,
+    /// Change every valid bank, so that a rollback (Shift+R) does not undo the change.
+    #[arg(long, conflicts_with = "banks")]
+    both_banks: bool,
+    /// Show the plan and the diff of esx.conf; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask (for scripts). Without a terminal, writing requires --yes.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Where to copy every file before it changes (default: ./bootbank-backup-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+    /// For a state.tgz or config bundle: write the result here instead of in place.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Print the plan and the outcome as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct FixArgs {
+    /// Disk image, block device, bootbank partition, state.tgz or config bundle.
+    target: PathBuf,
+    /// Device to give back to the vmkernel (repeatable): 0000:16:00.0, 16:00.0, 000:022:00.0,
+    /// esx:..., pci:...
+    #[arg(long = "device", short = 'd', value_name = "ADDR")]
+    devices: Vec<String>,
+    /// Every storage adapter (vmhba*) owned by passthru.
+    #[arg(long, conflicts_with = "devices")]
+    all_storage: bool,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+#[derive(Args)]
+pub struct RestoreArgs {
+    /// The disk, partition or archive the backup was taken from.
+    target: PathBuf,
+    /// Backup directory printed by the command that wrote.
+    #[arg(long, value_name = "DIR")]
+    from: PathBuf,
+    /// Restore even when the target changed since, or the bank UUID differs.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    write: WriteArgs,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    target: PathBuf,
+    key: String,
+}
+
+impl WriteArgs {
+    fn options(&self) -> Options {
+        Options {
+            banks: if self.both_banks {
+                Banks::Both
+            } else if self.banks.is_empty() {
+                Banks::Next
+            } else {
+                Banks::Also(self.banks.clone())
+            },
+            output: self.output.clone(),
+        }
+    }
+}
+
+fn code(e: &FixError) -> u8 {
+    if e.during_write() { 1 } else { 2 }
+}
+
+pub fn run_fix(a: FixArgs) -> ExitCode {
+    let what = if a.all_storage {
+        Change_::AllStorage
+    } else if !a.devices.is_empty() {
+        Change_::Devices(a.devices.clone())
+    } else {
+        match choose_interactively(&a.target) {
+            Ok(Some(devs)) => Change_::Devices(devs),
+            Ok(None) => return ExitCode::from(3),
+            Err(code) => return code,
+        }
+    };
+    execute(&a.target, &what, &a.write, |o| {
+        fix::plan(&a.target, &what, o)
+    })
+}
+
+pub fn run_edit(target: PathBuf, edits: Vec<Edit>, write: WriteArgs) -> ExitCode {
+    let what = Change_::Edits(edits);
+    execute(&target, &what, &write, |o| fix::plan(&target, &what, o))
+}
+
+pub fn run_restore(a: RestoreArgs) -> ExitCode {
+    let (from, force) = (a.from.clone(), a.force);
+    execute(&a.target, &Change_::Edits(vec![]), &a.write, |_| {
+        fix::plan_restore(&a.target, &from, force)
+    })
+}
+
+pub fn run_get(a: GetArgs) -> ExitCode {
+    match bootbank::inspect::read_esx_conf(&a.target) {
+        Ok((conf, location)) => match conf.get(&a.key) {
+            Some(v) => {
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("bootbank: {location}: esx.conf has no key {}", a.key);
+                ExitCode::from(1)
+            }
+        },
+        Err(e) => super::fail(&e.to_string(), 2),
+    }
+}
+
+/// With no device named: on a terminal, offer the critical ones; otherwise refuse and say which
+/// flag to add.
+fn choose_interactively(target: &Path) -> Result<Option<Vec<String>>, ExitCode> {
+    if !std::io::stdin().is_terminal() {
+        return Err(super::fail(
+            "name the devices to give back to the vmkernel with --device ADDR (repeatable) or use --all-storage; `bootbank inspect` lists them",
+            2,
+        ));
+    }
+    let report = bootbank::inspect::inspect(target, &Default::default())
+        .map_err(|e| super::fail(&e.to_string(), 2))?;
+    let critical: Vec<_> = report
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Critical && f.device.is_some())
+        .collect();
+    if critical.is_empty() {
+        return Err(super::fail(
+            "no critical device finding to fix; name devices with --device ADDR",
+            2,
+        ));
+    }
+    println!("Devices that will cripple this host at the next boot:");
+    for f in &critical {
+        println!("  {}", f.message);
+    }
+    if !ask("Give these back to the vmkernel?")? {
+        return Ok(None);
+    }
+    Ok(Some(
+        critical
+            .iter()
+            .filter_map(|f| f.device.clone())
+            .map(|d| format!("pci:{d}"))
+            .collect(),
+    ))
+}
+
+fn ask(question: &str) -> Result<bool, ExitCode> {
+    print!("{question} [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| super::fail(&format!("cannot read the answer: {e}"), 2))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
+}
+
+fn execute(
+    target: &Path,
+    _what: &Change_,
+    w: &WriteArgs,
+    make_plan: impl FnOnce(&Options) -> Result<Plan, FixError>,
+) -> ExitCode {
+    let opts = w.options();
+    let plan = match make_plan(&opts) {
+        Ok(p) => p,
+        Err(e) => return super::fail(&e.to_string(), code(&e)),
+    };
+    if !w.json {
+        print_plan(&plan);
+    }
+    if !plan.has_changes() {
+        if w.json {
+            super::print_json(
+                &serde_json::json!({"plan": plan, "outcome": null, "dry_run": w.dry_run}),
+            );
+        } else {
+            println!("Nothing to change; nothing written.");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if w.dry_run {
+        if w.json {
+            super::print_json(&serde_json::json!({"plan": plan, "outcome": null, "dry_run": true}));
+        } else {
+            println!("Dry run: nothing written.");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if !w.yes {
+        if !std::io::stdin().is_terminal() {
+            return super::fail(
+                "not asking without a terminal: add --yes to write, or --dry-run to only look",
+                2,
+            );
+        }
+        match ask(&format!("Write these changes to {}?", target.display())) {
+            Ok(true) => {}
+            Ok(false) => {
+                println!("Nothing written.");
+                return ExitCode::from(3);
+            }
+            Err(c) => return c,
+        }
+    }
+    let backup = w.backup_dir.clone().unwrap_or_else(fix::default_backup_dir);
+    match fix::apply(&plan, &backup, &opts) {
+        Ok(outcome) => {
+            if w.json {
+                super::print_json(
+                    &serde_json::json!({"plan": plan, "outcome": outcome, "dry_run": false}),
+                );
+            } else {
+                for r in &outcome.recovered {
+                    println!("Recovered: {r}");
+                }
+                if let Some(b) = &outcome.backup_dir {
+                    println!("Backup of every changed file: {b}");
+                }
+                for wr in &outcome.written {
+                    println!("Written and verified: {wr}");
+                }
+                println!(
+                    "{} bytes written in {} writes; undo with: bootbank restore {} --from {}",
+                    outcome.stats.bytes_written,
+                    outcome.stats.write_calls,
+                    target.display(),
+                    outcome.backup_dir.as_deref().unwrap_or("<backup dir>")
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail(&e.to_string(), code(&e)),
+    }
+}
+
+fn print_plan(plan: &Plan) {
+    println!("Plan for {}:", plan.target);
+    for d in &plan.devices {
+        println!(
+            "  device {} read as {}: lspci {} = esx.conf {} ({}, owner {})",
+            d.typed,
+            match d.read_as {
+                bootbank::pci::Reading::Esx => "ESXi's decimal form",
+                bootbank::pci::Reading::Pci => "lspci hex",
+            },
+            d.pci_address,
+            d.esx_address.as_deref().unwrap_or("?"),
+            d.vmkname.as_deref().unwrap_or("no vmkname"),
+            d.owner.as_deref().unwrap_or("none"),
+        );
+    }
+    for s in &plan.steps {
+        println!("  {}:", s.location);
+        for n in &s.notes {
+            println!("    note: {n}");
+        }
+        if s.changes.is_empty() {
+            println!("    no change");
+        }
+        for c in &s.changes {
+            match (&c.old, &c.new) {
+                (Some(o), Some(n)) => println!("    line {}: {} \"{o}\" -> \"{n}\"", c.line, c.key),
+                (None, Some(n)) => println!("    add: {} = \"{n}\"", c.key),
+                (Some(o), None) => println!("    line {}: remove {} (was \"{o}\")", c.line, c.key),
+                (None, None) => println!("    {}", c.key),
+            }
+        }
+        if !s.changes.is_empty() && !s.diff.is_empty() {
+            for l in s.diff.lines() {
+                println!("    {l}");
+            }
+        }
+    }
+}

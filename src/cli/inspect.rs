@@ -1,0 +1,40 @@
+//! `bootbank inspect`.
+
+use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Disk image, block device, partition image, state.tgz, config bundle or directory.
+    target: PathBuf,
+    /// Print the documented JSON report instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Enrich PCI devices from this sysfs tree (default: /sys when TARGET is a block device of
+    /// this machine). Use a captured copy to look at another machine's hardware.
+    #[arg(long, value_name = "PATH")]
+    sysfs: Option<PathBuf>,
+    /// Name of the inspected disk in the sysfs tree (e.g. sda), to mark it among the disks
+    /// behind each device. Found automatically for block devices.
+    #[arg(long, value_name = "NAME", requires = "sysfs")]
+    disk: Option<String>,
+}
+
+pub fn run(a: InspectArgs) -> ExitCode {
+    let opts = bootbank::inspect::Options {
+        sysfs: a.sysfs,
+        disk_name: a.disk,
+    };
+    match bootbank::inspect::inspect(&a.target, &opts) {
+        Ok(report) => {
+            if a.json {
+                super::print_json(&report);
+            } else {
+                super::human::print_report(&report);
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => super::fail(&e.to_string(), 2),
+    }
+}

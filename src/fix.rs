@@ -1,0 +1,994 @@
+//! `fix`, `config set|unset` and `restore`: one engine that edits esx.conf in the configuration
+//! of one or more banks (or in a state archive or config bundle) and writes the result back the
+//! safe way.
+//!
+//! Edits flow back up the stack the data came down: esx.conf -> local.tgz (one member replaced,
+//! the others byte-identical) -> state.tgz (likewise) -> [config bundle] -> the bank's FAT through
+//! [`transaction::replace`], or a file replaced by rename. Nothing is written before a backup of
+//! every file about to change exists outside the target.
+
+use crate::archive::{self, ArchiveError, Tgz};
+use crate::bootbank::{self, Bank, BankError};
+use crate::config::{Config, ConfigError, ESX_CONF};
+use crate::disk::{Disk, DiskError};
+use crate::envelope::Encryption;
+use crate::esxconf::{self, Change, Edit, EsxConf, EsxConfError};
+use crate::inspect::{self, InspectError, TargetKind};
+use crate::nextboot::{self, Candidate};
+use crate::partition;
+use crate::pci::{PciAddress, Reading};
+use crate::transaction::{self, Names, TxError, WriteStats};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Which banks to change besides the one that boots next.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Banks {
+    /// Only the bank that boots next.
+    #[default]
+    Next,
+    /// The next bank and these partitions (a bank that will not boot only when named here).
+    Also(Vec<u32>),
+    /// Every bank that holds a configuration and is valid, so that a rollback (Shift+R) does not
+    /// bring the old setting back.
+    Both,
+}
+
+/// What to change.
+#[derive(Debug, Clone)]
+pub enum Change_ {
+    /// Give these devices (user-typed addresses) back to the vmkernel.
+    Devices(Vec<String>),
+    /// Every storage adapter owned by passthru.
+    AllStorage,
+    /// Plain esx.conf edits (`config set|unset`).
+    Edits(Vec<Edit>),
+}
+
+/// Errors of the fix engine; each says whether anything was written.
+#[derive(Debug, thiserror::Error)]
+pub enum FixError {
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Bank(#[from] BankError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{where_}: {source}")]
+    EsxConf {
+        where_: String,
+        #[source]
+        source: EsxConfError,
+    },
+    #[error("{0}")]
+    Device(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("write failed: {0}")]
+    Write(#[from] TxError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl FixError {
+    /// Whether the error happened while writing (exit 1) rather than before (exit 2).
+    pub fn during_write(&self) -> bool {
+        matches!(self, FixError::Write(_))
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FixError + '_ {
+    move |source| FixError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// One configuration to change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// `partition 5 /state.tgz`, `state.tgz`, `bundle > state.tgz`...
+    pub location: String,
+    pub partition: Option<u32>,
+    pub bank_uuid: Option<String>,
+    /// Name of the file that is replaced (in the bank, or the target file itself).
+    pub file: String,
+    pub changes: Vec<Change>,
+    /// Unified diff of esx.conf.
+    pub diff: String,
+    /// Notes for the user (device already vmkernel, leftover to recover first...).
+    pub notes: Vec<String>,
+    #[serde(skip)]
+    pub old_bytes: Vec<u8>,
+    #[serde(skip)]
+    pub new_bytes: Vec<u8>,
+    #[serde(skip)]
+    pub new_esx_conf: Vec<u8>,
+    #[serde(skip)]
+    leftover: Option<transaction::Leftover>,
+    #[serde(skip)]
+    names: Option<Names>,
+}
+
+/// The whole plan, shown before anything is written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub target: String,
+    pub kind: TargetKind,
+    pub steps: Vec<Step>,
+    /// Devices the user named, as understood: both address forms.
+    pub devices: Vec<DeviceChoice>,
+    #[serde(skip)]
+    target_path: PathBuf,
+}
+
+/// A device the user named, and how its address was read.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceChoice {
+    pub typed: String,
+    pub read_as: Reading,
+    pub pci_address: String,
+    pub esx_address: Option<String>,
+    pub vmkname: Option<String>,
+    pub owner: Option<String>,
+}
+
+impl Plan {
+    /// Whether anything would be written.
+    pub fn has_changes(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| !s.changes.is_empty() || s.leftover.is_some())
+    }
+}
+
+/// Where the output goes for archive targets.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub banks: Banks,
+    /// For a state.tgz or bundle target: write here instead of in place.
+    pub output: Option<PathBuf>,
+}
+
+/// Builds the plan: reads the target read-only and computes every new byte.
+pub fn plan(target: &Path, what: &Change_, opts: &Options) -> Result<Plan, FixError> {
+    let meta = std::fs::metadata(target).map_err(io_err(target))?;
+    if meta.is_dir() {
+        return Err(FixError::Refused(format!(
+            "{}: a directory (a mounted or copied bank) cannot be fixed in place; give the disk, the partition or the state.tgz",
+            target.display()
+        )));
+    }
+    let mut head = vec![0u8; 8192];
+    let n = {
+        let mut d = Disk::open(target)?;
+        let n = (d.len() as usize).min(head.len());
+        d.read_at(0, &mut head[..n])?;
+        n
+    };
+    head.truncate(n);
+    let mut plan = Plan {
+        target: target.display().to_string(),
+        kind: TargetKind::Disk,
+        steps: Vec::new(),
+        devices: Vec::new(),
+        target_path: target.to_path_buf(),
+    };
+    if archive::is_gzip(&head) {
+        let bytes = std::fs::read(target).map_err(io_err(target))?;
+        plan_archive(&bytes, what, &mut plan)?;
+    } else {
+        let mut disk = Disk::open(target)?;
+        let banks = disk_banks(&mut disk, &head)?;
+        plan_disk(&mut disk, &banks, what, opts, &mut plan)?;
+    }
+    Ok(plan)
+}
+
+/// The banks of a disk or lone partition image, read-only.
+fn disk_banks(disk: &mut Disk, head: &[u8]) -> Result<Vec<Bank>, FixError> {
+    if let Some(ss) = inspect::lone_bank_sector_size(head) {
+        let len = disk.len();
+        return Ok(bootbank::probe_at(disk, 0, 0, len, ss)?
+            .into_iter()
+            .collect());
+    }
+    let table = partition::read(disk).map_err(InspectError::from)?;
+    let mut banks = Vec::new();
+    for p in &table.partitions {
+        if let Some(b) = bootbank::probe(disk, p, table.sector_size)? {
+            banks.push(b);
+        }
+    }
+    if banks.is_empty() {
+        return Err(FixError::Refused(
+            "bootbank: no ESXi bootbank on this disk".to_string(),
+        ));
+    }
+    Ok(banks)
+}
+
+fn plan_disk(
+    disk: &mut Disk,
+    banks: &[Bank],
+    what: &Change_,
+    opts: &Options,
+    plan: &mut Plan,
+) -> Result<(), FixError> {
+    let lone = banks.len() == 1 && banks[0].partition == 0;
+    plan.kind = if lone {
+        TargetKind::Partition
+    } else {
+        TargetKind::Disk
+    };
+    let candidates: Vec<Candidate> = banks
+        .iter()
+        .map(|b| Candidate {
+            partition: b.partition,
+            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
+        })
+        .collect();
+    let prediction = nextboot::predict(&candidates);
+    let next = if lone {
+        Some(0)
+    } else {
+        prediction.next_boot_partition
+    };
+    let mut chosen: Vec<u32> = Vec::new();
+    match (&opts.banks, next) {
+        (Banks::Next, Some(p)) => chosen.push(p),
+        (Banks::Next, None) => {
+            return Err(FixError::Refused(
+                "no bank is valid (this host will not boot): name the bank to change with --bank N"
+                    .to_string(),
+            ));
+        }
+        (Banks::Also(list), next) => {
+            chosen.extend(next);
+            for p in list {
+                if !banks.iter().any(|b| b.partition == *p) {
+                    return Err(FixError::Refused(format!(
+                        "--bank {p}: partition {p} is not a bootbank (banks: {})",
+                        banks
+                            .iter()
+                            .map(|b| b.partition.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                if !chosen.contains(p) {
+                    chosen.push(*p);
+                }
+            }
+        }
+        (Banks::Both, next) => {
+            chosen.extend(next);
+            for v in prediction.banks.iter().filter(|v| v.valid) {
+                if !chosen.contains(&v.partition) {
+                    chosen.push(v.partition);
+                }
+            }
+            if chosen.is_empty() {
+                return Err(FixError::Refused(
+                    "no bank is valid: name the banks to change with --bank N".to_string(),
+                ));
+            }
+        }
+    }
+    // Addresses typed by the user are read against the configuration of the first bank chosen
+    // (the one that boots next), then matched by value in every bank.
+    let mut resolved: Option<Vec<PciAddress>> = None;
+    for p in chosen {
+        let bank = banks
+            .iter()
+            .find(|b| b.partition == p)
+            .expect("chosen among banks");
+        let where_ = if lone {
+            "this partition".to_string()
+        } else {
+            format!("partition {p}")
+        };
+        let Some(cf) = bank.config_file() else {
+            if matches!(what, Change_::Devices(_) | Change_::AllStorage) && plan.steps.is_empty() {
+                return Err(FixError::Refused(format!(
+                    "{where_} holds no state.tgz: nothing to fix there"
+                )));
+            }
+            continue;
+        };
+        let file = cf.effective.name.to_ascii_lowercase();
+        let old_bytes = bootbank::read_file(disk, bank, &cf.effective.name)?.unwrap_or_default();
+        let location = format!("{where_} /{file}");
+        let mut step = build_step(&old_bytes, &location, what, &mut resolved, plan, |state| {
+            Ok(state)
+        })?;
+        step.partition = (!lone).then_some(p);
+        step.bank_uuid = Some(bank.uuid.clone());
+        step.file = cf.names.current.clone();
+        if let Some(l) = &cf.leftover {
+            step.notes.insert(
+                0,
+                format!("{}; it is completed or undone first", l.describe(&cf.names)),
+            );
+        }
+        step.leftover = cf.leftover.clone();
+        step.names = Some(cf.names.clone());
+        plan.steps.push(step);
+    }
+    Ok(())
+}
+
+fn plan_archive(bytes: &[u8], what: &Change_, plan: &mut Plan) -> Result<(), FixError> {
+    let outer = Tgz::parse(bytes, "archive")?;
+    let mut resolved = None;
+    let file = plan
+        .target_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if outer.member("state.tgz").is_some() {
+        plan.kind = TargetKind::ConfigBundle;
+        let inner = outer.require("state.tgz")?.to_vec();
+        let mut step = build_step(
+            &inner,
+            "bundle > state.tgz",
+            what,
+            &mut resolved,
+            plan,
+            |state| {
+                let tar = outer.replace_member("state.tgz", &state)?;
+                Ok(archive::seal(&tar, &outer.gzip))
+            },
+        )?;
+        step.old_bytes = bytes.to_vec();
+        step.file = file;
+        plan.steps.push(step);
+        return Ok(());
+    }
+    plan.kind = if outer.member(ESX_CONF).is_some() {
+        TargetKind::LocalArchive
+    } else {
+        TargetKind::StateArchive
+    };
+    let mut step = build_step(bytes, &file, what, &mut resolved, plan, Ok)?;
+    step.file = file;
+    plan.steps.push(step);
+    Ok(())
+}
+
+/// Computes one step: the new esx.conf, local.tgz and state.tgz (and whatever `wrap` puts
+/// around the state archive).
+fn build_step(
+    state_bytes: &[u8],
+    location: &str,
+    what: &Change_,
+    resolved: &mut Option<Vec<PciAddress>>,
+    plan: &mut Plan,
+    wrap: impl Fn(Vec<u8>) -> Result<Vec<u8>, FixError>,
+) -> Result<Step, FixError> {
+    let cfg = Config::from_state(state_bytes, location)?;
+    match cfg.encryption {
+        Encryption::None => {}
+        Encryption::Kdf => {
+            return Err(FixError::Refused(format!(
+                "{location}: the configuration is encrypted (mode {}); this bootbank release cannot decrypt it yet, nothing was written",
+                cfg.encryption_mode.as_deref().unwrap_or("?")
+            )));
+        }
+        Encryption::Tpm => {
+            return Err(FixError::Refused(format!(
+                "{location}: the configuration is sealed by the host's TPM (mode {}): no offline tool can change it. On the host: esxcli hardware pci pcipassthru set -d <SSSS:BB:DD.F> -e false -a, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle. Nothing was written",
+                cfg.encryption_mode.as_deref().unwrap_or("?")
+            )));
+        }
+    }
+    let conf = cfg.esx_conf.as_ref().expect("plain configs have esx.conf");
+    let local = cfg.local.as_ref().expect("plain configs have local.tgz");
+    let old_conf = local.require(ESX_CONF)?;
+    let mut notes = Vec::new();
+    let edits = match what {
+        Change_::Edits(e) => e.clone(),
+        Change_::AllStorage | Change_::Devices(_) => {
+            device_edits(conf, what, resolved, plan, &mut notes, location)?
+        }
+    };
+    let (new_conf, changes) =
+        esxconf::apply(old_conf, &edits).map_err(|source| FixError::EsxConf {
+            where_: format!("{location} > local.tgz > {ESX_CONF}"),
+            source,
+        })?;
+    let diff = unified_diff(old_conf, &new_conf, location);
+    let new_bytes = if changes.is_empty() {
+        state_bytes.to_vec()
+    } else {
+        let new_local = archive::seal(&local.replace_member(ESX_CONF, &new_conf)?, &local.gzip);
+        let new_state = if std::ptr::eq(local, &cfg.state) {
+            new_local
+        } else {
+            archive::seal(
+                &cfg.state.replace_member("local.tgz", &new_local)?,
+                &cfg.state.gzip,
+            )
+        };
+        wrap(new_state)?
+    };
+    Ok(Step {
+        location: location.to_string(),
+        partition: None,
+        bank_uuid: None,
+        file: String::new(),
+        changes,
+        diff,
+        notes,
+        old_bytes: state_bytes.to_vec(),
+        new_bytes,
+        new_esx_conf: new_conf,
+        leftover: None,
+        names: None,
+    })
+}
+
+fn device_edits(
+    conf: &EsxConf,
+    what: &Change_,
+    resolved: &mut Option<Vec<PciAddress>>,
+    plan: &mut Plan,
+    notes: &mut Vec<String>,
+    location: &str,
+) -> Result<Vec<Edit>, FixError> {
+    let devices = conf.devices();
+    let wanted: Vec<PciAddress> = match (what, resolved.as_ref()) {
+        (_, Some(r)) => r.clone(),
+        (Change_::AllStorage, None) => {
+            let v: Vec<PciAddress> = devices
+                .iter()
+                .filter(|d| d.is_storage() && d.is_passthru())
+                .map(|d| d.address)
+                .collect();
+            if v.is_empty() {
+                notes.push("no storage adapter is set to passthrough".to_string());
+            }
+            *resolved = Some(v.clone());
+            v
+        }
+        (Change_::Devices(typed), None) => {
+            let mut v = Vec::new();
+            for t in typed {
+                let (addr, reading) = PciAddress::parse_user(t, |s| conf.has_device_text(s))
+                    .map_err(|e| FixError::Device(format!("--device {t}: {e}")))?;
+                let d = devices.iter().find(|d| d.address == addr);
+                plan.devices.push(DeviceChoice {
+                    typed: t.clone(),
+                    read_as: reading,
+                    pci_address: addr.to_string(),
+                    esx_address: d.map(|d| d.esx_address.clone()),
+                    vmkname: d.and_then(|d| d.vmkname.clone()),
+                    owner: d.and_then(|d| d.owner.clone()),
+                });
+                if d.is_none() {
+                    return Err(FixError::Device(format!(
+                        "--device {t}: read as {} {} (esx.conf form {}), but {location} has no such device; devices set to passthrough: {}",
+                        match reading {
+                            Reading::Esx => "ESXi decimal address, lspci",
+                            Reading::Pci => "lspci address",
+                        },
+                        addr,
+                        addr.to_esx_string(),
+                        passthru_list(&devices)
+                    )));
+                }
+                v.push(addr);
+            }
+            *resolved = Some(v.clone());
+            v
+        }
+        (Change_::Edits(_), None) => Vec::new(),
+    };
+    let mut edits = Vec::new();
+    for addr in wanted {
+        let Some(d) = devices.iter().find(|d| d.address == addr) else {
+            notes.push(format!("{addr}: not in this configuration; left alone"));
+            continue;
+        };
+        match d.owner.as_deref() {
+            Some("passthru") => edits.push(Edit::Set {
+                key: format!("/device/{}/owner", d.esx_address),
+                value: "vmkernel".to_string(),
+                create: false,
+            }),
+            Some(other) => notes.push(format!(
+                "{} ({}) is already owned by {other}: nothing to change",
+                d.pci_address,
+                d.vmkname.as_deref().unwrap_or("no vmkname")
+            )),
+            None => notes.push(format!(
+                "{} has no owner line in esx.conf; bootbank never adds one",
+                d.pci_address
+            )),
+        }
+    }
+    Ok(edits)
+}
+
+fn passthru_list(devices: &[crate::esxconf::Device]) -> String {
+    let v: Vec<String> = devices
+        .iter()
+        .filter(|d| d.is_passthru())
+        .map(|d| {
+            format!(
+                "{} (esx.conf {}, {})",
+                d.pci_address,
+                d.esx_address,
+                d.vmkname.as_deref().unwrap_or("no vmkname")
+            )
+        })
+        .collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// A unified diff of two esx.conf texts.
+pub fn unified_diff(old: &[u8], new: &[u8], location: &str) -> String {
+    let (a, b) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
+    similar::TextDiff::from_lines(a.as_ref(), b.as_ref())
+        .unified_diff()
+        .context_radius(2)
+        .header(
+            &format!("a/{location} > {ESX_CONF}"),
+            &format!("b/{location} > {ESX_CONF}"),
+        )
+        .to_string()
+}
+
+/// What was written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outcome {
+    pub backup_dir: Option<String>,
+    pub written: Vec<String>,
+    pub recovered: Vec<String>,
+    pub stats: WriteStats,
+}
+
+/// Backup manifest, written before the first write.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub tool: String,
+    pub created: String,
+    pub target: String,
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// One file in a backup.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ManifestEntry {
+    pub partition: Option<u32>,
+    pub bank_uuid: Option<String>,
+    /// The file's name in the bank, or the target file's name.
+    pub file: String,
+    /// The copy inside the backup directory.
+    pub backup: String,
+    pub sha256_before: String,
+    pub sha256_after: String,
+    pub size: u64,
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The default backup directory: `./bootbank-backup-<UTC time>`.
+pub fn default_backup_dir() -> PathBuf {
+    PathBuf::from(format!(
+        "bootbank-backup-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ))
+}
+
+/// Writes the backup (copies of every file about to change and a manifest), fsynced.
+pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
+    let target = std::fs::canonicalize(&plan.target_path).map_err(io_err(&plan.target_path))?;
+    let dir_abs = std::path::absolute(dir).map_err(io_err(dir))?;
+    if dir_abs.starts_with(&target) || dir_abs == target {
+        return Err(FixError::Refused(format!(
+            "backup directory {} is inside the target",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut entries = Vec::new();
+    for s in plan.steps.iter().filter(|s| !s.changes.is_empty()) {
+        let backup = match s.partition {
+            Some(p) => format!("partition{p}-{}", s.file),
+            None => s.file.clone(),
+        };
+        let path = dir.join(&backup);
+        if path.exists() {
+            return Err(FixError::Refused(format!(
+                "backup file {} already exists; choose another --backup-dir",
+                path.display()
+            )));
+        }
+        write_synced(&path, &s.old_bytes)?;
+        entries.push(ManifestEntry {
+            partition: s.partition,
+            bank_uuid: s.bank_uuid.clone(),
+            file: s.file.clone(),
+            backup,
+            sha256_before: sha256_hex(&s.old_bytes),
+            sha256_after: sha256_hex(&s.new_bytes),
+            size: s.old_bytes.len() as u64,
+        });
+    }
+    let manifest = Manifest {
+        tool: format!("bootbank {}", env!("CARGO_PKG_VERSION")),
+        created: chrono::Utc::now().to_rfc3339(),
+        target: target.display().to_string(),
+        entries,
+    };
+    let text = serde_json::to_vec_pretty(&manifest).expect("plain data serialises");
+    write_synced(&dir.join("manifest.json"), &text)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), FixError> {
+    let mut f = std::fs::File::create(path).map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Checks that bytes decode to a configuration whose esx.conf is `want`.
+fn verifier<'a>(
+    location: &'a str,
+    want: &'a [u8],
+    bundle: bool,
+) -> impl Fn(&[u8]) -> Result<(), String> + 'a {
+    move |bytes: &[u8]| {
+        let state = if bundle {
+            let outer = Tgz::parse(bytes, location).map_err(|e| e.to_string())?;
+            outer
+                .require("state.tgz")
+                .map_err(|e| e.to_string())?
+                .to_vec()
+        } else {
+            bytes.to_vec()
+        };
+        let cfg = Config::from_state(&state, location).map_err(|e| e.to_string())?;
+        let local = cfg.local.as_ref().ok_or("no local.tgz")?;
+        let got = local.require(ESX_CONF).map_err(|e| e.to_string())?;
+        if got == want {
+            Ok(())
+        } else {
+            Err("esx.conf differs from the intended one".to_string())
+        }
+    }
+}
+
+/// Carries out a plan: recovery of leftovers, backup, safe writes, read-back checks.
+pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, FixError> {
+    let mut outcome = Outcome {
+        backup_dir: None,
+        written: Vec::new(),
+        recovered: Vec::new(),
+        stats: WriteStats::default(),
+    };
+    if !plan.has_changes() {
+        return Ok(outcome);
+    }
+    if plan.steps.iter().any(|s| !s.changes.is_empty()) {
+        write_backup(plan, backup_dir)?;
+        outcome.backup_dir = Some(backup_dir.display().to_string());
+    }
+    match plan.kind {
+        TargetKind::Disk | TargetKind::Partition => {
+            let mut disk = Disk::open_rw(&plan.target_path)?;
+            let head = {
+                let mut h = vec![0u8; 8192.min(disk.len() as usize)];
+                disk.read_at(0, &mut h)?;
+                h
+            };
+            for step in &plan.steps {
+                let names = step.names.clone().expect("disk steps have names");
+                let verify = verifier(&step.location, &step.new_esx_conf, false);
+                // Re-read the bank: its files may have changed since the plan.
+                let banks = disk_banks(&mut disk, &head)?;
+                let p = step.partition.unwrap_or(0);
+                let bank = banks
+                    .iter()
+                    .find(|b| b.partition == p)
+                    .ok_or_else(|| FixError::Refused(format!("partition {p} vanished")))?;
+                if let Some(l) = &step.leftover {
+                    let msg = transaction::recover(&mut disk, bank, &names, l, &verify_any)?;
+                    outcome.recovered.push(format!("{}: {msg}", step.location));
+                }
+                if step.changes.is_empty() {
+                    continue;
+                }
+                let banks = disk_banks(&mut disk, &head)?;
+                let bank = banks
+                    .iter()
+                    .find(|b| b.partition == p)
+                    .expect("still there");
+                let current = bank
+                    .config_file()
+                    .and_then(|c| {
+                        bootbank::read_file(&mut disk, bank, &c.effective.name).transpose()
+                    })
+                    .transpose()?
+                    .unwrap_or_default();
+                if current != step.old_bytes {
+                    return Err(FixError::Refused(format!(
+                        "{}: the configuration changed since the plan was made; run again",
+                        step.location
+                    )));
+                }
+                let st = transaction::replace(&mut disk, bank, &names, &step.new_bytes, &verify)?;
+                outcome.stats.bytes_written += st.bytes_written;
+                outcome.stats.write_calls += st.write_calls;
+                outcome.written.push(step.location.clone());
+            }
+        }
+        _ => {
+            let step = &plan.steps[0];
+            let out = opts
+                .output
+                .clone()
+                .unwrap_or_else(|| plan.target_path.clone());
+            let verify = verifier(
+                &step.location,
+                &step.new_esx_conf,
+                plan.kind == TargetKind::ConfigBundle,
+            );
+            replace_file(&out, &step.new_bytes, &verify)?;
+            outcome.stats.bytes_written += step.new_bytes.len() as u64;
+            outcome.written.push(out.display().to_string());
+        }
+    }
+    Ok(outcome)
+}
+
+/// Plans putting back the files of a backup made by [`apply`]: each becomes a step whose new
+/// bytes are the backed-up copy, written through the same safe path (with its own backup).
+pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, FixError> {
+    let mpath = from.join("manifest.json");
+    let text = std::fs::read(&mpath).map_err(io_err(&mpath))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        FixError::Refused(format!(
+            "{}: not a bootbank backup manifest: {e}",
+            mpath.display()
+        ))
+    })?;
+    let mut plan = Plan {
+        target: target.display().to_string(),
+        kind: TargetKind::Disk,
+        steps: Vec::new(),
+        devices: Vec::new(),
+        target_path: target.to_path_buf(),
+    };
+    let mut head = vec![0u8; 8192];
+    let mut disk = Disk::open(target)?;
+    let n = (disk.len() as usize).min(head.len());
+    disk.read_at(0, &mut head[..n])?;
+    head.truncate(n);
+    let is_archive = archive::is_gzip(&head);
+    let banks = if is_archive {
+        Vec::new()
+    } else {
+        disk_banks(&mut disk, &head)?
+    };
+    for e in &manifest.entries {
+        let bpath = from.join(&e.backup);
+        let backup = std::fs::read(&bpath).map_err(io_err(&bpath))?;
+        if sha256_hex(&backup) != e.sha256_before {
+            return Err(FixError::Refused(format!(
+                "{}: does not match the checksum in the manifest; the backup is damaged",
+                bpath.display()
+            )));
+        }
+        let (current, location, names, leftover, uuid) = if is_archive {
+            plan.kind = TargetKind::StateArchive;
+            (
+                std::fs::read(target).map_err(io_err(target))?,
+                e.file.clone(),
+                None,
+                None,
+                None,
+            )
+        } else {
+            let p = e.partition.unwrap_or(0);
+            let bank = banks.iter().find(|b| b.partition == p).ok_or_else(|| {
+                FixError::Refused(format!("the target has no bootbank on partition {p}"))
+            })?;
+            if e.bank_uuid.as_deref().is_some_and(|u| u != bank.uuid) && !force {
+                return Err(FixError::Refused(format!(
+                    "partition {p} is bank {} but the backup was taken from bank {}: another disk? (--force to restore anyway)",
+                    bank.uuid,
+                    e.bank_uuid.as_deref().unwrap_or("?")
+                )));
+            }
+            let cf = bank.config_file();
+            let bytes = match &cf {
+                Some(c) => {
+                    bootbank::read_file(&mut disk, bank, &c.effective.name)?.unwrap_or_default()
+                }
+                None => Vec::new(),
+            };
+            plan.kind = if e.partition.is_none() {
+                TargetKind::Partition
+            } else {
+                TargetKind::Disk
+            };
+            (
+                bytes,
+                match e.partition {
+                    Some(p) => format!("partition {p} /{}", e.file),
+                    None => format!("this partition /{}", e.file),
+                },
+                Some(
+                    cf.as_ref()
+                        .map(|c| c.names.clone())
+                        .unwrap_or_else(|| Names::for_file(&e.file)),
+                ),
+                cf.and_then(|c| c.leftover),
+                Some(bank.uuid.clone()),
+            )
+        };
+        let cur_hash = sha256_hex(&current);
+        let mut notes = Vec::new();
+        if cur_hash == e.sha256_before {
+            notes.push("already holds the backed-up configuration".to_string());
+        } else if cur_hash != e.sha256_after && !force {
+            return Err(FixError::Refused(format!(
+                "{location}: changed since the backup's write (neither the file bootbank wrote nor the backed-up one); --force to overwrite it"
+            )));
+        }
+        let bundle = plan.kind == TargetKind::StateArchive
+            && Tgz::parse(&backup, "backup")
+                .map(|t| t.member("state.tgz").is_some())
+                .unwrap_or(false);
+        if bundle {
+            plan.kind = TargetKind::ConfigBundle;
+        }
+        let esx = |bytes: &[u8]| -> Result<Vec<u8>, FixError> {
+            let state = if bundle {
+                Tgz::parse(bytes, &location)?.require("state.tgz")?.to_vec()
+            } else {
+                bytes.to_vec()
+            };
+            let cfg = Config::from_state(&state, &location)?;
+            Ok(cfg
+                .local
+                .as_ref()
+                .map(|l| l.require(ESX_CONF).map(<[u8]>::to_vec))
+                .transpose()?
+                .unwrap_or_default())
+        };
+        let new_conf = esx(&backup)?;
+        let old_conf = if current.is_empty() {
+            Vec::new()
+        } else {
+            esx(&current).unwrap_or_default()
+        };
+        let changes = if cur_hash == e.sha256_before {
+            Vec::new()
+        } else {
+            conf_changes(&old_conf, &new_conf)
+        };
+        plan.steps.push(Step {
+            location: location.clone(),
+            partition: e.partition,
+            bank_uuid: uuid,
+            file: e.file.clone(),
+            diff: unified_diff(&old_conf, &new_conf, &location),
+            changes: if cur_hash == e.sha256_before {
+                changes
+            } else if changes.is_empty() {
+                // Same esx.conf, other members differ: still a change to write.
+                vec![Change {
+                    key: "(other members of local.tgz)".into(),
+                    line: 0,
+                    old: None,
+                    new: None,
+                }]
+            } else {
+                changes
+            },
+            notes,
+            old_bytes: current,
+            new_bytes: backup,
+            new_esx_conf: new_conf,
+            leftover,
+            names,
+        });
+    }
+    Ok(plan)
+}
+
+/// Key-level differences between two esx.conf texts, for a restore plan.
+fn conf_changes(old: &[u8], new: &[u8]) -> Vec<Change> {
+    let (a, b) = (
+        EsxConf::parse(old).unwrap_or_default(),
+        EsxConf::parse(new).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    for e in &a.entries {
+        let nv = b.get(&e.key);
+        if nv != Some(e.value.as_str()) {
+            out.push(Change {
+                key: e.key.clone(),
+                line: e.line,
+                old: Some(e.value.clone()),
+                new: nv.map(str::to_string),
+            });
+        }
+    }
+    for e in &b.entries {
+        if a.get(&e.key).is_none() {
+            out.push(Change {
+                key: e.key.clone(),
+                line: e.line,
+                old: None,
+                new: Some(e.value.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// Any configuration that decodes is usable for completing an interrupted write.
+fn verify_any(bytes: &[u8]) -> Result<(), String> {
+    Config::from_state(bytes, "state.new")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Replaces a file by writing a temporary sibling, syncing, verifying and renaming it over.
+pub fn replace_file(
+    path: &Path,
+    bytes: &[u8],
+    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+) -> Result<(), FixError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.bootbank-new"));
+    write_synced(&tmp, bytes)?;
+    let back = std::fs::read(&tmp).map_err(io_err(&tmp))?;
+    if back != bytes {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FixError::Refused(format!(
+            "{}: read back differs",
+            tmp.display()
+        )));
+    }
+    if let Err(why) = verify(&back) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FixError::Refused(format!("{}: {why}", tmp.display())));
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}

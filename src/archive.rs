@@ -1110,4 +1110,54 @@ mod tests {
         let back = Tgz::parse(&gz(&out), "local.tgz").unwrap();
         assert_eq!(back.require("etc/sized").unwrap(), b"def");
     }
+    #[test]
+    fn mutated_tars_never_panic() {
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("path", &b"etc/p"[..])]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(3);
+        b.append_data(&mut h, "x", &b"abc"[..]).unwrap();
+        let mut seed = b.into_inner().unwrap();
+        seed.extend(gnu_tar_of(&[
+            ("etc/a", b"1"),
+            (&"d/".repeat(60), &[9u8; 700]),
+            ("etc/b", b"22"),
+        ]));
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for _ in 0..3000 {
+            let mut tar = seed.clone();
+            for _ in 0..1 + next() % 4 {
+                let i = (next() % tar.len() as u64) as usize;
+                tar[i] = match next() % 4 {
+                    0 => 0,
+                    1 => b'0' + (next() % 10) as u8,
+                    2 => b' ',
+                    _ => next() as u8,
+                };
+            }
+            let Ok(members) = list_tar(&tar, "t") else {
+                continue;
+            };
+            let t = Tgz {
+                label: "t".into(),
+                compressed_len: 0,
+                tar,
+                members,
+                gzip: GzipHeader::default(),
+                gzip_members: 1,
+            };
+            for m in &t.members {
+                let len = (next() % 1200) as usize;
+                if let Ok(out) = t.replace_member(&m.name, &vec![b'n'; len]) {
+                    assert_eq!(list_tar(&out, "t").unwrap().len(), t.members.len());
+                }
+            }
+        }
+    }
 }

@@ -48,8 +48,9 @@ pub const INTERRUPTED_WRITE: &str = "interrupted-write";
 /// Rule: the configuration is encrypted (7.0U2+).
 pub const CONFIG_ENCRYPTED: &str = "config-encrypted";
 
-/// Findings about PCI devices in esx.conf. `where_` names the configuration, for messages.
-pub fn device_findings(devices: &[Device], where_: &str) -> Vec<Finding> {
+/// Findings about PCI devices in esx.conf. `where_` names the configuration, for messages;
+/// `target` is the path to put in the suggested `bootbank fix` command.
+pub fn device_findings(devices: &[Device], where_: &str, target: &str) -> Vec<Finding> {
     let mut out = Vec::new();
     for d in devices.iter().filter(|d| d.is_passthru()) {
         let vmk = d.vmkname.as_deref().unwrap_or("no vmkname");
@@ -63,7 +64,9 @@ pub fn device_findings(devices: &[Device], where_: &str) -> Vec<Finding> {
                     d.pci_address, d.esx_address
                 ),
                 fix: Some(format!(
-                    "set /device/{}/owner from \"passthru\" to \"vmkernel\" in {where_}",
+                    "bootbank fix {} --device {} --both-banks   (sets /device/{}/owner from \"passthru\" to \"vmkernel\" in {where_})",
+                    shell_quote(target),
+                    d.pci_address,
                     d.esx_address
                 )),
             });
@@ -114,4 +117,15 @@ pub fn encryption_finding(enc: Encryption, mode: Option<&str>) -> Option<Finding
 /// Orders findings most severe first, keeping the rules' own order within a severity.
 pub fn sort(findings: &mut [Finding]) {
     findings.sort_by_key(|f| f.severity);
+}
+
+/// Quotes a path for a command line the user can paste.
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }

@@ -482,7 +482,7 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
         let where_ = format!("etc/vmware/esx.conf ({source} > local.tgz)");
         report
             .findings
-            .extend(findings::device_findings(&devices, &where_));
+            .extend(findings::device_findings(&devices, &where_, &report.target));
         report.devices = devices
             .into_iter()
             .map(|d| DeviceReport {

@@ -255,6 +255,15 @@ fn execute(
                     target.display(),
                     outcome.backup_dir.as_deref().unwrap_or("<backup dir>")
                 );
+                // Read the target again from scratch and say what the host will do now.
+                let read_back = w.output.as_deref().unwrap_or(target);
+                match bootbank::inspect::inspect(read_back, &Default::default()) {
+                    Ok(r) => print!(
+                        "Now: {}",
+                        super::human::verdict(&r).trim_start_matches("VERDICT: ")
+                    ),
+                    Err(e) => eprintln!("bootbank: warning: reading the result again failed: {e}"),
+                }
             }
             ExitCode::SUCCESS
         }

@@ -35,39 +35,7 @@ pub fn render(r: &Report) -> String {
     }
     let _ = writeln!(s, "{head}\n");
 
-    // Verdict.
-    let critical: Vec<_> = r
-        .findings
-        .iter()
-        .filter(|f| f.severity == Severity::Critical)
-        .collect();
-    let next = r.banks.iter().find(|b| b.boots_next);
-    let boot_line = match (r.will_boot, next) {
-        (Some(false), _) => "this host will not boot: no bank is valid".to_string(),
-        (_, Some(b)) => format!(
-            "the host boots partition {} (build {})",
-            b.partition.map(|p| p.to_string()).unwrap_or_default(),
-            b.build.as_deref().unwrap_or("?")
-        ),
-        _ => "configuration read".to_string(),
-    };
-    if critical.is_empty() {
-        let _ = writeln!(s, "VERDICT: {boot_line}; no critical findings.");
-    } else {
-        let _ = writeln!(
-            s,
-            "VERDICT: {boot_line}, and {} critical problem{} will cripple it:",
-            critical.len(),
-            if critical.len() == 1 { "" } else { "s" }
-        );
-        for f in &critical {
-            let _ = writeln!(s, "  ! {}", f.message);
-            if let Some(fix) = &f.fix {
-                let _ = writeln!(s, "    fix: {fix}");
-            }
-        }
-    }
-    let _ = writeln!(s);
+    s.push_str(&verdict(r));
 
     if !r.banks.is_empty() {
         let _ = writeln!(s, "Banks");
@@ -211,6 +179,43 @@ pub fn render(r: &Report) -> String {
     }
     for w in &r.warnings {
         let _ = writeln!(s, "warning: {w}");
+    }
+    s
+}
+
+/// The verdict lines: what happens at the next boot, and the critical problems with their fixes.
+pub fn verdict(r: &Report) -> String {
+    let mut s = String::new();
+    let critical: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Critical)
+        .collect();
+    let next = r.banks.iter().find(|b| b.boots_next);
+    let boot_line = match (r.will_boot, next) {
+        (Some(false), _) => "this host will not boot: no bank is valid".to_string(),
+        (_, Some(b)) => format!(
+            "the host boots partition {} (build {})",
+            b.partition.map(|p| p.to_string()).unwrap_or_default(),
+            b.build.as_deref().unwrap_or("?")
+        ),
+        _ => "configuration read".to_string(),
+    };
+    if critical.is_empty() {
+        let _ = writeln!(s, "VERDICT: {boot_line}; no critical findings.");
+    } else {
+        let _ = writeln!(
+            s,
+            "VERDICT: {boot_line}, and {} critical problem{} will cripple it:",
+            critical.len(),
+            if critical.len() == 1 { "" } else { "s" }
+        );
+        for f in &critical {
+            let _ = writeln!(s, "  ! {}", f.message);
+            if let Some(fix) = &f.fix {
+                let _ = writeln!(s, "    fix: {fix}");
+            }
+        }
     }
     s
 }

@@ -617,13 +617,18 @@ pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
             None => s.file.clone(),
         };
         let path = dir.join(&backup);
-        if path.exists() {
-            return Err(FixError::Refused(format!(
-                "backup file {} already exists; choose another --backup-dir",
-                path.display()
-            )));
+        // Rerunning the same command after an interruption finds its own backup: the same
+        // bytes may stay; anything else is never overwritten.
+        match std::fs::read(&path) {
+            Ok(existing) if existing == s.old_bytes => {}
+            Ok(_) => {
+                return Err(FixError::Refused(format!(
+                    "backup file {} already exists with other content; choose another --backup-dir",
+                    path.display()
+                )));
+            }
+            Err(_) => write_synced(&path, &s.old_bytes)?,
         }
-        write_synced(&path, &s.old_bytes)?;
         entries.push(ManifestEntry {
             partition: s.partition,
             bank_uuid: s.bank_uuid.clone(),

@@ -270,7 +270,9 @@ pub fn recover(
         Leftover::OnlyNew | Leftover::NewAndOld => {
             let bytes = b.read_back(disk, new)?.unwrap_or_default();
             if let Err(why) = verify(&bytes) {
-                if *leftover == Leftover::NewAndOld {
+                let old_ok = *leftover == Leftover::NewAndOld
+                    && b.read_back(disk, old)?.is_some_and(|o| verify(&o).is_ok());
+                if old_ok {
                     b.step(disk, |v| v.rename(old, current))?;
                     b.step(disk, |v| v.remove(new))?;
                     return Ok(format!(
@@ -279,7 +281,7 @@ pub fn recover(
                 }
                 return Err(TxError::Ambiguous {
                     partition: b.partition,
-                    state: format!("only {new} is left and it is not usable ({why})"),
+                    state: format!("{new} is not usable ({why}) and no usable {old} is left"),
                 });
             }
             b.step(disk, |v| v.rename(new, current))?;

@@ -335,7 +335,8 @@ impl Tgz {
         }
     }
 
-    fn member_names(&self) -> String {
+    /// Member names for messages, `none` when empty.
+    pub fn member_names(&self) -> String {
         let names: Vec<&str> = self.members.iter().map(|m| m.name.as_str()).collect();
         if names.is_empty() {
             "none".to_string()

@@ -37,10 +37,14 @@ pub enum ConfigError {
     Archive(#[from] ArchiveError),
     #[error("state.tgz: {0}")]
     Envelope(#[from] EnvelopeError),
-    #[error("local.tgz member {ESX_CONF}: {0}")]
-    EsxConf(#[from] EsxConfError),
-    #[error("state.tgz holds neither local.tgz nor local.tgz.ve (members: {present})")]
-    NoLocal { present: String },
+    #[error("{archive} > {ESX_CONF}: {source}")]
+    EsxConf {
+        archive: String,
+        #[source]
+        source: EsxConfError,
+    },
+    #[error("{archive} holds neither local.tgz nor local.tgz.ve (members: {present})")]
+    NoLocal { archive: String, present: String },
 }
 
 impl Config {
@@ -64,12 +68,8 @@ impl Config {
         }
         if state.member("local.tgz").is_none() {
             return Err(ConfigError::NoLocal {
-                present: state
-                    .members
-                    .iter()
-                    .map(|m| m.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
+                archive: label.to_string(),
+                present: state.member_names(),
             });
         }
         let local = Tgz::parse(state.require("local.tgz")?, &format!("{label} > local.tgz"))?;
@@ -77,7 +77,11 @@ impl Config {
     }
 
     fn plain(state: Tgz, local: Tgz) -> Result<Config, ConfigError> {
-        let esx_conf = EsxConf::parse(local.require(ESX_CONF)?)?;
+        let esx_conf =
+            EsxConf::parse(local.require(ESX_CONF)?).map_err(|source| ConfigError::EsxConf {
+                archive: local.label.clone(),
+                source,
+            })?;
         Ok(Config {
             encryption: Encryption::None,
             encryption_mode: None,

@@ -328,13 +328,13 @@ fn plan_disk(
 }
 
 fn plan_archive(bytes: &[u8], what: &Change_, plan: &mut Plan) -> Result<(), FixError> {
-    let outer = Tgz::parse(bytes, "archive")?;
-    let mut resolved = None;
     let file = plan
         .target_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    let outer = Tgz::parse(bytes, &format!("archive {file}"))?;
+    let mut resolved = None;
     if outer.member("state.tgz").is_some() {
         plan.kind = TargetKind::ConfigBundle;
         let inner = outer.require("state.tgz")?.to_vec();

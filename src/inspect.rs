@@ -200,7 +200,11 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
                 path: target.display().to_string(),
                 source,
             })?;
-            config = Some(inspect_archive(&bytes, &mut report)?);
+            let name = target
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "archive".to_string());
+            config = Some(inspect_archive(&bytes, &name, &mut report)?);
         } else if let Some(ss) = lone_bank_sector_size(&head) {
             report.kind = TargetKind::Partition;
             let len = disk.len();
@@ -218,18 +222,28 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
                 }
             }
             if banks.is_empty() {
-                return Err(InspectError::NotEsxi(format!(
+                let mut why = format!(
                     "bootbank: no ESXi bootbank on this disk ({} table with {} partitions; none carries `VMWARE FAT16` in its second sector)",
                     match table.scheme {
                         partition::Scheme::Gpt => "GPT",
                         partition::Scheme::Mbr => "MBR",
                     },
                     table.partitions.len()
-                )));
+                );
+                for w in &table.warnings {
+                    why.push_str("; ");
+                    why.push_str(w);
+                }
+                return Err(InspectError::NotEsxi(why));
             }
             report.partition_table = Some(table);
             config = banks_and_config(&mut disk, banks, &mut report)?;
             report.bytes_read = disk.bytes_read();
+        } else if head.is_empty() {
+            return Err(InspectError::NotEsxi(format!(
+                "{}: empty file, not an ESXi boot disk, bootbank partition, state.tgz or config bundle",
+                target.display()
+            )));
         } else {
             return Err(InspectError::NotEsxi(format!(
                 "{}: not an ESXi boot disk, bootbank partition, state.tgz or config bundle (no partition table, no bank magic, no gzip header in the first {} bytes)",
@@ -430,8 +444,18 @@ fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<(Config, String
 }
 
 /// A gzip'd tar given directly: a config bundle, a state.tgz, or a local.tgz.
-fn inspect_archive(bytes: &[u8], report: &mut Report) -> Result<(Config, String), InspectError> {
-    let outer = Tgz::parse(bytes, "archive")?;
+fn inspect_archive(
+    bytes: &[u8],
+    name: &str,
+    report: &mut Report,
+) -> Result<(Config, String), InspectError> {
+    let outer = Tgz::parse(bytes, &format!("archive {name}"))?;
+    if outer.member("state.tgz").is_none() && outer.member("Manifest.txt").is_some() {
+        return Err(InspectError::NotEsxi(format!(
+            "config bundle {name}: holds no state.tgz (members: {})",
+            outer.member_names()
+        )));
+    }
     if outer.member("state.tgz").is_some() {
         report.kind = TargetKind::ConfigBundle;
         if let Some(m) = outer.member("Manifest.txt") {
@@ -445,7 +469,7 @@ fn inspect_archive(bytes: &[u8], report: &mut Report) -> Result<(Config, String)
                 uuid: field("UUID="),
             });
         }
-        let label = "bundle > state.tgz".to_string();
+        let label = format!("config bundle {name} > state.tgz");
         let cfg = Config::from_state(outer.require("state.tgz")?, &label)?;
         return Ok((cfg, label));
     }
@@ -455,7 +479,10 @@ fn inspect_archive(bytes: &[u8], report: &mut Report) -> Result<(Config, String)
     } else {
         TargetKind::StateArchive
     };
-    let label = if is_local { "local.tgz" } else { "state.tgz" }.to_string();
+    let label = format!(
+        "{name} ({})",
+        if is_local { "local.tgz" } else { "state.tgz" }
+    );
     let cfg = Config::from_state(bytes, &label)?;
     Ok((cfg, label))
 }

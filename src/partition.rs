@@ -142,7 +142,7 @@ pub fn read(disk: &mut Disk) -> Result<Table, PartitionError> {
         Some(s) => vec![s],
         None => vec![512, 4096],
     };
-    let mut last_err = String::new();
+    let mut last_err = (512, String::new());
     for ss in &sizes {
         match gptman::GPT::read_from(&mut disk.whole(), *ss) {
             Ok(gpt) => {
@@ -174,12 +174,12 @@ pub fn read(disk: &mut Disk) -> Result<Table, PartitionError> {
                     warnings,
                 });
             }
-            Err(e) => last_err = flatten(&e),
+            Err(e) => last_err = (*ss, flatten(&e)),
         }
     }
     Err(PartitionError::Gpt {
-        sector_size: sector_size.unwrap_or(512),
-        detail: last_err,
+        sector_size: last_err.0,
+        detail: last_err.1,
     })
 }
 
@@ -196,10 +196,36 @@ fn flatten(e: &gptman::Error) -> String {
     }
 }
 
-fn read_mbr(disk: &mut Disk, warnings: Vec<String>) -> Result<Table, PartitionError> {
-    let mbr = mbrman::MBR::read_from(&mut disk.whole(), 512).map_err(|e| PartitionError::Mbr {
-        detail: e.to_string(),
+fn read_mbr(disk: &mut Disk, mut warnings: Vec<String>) -> Result<Table, PartitionError> {
+    let extended = |m: &mbrman::MBRHeader| {
+        m.iter()
+            .find(|(_, p)| matches!(p.sys, 0x05 | 0x0f | 0x85))
+            .map(|(_, p)| p.starting_lba)
+    };
+    let mbr = mbrman::MBR::read_from(&mut disk.whole(), 512).map_err(|e| {
+        let chain = mbrman::MBRHeader::read_from(&mut disk.whole())
+            .ok()
+            .as_ref()
+            .and_then(extended)
+            .map(|lba| {
+                format!(
+                    " in the chain of extended boot records starting at LBA {lba} (byte {})",
+                    u64::from(lba) * 512
+                )
+            })
+            .unwrap_or_default();
+        PartitionError::Mbr {
+            detail: format!("{e}{chain}"),
+        }
     })?;
+    if let Some(lba) = extended(&mbr.header)
+        && mbr.logical_partitions.is_empty()
+    {
+        warnings.push(format!(
+            "the extended partition at LBA {lba} holds no readable logical partition (no 55 AA signature in its first extended boot record at byte {}?): banks 5 and 6 of an MBR host live there",
+            u64::from(lba) * 512
+        ));
+    }
     let partitions = mbr
         .iter()
         .filter(|(_, p)| p.is_used() && p.sectors > 0)

@@ -107,10 +107,10 @@ impl PciAddress {
 }
 
 fn strip_prefix_ci<'a>(t: &'a str, prefix: &str) -> Option<&'a str> {
-    if t.len() >= prefix.len() && t[..prefix.len()].eq_ignore_ascii_case(prefix) {
-        Some(&t[prefix.len()..])
-    } else {
-        None
+    // `get` keeps a multi-byte character at the cut from panicking (found by fuzzing).
+    match t.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => Some(&t[prefix.len()..]),
+        _ => None,
     }
 }
 
@@ -244,6 +244,9 @@ mod tests {
         assert!(PciAddress::parse_esx("000:00.8").is_err());
         assert!(PciAddress::parse_esx("000:256:00.0").is_err());
         assert!(PciAddress::parse_esx("99999999999999999999:00:00.0").is_err());
+        // Non-ASCII text at the prefix cut (fuzzing found a panic here).
+        assert!(PciAddress::parse_user("abcé", |_| false).is_err());
+        assert!(PciAddress::parse_user("es/ĵ:6", |_| false).is_err());
     }
 
     #[test]

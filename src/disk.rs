@@ -288,6 +288,13 @@ impl Disk {
         Ok(())
     }
 
+    /// The first `max` bytes (fewer for a smaller file), to tell what the target is.
+    pub fn head(&mut self, max: usize) -> Result<Vec<u8>, DiskError> {
+        let mut head = vec![0u8; max.min(self.len as usize)];
+        self.read_at(0, &mut head)?;
+        Ok(head)
+    }
+
     /// A Read + Seek view of the whole disk, for crates that want one (gptman, mbrman).
     pub fn whole(&mut self) -> Slice<'_> {
         let len = self.len;

@@ -15,7 +15,6 @@ use crate::envelope::Encryption;
 use crate::esxconf::{self, Change, Edit, EsxConf, EsxConfError};
 use crate::inspect::{self, InspectError, TargetKind};
 use crate::nextboot::{self, Candidate};
-use crate::partition;
 use crate::pci::{PciAddress, Reading};
 use crate::transaction::{self, Names, TxError, WriteStats};
 use serde::Serialize;
@@ -168,14 +167,7 @@ pub fn plan(target: &Path, what: &Change_, opts: &Options) -> Result<Plan, FixEr
             target.display()
         )));
     }
-    let mut head = vec![0u8; 8192];
-    let n = {
-        let mut d = Disk::open(target)?;
-        let n = (d.len() as usize).min(head.len());
-        d.read_at(0, &mut head[..n])?;
-        n
-    };
-    head.truncate(n);
+    let head = Disk::open(target)?.head(inspect::HEAD)?;
     let mut plan = Plan {
         target: target.display().to_string(),
         kind: TargetKind::Disk,
@@ -196,25 +188,14 @@ pub fn plan(target: &Path, what: &Change_, opts: &Options) -> Result<Plan, FixEr
 
 /// The banks of a disk or lone partition image, read-only.
 fn disk_banks(disk: &mut Disk, head: &[u8]) -> Result<Vec<Bank>, FixError> {
-    if let Some(ss) = inspect::lone_bank_sector_size(head) {
-        let len = disk.len();
-        return Ok(bootbank::probe_at(disk, 0, 0, len, ss)?
-            .into_iter()
-            .collect());
-    }
-    let table = partition::read(disk).map_err(InspectError::from)?;
-    let mut banks = Vec::new();
-    for p in &table.partitions {
-        if let Some(b) = bootbank::probe(disk, p, table.sector_size)? {
-            banks.push(b);
-        }
-    }
-    if banks.is_empty() {
-        return Err(FixError::Refused(
-            "bootbank: no ESXi bootbank on this disk".to_string(),
-        ));
-    }
-    Ok(banks)
+    Ok(inspect::find_banks(disk, head)
+        .map_err(|e| match e {
+            InspectError::NotEsxi(why) if why.is_empty() => InspectError::NotEsxi(
+                "not an ESXi boot disk, bootbank partition, state.tgz or config bundle".into(),
+            ),
+            other => other,
+        })?
+        .banks)
 }
 
 fn plan_disk(
@@ -704,11 +685,7 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
     match plan.kind {
         TargetKind::Disk | TargetKind::Partition => {
             let mut disk = Disk::open_rw(&plan.target_path)?;
-            let head = {
-                let mut h = vec![0u8; 8192.min(disk.len() as usize)];
-                disk.read_at(0, &mut h)?;
-                h
-            };
+            let head = disk.head(inspect::HEAD)?;
             for step in &plan.steps {
                 let names = step.names.clone().expect("disk steps have names");
                 let verify = verifier(&step.location, &step.new_esx_conf, false);
@@ -787,11 +764,8 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
         devices: Vec::new(),
         target_path: target.to_path_buf(),
     };
-    let mut head = vec![0u8; 8192];
     let mut disk = Disk::open(target)?;
-    let n = (disk.len() as usize).min(head.len());
-    disk.read_at(0, &mut head[..n])?;
-    head.truncate(n);
+    let head = disk.head(inspect::HEAD)?;
     let is_archive = archive::is_gzip(&head);
     let banks = if is_archive {
         Vec::new()

@@ -192,8 +192,7 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
         config = inspect_dir(target, &mut report)?;
     } else {
         let mut disk = Disk::open(target)?;
-        let mut head = vec![0u8; 8192.min(disk.len() as usize)];
-        disk.read_at(0, &mut head)?;
+        let head = disk.head(HEAD)?;
         if archive::is_gzip(&head) {
             drop(disk);
             let bytes = std::fs::read(target).map_err(|source| InspectError::Io {
@@ -205,51 +204,28 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "archive".to_string());
             config = Some(inspect_archive(&bytes, &name, &mut report)?);
-        } else if let Some(ss) = lone_bank_sector_size(&head) {
-            report.kind = TargetKind::Partition;
-            let len = disk.len();
-            let bank = bootbank::probe_at(&mut disk, 0, 0, len, ss)?
-                .ok_or_else(|| InspectError::NotEsxi("not a bootbank".into()))?;
-            config = banks_and_config(&mut disk, vec![bank], &mut report)?;
-            report.bytes_read = disk.bytes_read();
-        } else if partition::looks_partitioned(&head) {
-            let table = partition::read(&mut disk)?;
-            report.warnings.extend(table.warnings.iter().cloned());
-            let mut banks = Vec::new();
-            for p in &table.partitions {
-                if let Some(b) = bootbank::probe(&mut disk, p, table.sector_size)? {
-                    banks.push(b);
-                }
-            }
-            if banks.is_empty() {
-                let mut why = format!(
-                    "bootbank: no ESXi bootbank on this disk ({} table with {} partitions; none carries `VMWARE FAT16` in its second sector)",
-                    match table.scheme {
-                        partition::Scheme::Gpt => "GPT",
-                        partition::Scheme::Mbr => "MBR",
-                    },
-                    table.partitions.len()
-                );
-                for w in &table.warnings {
-                    why.push_str("; ");
-                    why.push_str(w);
-                }
-                return Err(InspectError::NotEsxi(why));
-            }
-            report.partition_table = Some(table);
-            config = banks_and_config(&mut disk, banks, &mut report)?;
-            report.bytes_read = disk.bytes_read();
         } else if head.is_empty() {
             return Err(InspectError::NotEsxi(format!(
                 "{}: empty file, not an ESXi boot disk, bootbank partition, state.tgz or config bundle",
                 target.display()
             )));
         } else {
-            return Err(InspectError::NotEsxi(format!(
-                "{}: not an ESXi boot disk, bootbank partition, state.tgz or config bundle (no partition table, no bank magic, no gzip header in the first {} bytes)",
-                target.display(),
-                head.len()
-            )));
+            let found = find_banks(&mut disk, &head).map_err(|e| match e {
+                InspectError::NotEsxi(why) if why.is_empty() => InspectError::NotEsxi(format!(
+                    "{}: not an ESXi boot disk, bootbank partition, state.tgz or config bundle (no partition table, no bank magic, no gzip header in the first {} bytes)",
+                    target.display(),
+                    head.len()
+                )),
+                other => other,
+            })?;
+            if let Some(t) = &found.table {
+                report.warnings.extend(t.warnings.iter().cloned());
+            } else {
+                report.kind = TargetKind::Partition;
+            }
+            report.partition_table = found.table;
+            config = banks_and_config(&mut disk, found.banks, &mut report)?;
+            report.bytes_read = disk.bytes_read();
         }
     }
     Ok((report, config))
@@ -260,8 +236,60 @@ fn meta_is_block(meta: &std::fs::Metadata) -> bool {
     meta.file_type().is_block_device()
 }
 
+/// How many bytes of a target are read to tell what it is.
+pub(crate) const HEAD: usize = 8192;
+
+/// The banks of a disk (or of a lone bank partition image, then `table` is None).
+pub(crate) struct Found {
+    pub table: Option<Table>,
+    pub banks: Vec<Bank>,
+}
+
+/// Finds the banks the way the bootloader does. `NotEsxi` with an empty text means the target
+/// has neither a partition table nor the bank magic.
+pub(crate) fn find_banks(disk: &mut Disk, head: &[u8]) -> Result<Found, InspectError> {
+    if let Some(ss) = lone_bank_sector_size(head) {
+        let len = disk.len();
+        let bank = bootbank::probe_at(disk, 0, 0, len, ss)?
+            .ok_or_else(|| InspectError::NotEsxi("not a bootbank".into()))?;
+        return Ok(Found {
+            table: None,
+            banks: vec![bank],
+        });
+    }
+    if !partition::looks_partitioned(head) {
+        return Err(InspectError::NotEsxi(String::new()));
+    }
+    let table = partition::read(disk)?;
+    let mut banks = Vec::new();
+    for p in &table.partitions {
+        if let Some(b) = bootbank::probe(disk, p, table.sector_size)? {
+            banks.push(b);
+        }
+    }
+    if banks.is_empty() {
+        let mut why = format!(
+            "bootbank: no ESXi bootbank on this disk ({} table with {} partitions; none carries `VMWARE FAT16` in its second sector)",
+            match table.scheme {
+                partition::Scheme::Gpt => "GPT",
+                partition::Scheme::Mbr => "MBR",
+            },
+            table.partitions.len()
+        );
+        for w in &table.warnings {
+            why.push_str("; ");
+            why.push_str(w);
+        }
+        return Err(InspectError::NotEsxi(why));
+    }
+    Ok(Found {
+        table: Some(table),
+        banks,
+    })
+}
+
 /// A lone bank partition image: a FAT boot sector whose second sector holds the bank magic.
-pub(crate) fn lone_bank_sector_size(head: &[u8]) -> Option<u64> {
+fn lone_bank_sector_size(head: &[u8]) -> Option<u64> {
     if head.len() < 1024 || head[510] != 0x55 || head[511] != 0xAA {
         return None;
     }

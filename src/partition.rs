@@ -117,8 +117,7 @@ pub fn read(disk: &mut Disk) -> Result<Table, PartitionError> {
     if disk.len() < 1024 {
         return Err(PartitionError::TooSmall { len: disk.len() });
     }
-    let mut head = vec![0u8; 8192.min(disk.len() as usize)];
-    disk.read_at(0, &mut head)?;
+    let head = disk.head(8192)?;
     let gpt_at = |o: usize| head.len() >= o + 8 && &head[o..o + 8] == b"EFI PART";
     let mbr_sig = head[510] == 0x55 && head[511] == 0xAA;
     let protective = mbr_sig && (0..4).any(|i| head[446 + i * 16 + 4] == 0xEE);

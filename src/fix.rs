@@ -678,13 +678,17 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
     if !plan.has_changes() {
         return Ok(outcome);
     }
+    // Take exclusive access first: a target in use must leave no backup behind either.
+    let disk = match plan.kind {
+        TargetKind::Disk | TargetKind::Partition => Some(Disk::open_rw(&plan.target_path)?),
+        _ => None,
+    };
     if plan.steps.iter().any(|s| !s.changes.is_empty()) {
         write_backup(plan, backup_dir)?;
         outcome.backup_dir = Some(backup_dir.display().to_string());
     }
-    match plan.kind {
-        TargetKind::Disk | TargetKind::Partition => {
-            let mut disk = Disk::open_rw(&plan.target_path)?;
+    match (plan.kind, disk) {
+        (TargetKind::Disk | TargetKind::Partition, Some(mut disk)) => {
             let head = disk.head(inspect::HEAD)?;
             for step in &plan.steps {
                 let names = step.names.clone().expect("disk steps have names");

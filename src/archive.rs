@@ -11,7 +11,7 @@
 //! header fields ([`seal`]).
 
 use flate2::{Compression, Crc, GzBuilder};
-use std::io::{Read, Write};
+use std::io::Write;
 
 /// Decompressed archives larger than this are refused: a configuration is never near it, and the
 /// limit keeps a hostile or corrupt file from exhausting memory on a rescue system.
@@ -211,32 +211,96 @@ fn gunzip_members(bytes: &[u8], label: &str) -> Result<Gunzipped, ArchiveError> 
         offset: offset as u64,
         detail,
     };
-    let mut data = Vec::with_capacity(bytes.len().saturating_mul(4));
+    // The last member's ISIZE (uncompressed length mod 2^32) sizes the output for the usual
+    // single-member file; more members just grow it.
+    let hint = bytes
+        .len()
+        .checked_sub(4)
+        .map(|i| u32::from_le_bytes(bytes[i..].try_into().expect("4 bytes")) as u64)
+        .unwrap_or(0)
+        .min(MAX_DECOMPRESSED) as usize;
+    let mut data: Vec<u8> = Vec::with_capacity(hint.max(64 * 1024));
     let mut header = None;
     let mut members = 0;
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let start = bytes.len() - rest.len();
-        let mut dec = flate2::bufread::GzDecoder::new(rest);
-        let budget = (MAX_DECOMPRESSED + 1).saturating_sub(data.len() as u64);
-        let res = (&mut dec).take(budget).read_to_end(&mut data);
-        if let Err(e) = res {
-            return Err(gzip_err(bytes.len() - dec.get_ref().len(), e.to_string()));
-        }
-        if data.len() as u64 > MAX_DECOMPRESSED {
-            return Err(ArchiveError::TooLarge {
-                archive: label.to_string(),
-                limit: MAX_DECOMPRESSED,
-            });
-        }
-        if header.is_none() {
-            match GzipHeader::parse(rest) {
-                Some((h, _)) => header = Some(h),
-                None => return Err(gzip_err(start, "gzip header not understood".to_string())),
+    let mut pos = 0usize;
+    while pos < bytes.len() {
+        let rest = &bytes[pos..];
+        let Some((h, hlen)) = GzipHeader::parse(rest) else {
+            return Err(gzip_err(
+                pos,
+                if members == 0 {
+                    "gzip header not understood".to_string()
+                } else {
+                    "trailing bytes after the last gzip member are not another member".to_string()
+                },
+            ));
+        };
+        if h.fhcrc {
+            let mut hc = Crc::new();
+            hc.update(&rest[..hlen - 2]);
+            if (hc.sum() as u16).to_le_bytes() != rest[hlen - 2..hlen] {
+                return Err(gzip_err(
+                    pos + hlen - 2,
+                    "gzip header CRC does not match".to_string(),
+                ));
             }
         }
+        if header.is_none() {
+            header = Some(h);
+        }
+        // Raw inflate straight into the Vec's spare capacity: `read_to_end` over a decoder would
+        // zero every spare byte first, which costs more than the inflate itself here.
+        let member_start = data.len();
+        let mut inflate = flate2::Decompress::new(false);
+        let body = &rest[hlen..];
+        loop {
+            if data.len() == data.capacity() {
+                data.reserve(data.capacity().max(64 * 1024));
+            }
+            let before_in = inflate.total_in() as usize;
+            let status = inflate
+                .decompress_vec(&body[before_in..], &mut data, flate2::FlushDecompress::None)
+                .map_err(|e| gzip_err(pos + hlen + inflate.total_in() as usize, e.to_string()))?;
+            if data.len() as u64 > MAX_DECOMPRESSED {
+                return Err(ArchiveError::TooLarge {
+                    archive: label.to_string(),
+                    limit: MAX_DECOMPRESSED,
+                });
+            }
+            match status {
+                flate2::Status::StreamEnd => break,
+                _ if inflate.total_in() as usize == before_in && data.len() < data.capacity() => {
+                    return Err(gzip_err(
+                        pos + hlen + before_in,
+                        "unexpected end of the compressed data (truncated file?)".to_string(),
+                    ));
+                }
+                _ => {}
+            }
+        }
+        let trailer_at = hlen + inflate.total_in() as usize;
+        let Some(trailer) = rest.get(trailer_at..trailer_at + 8) else {
+            return Err(gzip_err(
+                pos + trailer_at,
+                "truncated gzip trailer (CRC and length missing)".to_string(),
+            ));
+        };
+        let mut crc = Crc::new();
+        crc.update(&data[member_start..]);
+        let want_crc = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
+        let want_len = u32::from_le_bytes(trailer[4..].try_into().expect("4 bytes"));
+        if crc.sum() != want_crc || (data.len() - member_start) as u32 != want_len {
+            return Err(gzip_err(
+                pos + trailer_at,
+                format!(
+                    "gzip trailer does not match the data (CRC {:08x} vs {want_crc:08x}, length {} vs {want_len})",
+                    crc.sum(),
+                    (data.len() - member_start) as u32
+                ),
+            ));
+        }
         members += 1;
-        rest = dec.into_inner();
+        pos += trailer_at + 8;
     }
     Ok(Gunzipped {
         data,

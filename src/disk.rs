@@ -273,6 +273,17 @@ impl Disk {
                 len: self.len,
             });
         }
+        // Large reads (file contents in big clusters) go straight into the caller's buffer: the
+        // cache is for the small scattered reads of tables and directories, and copying through
+        // it would only touch more memory. Writes keep the storage current, so this is coherent.
+        if buf.len() as u64 >= BLOCK {
+            self.storage
+                .read_at(offset, buf)
+                .map_err(|source| DiskError::Read { offset, source })?;
+            self.bytes_read += buf.len() as u64;
+            self.reads += 1;
+            return Ok(());
+        }
         let mut done = 0usize;
         while done < buf.len() {
             let pos = offset + done as u64;

@@ -37,7 +37,7 @@ pub enum Banks {
 
 /// What to change.
 #[derive(Debug, Clone)]
-pub enum Change_ {
+pub enum Request {
     /// Give these devices (user-typed addresses) back to the vmkernel.
     Devices(Vec<String>),
     /// Every storage adapter owned by passthru.
@@ -159,7 +159,7 @@ pub struct Options {
 }
 
 /// Builds the plan: reads the target read-only and computes every new byte.
-pub fn plan(target: &Path, what: &Change_, opts: &Options) -> Result<Plan, FixError> {
+pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixError> {
     let meta = std::fs::metadata(target).map_err(io_err(target))?;
     if meta.is_dir() {
         return Err(FixError::Refused(format!(
@@ -201,7 +201,7 @@ fn disk_banks(disk: &mut Disk, head: &[u8]) -> Result<Vec<Bank>, FixError> {
 fn plan_disk(
     disk: &mut Disk,
     banks: &[Bank],
-    what: &Change_,
+    what: &Request,
     opts: &Options,
     plan: &mut Plan,
 ) -> Result<(), FixError> {
@@ -279,7 +279,7 @@ fn plan_disk(
             format!("partition {p}")
         };
         let Some(cf) = bank.config_file() else {
-            if matches!(what, Change_::Devices(_) | Change_::AllStorage) && plan.steps.is_empty() {
+            if matches!(what, Request::Devices(_) | Request::AllStorage) && plan.steps.is_empty() {
                 return Err(FixError::Refused(format!(
                     "{where_} holds no state.tgz: nothing to fix there"
                 )));
@@ -308,7 +308,7 @@ fn plan_disk(
     Ok(())
 }
 
-fn plan_archive(bytes: &[u8], what: &Change_, plan: &mut Plan) -> Result<(), FixError> {
+fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), FixError> {
     let file = plan
         .target_path
         .file_name()
@@ -351,7 +351,7 @@ fn plan_archive(bytes: &[u8], what: &Change_, plan: &mut Plan) -> Result<(), Fix
 fn build_step(
     state_bytes: &[u8],
     location: &str,
-    what: &Change_,
+    what: &Request,
     resolved: &mut Option<Vec<PciAddress>>,
     plan: &mut Plan,
     wrap: impl Fn(Vec<u8>) -> Result<Vec<u8>, FixError>,
@@ -377,8 +377,8 @@ fn build_step(
     let old_conf = local.require(ESX_CONF)?;
     let mut notes = Vec::new();
     let edits = match what {
-        Change_::Edits(e) => e.clone(),
-        Change_::AllStorage | Change_::Devices(_) => {
+        Request::Edits(e) => e.clone(),
+        Request::AllStorage | Request::Devices(_) => {
             device_edits(conf, what, resolved, plan, &mut notes, location)?
         }
     };
@@ -420,7 +420,7 @@ fn build_step(
 
 fn device_edits(
     conf: &EsxConf,
-    what: &Change_,
+    what: &Request,
     resolved: &mut Option<Vec<PciAddress>>,
     plan: &mut Plan,
     notes: &mut Vec<String>,
@@ -429,7 +429,7 @@ fn device_edits(
     let devices = conf.devices();
     let wanted: Vec<PciAddress> = match (what, resolved.as_ref()) {
         (_, Some(r)) => r.clone(),
-        (Change_::AllStorage, None) => {
+        (Request::AllStorage, None) => {
             let v: Vec<PciAddress> = devices
                 .iter()
                 .filter(|d| d.is_storage() && d.is_passthru())
@@ -441,7 +441,7 @@ fn device_edits(
             *resolved = Some(v.clone());
             v
         }
-        (Change_::Devices(typed), None) => {
+        (Request::Devices(typed), None) => {
             let mut v = Vec::new();
             for t in typed {
                 let (addr, reading) = PciAddress::parse_user(t, |s| conf.has_device_text(s))
@@ -472,7 +472,7 @@ fn device_edits(
             *resolved = Some(v.clone());
             v
         }
-        (Change_::Edits(_), None) => Vec::new(),
+        (Request::Edits(_), None) => Vec::new(),
     };
     let mut edits = Vec::new();
     for addr in wanted {

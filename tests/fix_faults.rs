@@ -17,7 +17,7 @@ mod crash_support;
 
 use bootbank::config::{Config, ESX_CONF};
 use bootbank::disk::{Disk, Storage};
-use bootbank::fix::{self, Change_, Options};
+use bootbank::fix::{self, Options, Request};
 use bootbank::transaction::{self, Names};
 use common::TempDir;
 use crash_support::{BankPart, DEVICE, Tally, bank};
@@ -76,8 +76,8 @@ impl Storage for CrashAfter {
     }
 }
 
-fn what() -> Change_ {
-    Change_::Devices(vec![DEVICE.to_string()])
+fn what() -> Request {
+    Request::Devices(vec![DEVICE.to_string()])
 }
 
 /// A disk over `img` whose storage crashes after `limit` writes.

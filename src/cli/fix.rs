@@ -3,7 +3,7 @@
 
 use bootbank::esxconf::Edit;
 use bootbank::findings::Severity;
-use bootbank::fix::{self, Banks, Change_, FixError, Options, Plan};
+use bootbank::fix::{self, Banks, FixError, Options, Plan, Request};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -91,29 +91,27 @@ fn code(e: &FixError) -> u8 {
 
 pub fn run_fix(a: FixArgs) -> ExitCode {
     let what = if a.all_storage {
-        Change_::AllStorage
+        Request::AllStorage
     } else if !a.devices.is_empty() {
-        Change_::Devices(a.devices.clone())
+        Request::Devices(a.devices.clone())
     } else {
         match choose_interactively(&a.target) {
-            Ok(Some(devs)) => Change_::Devices(devs),
+            Ok(Some(devs)) => Request::Devices(devs),
             Ok(None) => return ExitCode::from(3),
             Err(code) => return code,
         }
     };
-    execute(&a.target, &what, &a.write, |o| {
-        fix::plan(&a.target, &what, o)
-    })
+    execute(&a.target, &a.write, |o| fix::plan(&a.target, &what, o))
 }
 
 pub fn run_edit(target: PathBuf, edits: Vec<Edit>, write: WriteArgs) -> ExitCode {
-    let what = Change_::Edits(edits);
-    execute(&target, &what, &write, |o| fix::plan(&target, &what, o))
+    let what = Request::Edits(edits);
+    execute(&target, &write, |o| fix::plan(&target, &what, o))
 }
 
 pub fn run_restore(a: RestoreArgs) -> ExitCode {
     let (from, force) = (a.from.clone(), a.force);
-    execute(&a.target, &Change_::Edits(vec![]), &a.write, |_| {
+    execute(&a.target, &a.write, |_| {
         fix::plan_restore(&a.target, &from, force)
     })
 }
@@ -185,7 +183,6 @@ fn ask(question: &str) -> Result<bool, ExitCode> {
 
 fn execute(
     target: &Path,
-    _what: &Change_,
     w: &WriteArgs,
     make_plan: impl FnOnce(&Options) -> Result<Plan, FixError>,
 ) -> ExitCode {

@@ -2,9 +2,11 @@
 //! `etc/vmware/esx.conf`, all decoded in memory.
 
 use crate::archive::{ArchiveError, Tgz};
-use crate::envelope::{Encryption, EncryptionInfo, EnvelopeError};
+use crate::envelope::{DerivedKey, Encryption, EncryptionInfo, Envelope, EnvelopeError};
 use crate::esxconf::{EsxConf, EsxConfError};
 use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
 
 /// Path of esx.conf inside local.tgz.
 pub const ESX_CONF: &str = "etc/vmware/esx.conf";
@@ -28,6 +30,35 @@ pub struct Config {
     /// Decoded local.tgz when readable (not encrypted).
     pub local: Option<Tgz>,
     pub esx_conf: Option<EsxConf>,
+    /// For a configuration decrypted offline: the envelope and key that seal a changed one.
+    pub sealed: Option<Sealed>,
+}
+
+/// What re-encrypting a changed local.tgz needs: the original envelope (its header layout is
+/// kept) and the key derived from encryption.info (which is never changed).
+#[derive(Debug, Clone)]
+pub struct Sealed {
+    pub envelope: Envelope,
+    pub key: DerivedKey,
+}
+
+/// Derives the mode-NONE key once per run: 100000 PBKDF2 rounds are the slowest thing bootbank
+/// does, and every bank of a host, read again after a write, has the same key.
+fn derive_cached(info: &EncryptionInfo) -> Result<DerivedKey, EnvelopeError> {
+    /// (data1, data2) -> key.
+    type Keys = HashMap<(Vec<u8>, Vec<u8>), DerivedKey>;
+    static CACHE: OnceLock<Mutex<Keys>> = OnceLock::new();
+    let data = info.config_enc_data()?;
+    let id = (data.data1.clone(), data.data2.clone());
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(k) = cache.lock().ok().and_then(|c| c.get(&id).cloned()) {
+        return Ok(k);
+    }
+    let key = info.derive_key()?;
+    if let Ok(mut c) = cache.lock() {
+        c.insert(id, key.clone());
+    }
+    Ok(key)
 }
 
 /// Errors of the configuration layers, each naming its archive and offset or member.
@@ -57,14 +88,28 @@ impl Config {
         }
         if state.member("local.tgz.ve").is_some() {
             let info = EncryptionInfo::parse(state.require("encryption.info")?)?;
-            crate::envelope::check_envelope(state.require("local.tgz.ve")?)?;
-            return Ok(Config {
-                encryption: info.kind()?,
-                encryption_mode: Some(info.mode()?.to_string()),
-                state,
-                local: None,
-                esx_conf: None,
-            });
+            let kind = info.kind()?;
+            let mode = Some(info.mode()?.to_string());
+            let envelope = Envelope::parse(state.require("local.tgz.ve")?)?;
+            if kind != Encryption::Kdf {
+                // Sealed by the host's TPM: nothing offline can open it.
+                return Ok(Config {
+                    encryption: kind,
+                    encryption_mode: mode,
+                    state,
+                    local: None,
+                    esx_conf: None,
+                    sealed: None,
+                });
+            }
+            let key = derive_cached(&info)?;
+            let plain = envelope.decrypt(&key.key)?;
+            let local = Tgz::parse(&plain, &format!("{label} > local.tgz.ve (decrypted)"))?;
+            let mut cfg = Self::plain(state, local)?;
+            cfg.encryption = kind;
+            cfg.encryption_mode = mode;
+            cfg.sealed = Some(Sealed { envelope, key });
+            return Ok(cfg);
         }
         if state.member("local.tgz").is_none() {
             return Err(ConfigError::NoLocal {
@@ -88,6 +133,7 @@ impl Config {
             state,
             local: Some(local),
             esx_conf: Some(esx_conf),
+            sealed: None,
         })
     }
 

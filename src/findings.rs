@@ -86,8 +86,12 @@ pub fn device_findings(devices: &[Device], where_: &str, target: &str) -> Vec<Fi
     out
 }
 
-/// Finding for an encrypted configuration.
-pub fn encryption_finding(enc: Encryption, mode: Option<&str>) -> Option<Finding> {
+/// Finding for an encrypted configuration. `key_id` is set when it was decrypted offline.
+pub fn encryption_finding(
+    enc: Encryption,
+    mode: Option<&str>,
+    key_id: Option<&str>,
+) -> Option<Finding> {
     let mode = mode.unwrap_or("?");
     match enc {
         Encryption::None => None,
@@ -96,7 +100,8 @@ pub fn encryption_finding(enc: Encryption, mode: Option<&str>) -> Option<Finding
             rule: CONFIG_ENCRYPTED,
             device: None,
             message: format!(
-                "configuration is encrypted (encryption.info mode {mode}, no TPM): the key can be derived offline, but this bootbank release does not decrypt it yet, so devices are not listed"
+                "configuration is encrypted (encryption.info mode {mode}, no TPM): decrypted offline with the key derived from encryption.info (key id {})",
+                key_id.unwrap_or("?")
             ),
             fix: None,
         }),
@@ -105,7 +110,7 @@ pub fn encryption_finding(enc: Encryption, mode: Option<&str>) -> Option<Finding
             rule: CONFIG_ENCRYPTED,
             device: None,
             message: format!(
-                "configuration is sealed by the host's TPM (encryption.info mode {mode}): no offline tool can decrypt it"
+                "configuration is sealed by the host's TPM (encryption.info mode {mode}): no offline tool can decrypt it; back up the encryption recovery key now"
             ),
             fix: Some(
                 "on the host: esxcli hardware pci pcipassthru set -d <SSSS:BB:DD.F> -e false -a, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle".to_string(),

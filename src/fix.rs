@@ -358,13 +358,7 @@ fn build_step(
 ) -> Result<Step, FixError> {
     let cfg = Config::from_state(state_bytes, location)?;
     match cfg.encryption {
-        Encryption::None => {}
-        Encryption::Kdf => {
-            return Err(FixError::Refused(format!(
-                "{location}: the configuration is encrypted (mode {}); this bootbank release cannot decrypt it yet, nothing was written",
-                cfg.encryption_mode.as_deref().unwrap_or("?")
-            )));
-        }
+        Encryption::None | Encryption::Kdf => {}
         Encryption::Tpm => {
             return Err(FixError::Refused(format!(
                 "{location}: the configuration is sealed by the host's TPM (mode {}): no offline tool can change it. On the host: esxcli hardware pci pcipassthru set -d <SSSS:BB:DD.F> -e false -a, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle. Nothing was written",
@@ -394,6 +388,22 @@ fn build_step(
         let new_local = archive::seal(&local.replace_member(ESX_CONF, &new_conf)?, &local.gzip);
         let new_state = if std::ptr::eq(local, &cfg.state) {
             new_local
+        } else if let Some(sealed) = &cfg.sealed {
+            // Same header, attributes and key; a fresh IV; checked by decrypting before use.
+            let iv = crate::envelope::fresh_iv().map_err(ConfigError::from)?;
+            let ve = sealed
+                .envelope
+                .seal(&new_local, &sealed.key.key, iv)
+                .map_err(ConfigError::from)?;
+            notes.push(format!(
+                "the configuration is encrypted (mode {}): the changed local.tgz is sealed again with the same key (id {}) and a fresh IV; encryption.info is not changed. Re-encrypted configurations have not yet been booted on a real host",
+                cfg.encryption_mode.as_deref().unwrap_or("?"),
+                sealed.key.key_id
+            ));
+            archive::seal(
+                &cfg.state.replace_member("local.tgz.ve", &ve)?,
+                &cfg.state.gzip,
+            )
         } else {
             archive::seal(
                 &cfg.state.replace_member("local.tgz", &new_local)?,

@@ -60,6 +60,8 @@ pub struct ConfigReport {
     pub source: String,
     pub encryption: Encryption,
     pub encryption_mode: Option<String>,
+    /// Key id of an encrypted configuration decrypted offline.
+    pub key_id: Option<String>,
     /// Members of state.tgz.
     pub state_members: Vec<MemberSummary>,
     /// Members of local.tgz (empty when encrypted).
@@ -520,6 +522,7 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
         source: source.clone(),
         encryption: cfg.encryption,
         encryption_mode: cfg.encryption_mode.clone(),
+        key_id: cfg.sealed.as_ref().map(|s| s.key.key_id.clone()),
         state_members: crate::config::summarize(&cfg.state),
         local_members: cfg.local_members(),
         esx_conf_lines: cfg.esx_conf.as_ref().map(|c| c.entries.len()),
@@ -529,7 +532,12 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
             .and_then(|c| c.get("/adv/Misc/HostName"))
             .map(str::to_string),
     });
-    if let Some(f) = findings::encryption_finding(cfg.encryption, cfg.encryption_mode.as_deref()) {
+    let key_id = cfg.sealed.as_ref().map(|s| s.key.key_id.clone());
+    if let Some(f) = findings::encryption_finding(
+        cfg.encryption,
+        cfg.encryption_mode.as_deref(),
+        key_id.as_deref(),
+    ) {
         report.findings.push(f);
     }
     if let Some(conf) = &cfg.esx_conf {
@@ -556,7 +564,7 @@ pub fn read_esx_conf(target: &Path) -> Result<(crate::esxconf::EsxConf, String),
         Some((cfg, source)) => match cfg.esx_conf {
             Some(c) => Ok((c, source)),
             None => Err(InspectError::NotEsxi(format!(
-                "{source}: the configuration is encrypted; this release cannot read it yet"
+                "{source}: the configuration is sealed by the host's TPM; no offline tool can read it"
             ))),
         },
         None => Err(InspectError::NotEsxi(format!(

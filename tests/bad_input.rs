@@ -563,7 +563,29 @@ fn mutated_configuration_archives_never_panic() {
     let Some(seeds) = seeds(&scratch) else { return };
     let read = |n: &str| std::fs::read(seeds.join(n)).expect("seed built by make.sh");
     let state = read("state.tgz");
-    let encrypted = read("state-encrypted.tgz");
+    // make.sh's encrypted seed carries a placeholder envelope; seal its local.tgz for real with
+    // bootbank's envelope writer (checked against an independent decryptor in tests/envelope.rs)
+    // so that mutations reach the decrypted layers too.
+    let encrypted = {
+        use bootbank::archive::{Tgz, seal};
+        use bootbank::envelope::{EncryptionInfo, Envelope};
+        let placeholder = read("state-encrypted.tgz");
+        let t = Tgz::parse(&placeholder, "seed").expect("valid seed");
+        let key = EncryptionInfo::parse(t.require("encryption.info").expect("seed"))
+            .and_then(|i| i.derive_key())
+            .expect("reference values derive");
+        let local = Tgz::parse(&state, "seed")
+            .expect("valid seed")
+            .require("local.tgz")
+            .expect("seed")
+            .to_vec();
+        let ve = Envelope::build_new(&key.key_id, &key.key, &local, *b"WMV_\0\0\0\0\0\0\0\x02")
+            .expect("envelope writer");
+        seal(
+            &t.replace_member("local.tgz.ve", &ve).expect("fits"),
+            &t.gzip,
+        )
+    };
     let bundle = read("bundle.tgz");
     let esx_conf = read("esx.conf");
     // The seeds themselves are valid.

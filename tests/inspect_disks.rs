@@ -438,7 +438,7 @@ fn multimember_gzip_and_bare_local_tgz() {
 }
 
 #[test]
-fn encrypted_configurations_say_which_kind() {
+fn encrypted_configurations_are_decrypted_or_said_sealed() {
     for (mode, want) in [("NONE", "kdf"), ("TPM", "tpm")] {
         let mut b5 = BankSpec::installed("8.0.2-0.0.2", 3, 0, &story());
         b5.encrypted = Some(mode);
@@ -456,7 +456,22 @@ fn encrypted_configurations_say_which_kind() {
         assert_eq!(out.status.code(), Some(0));
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["config"]["encryption"], want);
-        assert_eq!(v["devices"].as_array().unwrap().len(), 0);
+        let critical = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "passthru-storage-adapter");
+        if mode == "NONE" {
+            // Decrypted offline: the story's device is seen through the envelope.
+            assert_eq!(
+                v["config"]["key_id"],
+                "7e62cec5-6aef-4d7e-838b-cae32eefd251"
+            );
+            assert!(critical, "{}", String::from_utf8_lossy(&out.stdout));
+        } else {
+            assert_eq!(v["devices"].as_array().unwrap().len(), 0);
+            assert!(!critical);
+        }
         assert!(
             v["findings"]
                 .as_array()

@@ -430,14 +430,37 @@ impl BankSpec {
             }
             let list: Vec<(String, Vec<u8>)> = files.into_iter().collect();
             write_tree(&root, &list);
-            let mut args: Vec<&str> = Vec::new();
+            let mut args: Vec<String> = Vec::new();
             if let Some(m) = self.encrypted {
-                args.extend(["--encrypted", m]);
+                // A real envelope, written by bootbank's envelope writer (itself checked against
+                // the independent decryptor in tests/envelope.rs): mode NONE with the key the
+                // reference's encryption.info derives, a TPM mode with a key nobody has.
+                let local = work.join("local.tgz");
+                mkstate_args(&root, &local, &["--local-only"]);
+                let plain = fs::read(&local).unwrap();
+                let (key_id, key) = if m == "NONE" {
+                    let k = reference_key();
+                    (k.key_id.clone(), k.key)
+                } else {
+                    (
+                        "00000000-0000-0000-0000-000000000000".to_string(),
+                        [0x5au8; 32],
+                    )
+                };
+                let iv = *b"WMV_\0\0\0\0\0\0\0\x01";
+                let ve = bootbank::envelope::Envelope::build_new(&key_id, &key, &plain, iv)
+                    .expect("envelope writer");
+                let ve_path = work.join("local.tgz.ve");
+                fs::write(&ve_path, ve).unwrap();
+                args.extend(["--encrypted".to_string(), m.to_string()]);
+                args.extend(["--ve".to_string(), ve_path.display().to_string()]);
             }
             if self.multimember {
-                args.push("--multimember");
+                args.push("--multimember".to_string());
             }
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
             if self.bare_local_tgz {
+                let mut args = args.clone();
                 args.push("--local-only");
                 mkstate_args(&root, &dir.join("local.tgz"), &args);
             } else {
@@ -790,4 +813,19 @@ pub fn tar_member(archive: &Path, member: &str) -> Vec<u8> {
 /// `tar -tzvf ARCHIVE` listing.
 pub fn tar_listing(archive: &Path) -> String {
     run_text(cmd("tar").arg("-tzvf").arg(archive))
+}
+
+/// The encryption.info that tests/tools/mkstate writes for an encrypted state (the reference's
+/// published values).
+pub const REFERENCE_ENCRYPTION_INFO: &str = ".encoding = \"UTF-8\"\nincludeKeyCache = \"FALSE\"\nmode = \"NONE\"\nConfigEncData = \"keyId=fmLOxWrvTX6Di8rjLu/SUQ%3d%3d:data1=Uz8MFZfqTbWN2jIHbFPhag%3d%3d:data2=IDcZE41aR+uxDv7Iz8zJSA%3d%3d:version=1\"\n";
+
+/// The key of [`REFERENCE_ENCRYPTION_INFO`], derived once per test binary.
+pub fn reference_key() -> &'static bootbank::envelope::DerivedKey {
+    static KEY: std::sync::OnceLock<bootbank::envelope::DerivedKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| {
+        bootbank::envelope::EncryptionInfo::parse(REFERENCE_ENCRYPTION_INFO.as_bytes())
+            .unwrap()
+            .derive_key()
+            .unwrap()
+    })
 }

@@ -360,9 +360,27 @@ fn build_step(
     match cfg.encryption {
         Encryption::None | Encryption::Kdf => {}
         Encryption::Tpm => {
+            // esx.conf cannot be read, so a typed address is taken as lspci hex (as esxcli wants
+            // it) unless it says `esx:`; the command is printed ready to run for each device.
+            let devices: Vec<String> = match what {
+                Request::Devices(typed) => typed
+                    .iter()
+                    .map(|t| {
+                        PciAddress::parse_user(t, |_| false)
+                            .map(|(a, _)| a.to_string())
+                            .unwrap_or_else(|_| t.clone())
+                    })
+                    .collect(),
+                _ => vec!["<SSSS:BB:DD.F>".to_string()],
+            };
+            let esxcli: Vec<String> = devices
+                .iter()
+                .map(|d| format!("esxcli hardware pci pcipassthru set -d {d} -e false -a"))
+                .collect();
             return Err(FixError::Refused(format!(
-                "{location}: the configuration is sealed by the host's TPM (mode {}): no offline tool can change it. On the host: esxcli hardware pci pcipassthru set -d <SSSS:BB:DD.F> -e false -a, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle. Nothing was written",
-                cfg.encryption_mode.as_deref().unwrap_or("?")
+                "{location}: the configuration is sealed by the host's TPM (mode {}): no offline tool can change it, nothing was written. What still works: on the host, {}, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle",
+                cfg.encryption_mode.as_deref().unwrap_or("?"),
+                esxcli.join("; ")
             )));
         }
     }

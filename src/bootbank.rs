@@ -16,7 +16,7 @@ pub const MAGIC: &[u8; 16] = b"VMWARE FAT16    ";
 
 /// Module names that mark a bank holding a system image (kernel and payloads), as opposed to the
 /// empty second bank a fresh install leaves with only a boot.cfg.
-fn is_payload(name: &str) -> bool {
+pub fn is_payload(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n == "b.b00" || n.ends_with(".v00") || n.ends_with(".b00") || n == "s.v00"
 }

@@ -442,10 +442,9 @@ fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<(Config, String
             });
         }
         files.sort_by(|a, b| a.name.cmp(&b.name));
-        let has_system = files.iter().any(|f| {
-            let n = f.name.to_ascii_lowercase();
-            n == "b.b00" || n.ends_with(".v00")
-        });
+        let has_system = files
+            .iter()
+            .any(|f| !f.is_dir && bootbank::is_payload(&f.name));
         let bank = Bank {
             partition: 0,
             uuid: String::new(),

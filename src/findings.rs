@@ -45,6 +45,10 @@ pub const NO_BOOTABLE_BANK: &str = "no-bootable-bank";
 pub const NO_CONFIGURATION: &str = "no-configuration";
 /// Rule: an interrupted bootbank write left temporary files; `fix` completes or undoes it.
 pub const INTERRUPTED_WRITE: &str = "interrupted-write";
+/// Rule: esx.conf and the ConfigStore (7.0+) disagree about passing a device through.
+pub const CONFIGSTORE_DISAGREES: &str = "configstore-disagrees";
+/// Rule: a ConfigStore PCI record whose passthrough setting is not in a field bootbank knows.
+pub const CONFIGSTORE_UNCLEAR: &str = "configstore-unclear";
 /// Rule: the configuration is encrypted (7.0U2+).
 pub const CONFIG_ENCRYPTED: &str = "config-encrypted";
 

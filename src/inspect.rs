@@ -78,6 +78,14 @@ pub struct BundleReport {
     pub uuid: Option<String>,
 }
 
+/// The ConfigStore's PCI device records and how they compare with esx.conf.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigStoreReport {
+    pub records: Vec<crate::configstore::PciRecord>,
+    pub disagreements: Vec<crate::configstore::Disagreement>,
+    pub unclear: Vec<crate::configstore::Unclear>,
+}
+
 /// A device as reported: esx.conf's view, plus what the rescue system's sysfs says.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceReport {
@@ -99,6 +107,8 @@ pub struct Report {
     pub config: Option<ConfigReport>,
     pub bundle: Option<BundleReport>,
     pub devices: Vec<DeviceReport>,
+    /// The ConfigStore database (7.0+), when local.tgz holds one.
+    pub configstore: Option<ConfigStoreReport>,
     pub findings: Vec<Finding>,
     pub warnings: Vec<String>,
     /// Bytes read from the disk or image (0 for archives and directories).
@@ -182,6 +192,7 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
         config: None,
         bundle: None,
         devices: Vec::new(),
+        configstore: None,
         findings: Vec::new(),
         warnings: Vec::new(),
         bytes_read: 0,
@@ -545,6 +556,45 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
         report
             .findings
             .extend(findings::device_findings(&devices, &where_, &report.target));
+        if let Some(local) = &cfg.local {
+            match crate::configstore::ConfigStore::from_local(local) {
+                Ok(Some(store)) => {
+                    let records = store.pci_devices();
+                    let disagreements = crate::configstore::disagreements(&devices, &records);
+                    let unclear = crate::configstore::unclear(&records);
+                    for d in &disagreements {
+                        report.findings.push(Finding {
+                            severity: Severity::Warning,
+                            rule: findings::CONFIGSTORE_DISAGREES,
+                            device: Some(d.address().to_string()),
+                            message: format!("esx.conf and the ConfigStore disagree: {d}"),
+                            fix: None,
+                        });
+                    }
+                    for u in &unclear {
+                        report.findings.push(Finding {
+                            severity: Severity::Info,
+                            rule: findings::CONFIGSTORE_UNCLEAR,
+                            device: u.address.map(|a| a.to_string()),
+                            message: format!(
+                                "ConfigStore record {} does not say plainly whether it is passed through: {}",
+                                u.identifier, u.reason
+                            ),
+                            fix: None,
+                        });
+                    }
+                    report.configstore = Some(ConfigStoreReport {
+                        records,
+                        disagreements,
+                        unclear,
+                    });
+                }
+                Ok(None) => {}
+                Err(e) => report.warnings.push(format!(
+                    "{source} > local.tgz: ConfigStore not readable: {e}"
+                )),
+            }
+        }
         report.devices = devices
             .into_iter()
             .map(|d| DeviceReport {

@@ -3,6 +3,7 @@ pub mod archive;
 pub mod bootbank;
 pub mod bootcfg;
 pub mod config;
+pub mod configstore;
 pub mod disk;
 pub mod enrich;
 pub mod envelope;

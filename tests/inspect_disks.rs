@@ -589,3 +589,55 @@ fn block_device_is_read_and_enriched_from_live_sysfs() {
     );
     assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
 }
+
+/// A 7.x host whose ConfigStore still passes the controller through while esx.conf does not (or
+/// the other way round): inspect reports the disagreement. The database is built with Python's
+/// sqlite3 (tests/tools/mkconfigstore), not with bootbank.
+#[test]
+fn configstore_disagreeing_with_esx_conf_is_reported() {
+    if !common::require_tool("python3") {
+        return;
+    }
+    let d = TempDir::new("cs-inspect");
+    let db = d.join("store.db");
+    common::run(
+        common::cmd("python3")
+            .arg(common::tool("mkconfigstore"))
+            .arg(&db)
+            .args([
+                "--device",
+                "0000:16:00.0:passthru",
+                "--unclear",
+                "0000:02:00.0",
+            ]),
+    );
+    let mut b5 = BankSpec::installed("7.0.3-0.95.1", 3, 0, &healthy());
+    b5.local_files.push((
+        "var/lib/vmware/configstore/backup/current-store-1".to_string(),
+        std::fs::read(&db).unwrap(),
+    ));
+    let Some((_e, img)) = build(
+        demo(b5, BankSpec::installed("7.0.3-0.95.1", 2, 0, &healthy())),
+        "cs",
+    ) else {
+        return;
+    };
+    let r = run(&img);
+    let cs = r
+        .configstore
+        .as_ref()
+        .expect("the store is found in local.tgz");
+    assert!(cs.records.len() >= 2, "{:?}", cs.records);
+    let f: Vec<_> = r
+        .findings
+        .iter()
+        .filter(|f| f.rule == "configstore-disagrees")
+        .collect();
+    assert_eq!(f.len(), 1, "{:?}", r.findings);
+    assert_eq!(f[0].device.as_deref(), Some("0000:16:00.0"));
+    assert!(
+        r.findings
+            .iter()
+            .any(|f| f.rule == "configstore-unclear" && f.device.as_deref() == Some("0000:02:00.0"))
+    );
+}

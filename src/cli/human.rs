@@ -164,6 +164,21 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s);
     }
 
+    if let Some(cs) = &r.configstore {
+        let _ = writeln!(
+            s,
+            "ConfigStore: {} PCI device record{}, {} disagreeing with esx.conf, {} unclear",
+            cs.records.len(),
+            if cs.records.len() == 1 { "" } else { "s" },
+            cs.disagreements.len(),
+            cs.unclear.len()
+        );
+        for d in &cs.disagreements {
+            let _ = writeln!(s, "  differs: {d}");
+        }
+        let _ = writeln!(s);
+    }
+
     if !r.findings.is_empty() {
         let _ = writeln!(s, "Findings");
         for f in &r.findings {

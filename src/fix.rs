@@ -362,21 +362,36 @@ fn build_step(
         Encryption::Tpm => {
             // esx.conf cannot be read, so a typed address is taken as lspci hex (as esxcli wants
             // it) unless it says `esx:`; the command is printed ready to run for each device.
-            let devices: Vec<String> = match what {
+            // Without esx.conf an unprefixed address cannot be checked against its keys: when
+            // the decimal (esx.conf) and hex (lspci) readings name different devices, both
+            // commands are printed, each saying which reading it is.
+            let cmd =
+                |a: &PciAddress| format!("esxcli hardware pci pcipassthru set -d {a} -e false -a");
+            let esxcli: Vec<String> = match what {
                 Request::Devices(typed) => typed
                     .iter()
                     .map(|t| {
-                        PciAddress::parse_user(t, |_| false)
-                            .map(|(a, _)| a.to_string())
-                            .unwrap_or_else(|_| t.clone())
+                        let prefixed = t.trim().get(..4).is_some_and(|p| {
+                            p.eq_ignore_ascii_case("esx:") || p.eq_ignore_ascii_case("pci:")
+                        });
+                        let as_esx = PciAddress::parse_esx(t.trim()).ok();
+                        let as_pci = PciAddress::parse_pci(t.trim()).ok();
+                        match (prefixed, as_esx, as_pci) {
+                            (false, Some(e), Some(p)) if e != p => format!(
+                                "{} (if {t} is esx.conf's decimal form) or {} (if it is lspci's hex form)",
+                                cmd(&e),
+                                cmd(&p)
+                            ),
+                            _ => PciAddress::parse_user(t, |_| false)
+                                .map(|(a, _)| cmd(&a))
+                                .unwrap_or_else(|_| format!("esxcli hardware pci pcipassthru set -d {t} -e false -a")),
+                        }
                     })
                     .collect(),
-                _ => vec!["<SSSS:BB:DD.F>".to_string()],
+                _ => vec![
+                    "esxcli hardware pci pcipassthru set -d <SSSS:BB:DD.F> -e false -a (the device list is inside the sealed configuration; `lspci` on the host or `esxcli hardware pci pcipassthru list` names them)".to_string(),
+                ],
             };
-            let esxcli: Vec<String> = devices
-                .iter()
-                .map(|d| format!("esxcli hardware pci pcipassthru set -d {d} -e false -a"))
-                .collect();
             return Err(FixError::Refused(format!(
                 "{location}: the configuration is sealed by the host's TPM (mode {}): no offline tool can change it, nothing was written. What still works: on the host, {}, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle",
                 cfg.encryption_mode.as_deref().unwrap_or("?"),

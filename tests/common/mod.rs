@@ -346,8 +346,9 @@ pub struct BankSpec {
     /// More files in the bank (relative names; written last, so they can replace
     /// payload files or state.tgz).
     pub extra_files: Vec<(String, Vec<u8>)>,
-    /// Some("NONE") or Some("TPM"): 7.0U2+ state.tgz (local.tgz.ve + encryption.info;
-    /// the envelope is a placeholder, see tests/tools/mkstate).
+    /// Some("NONE") or Some("TPM"): 7.0U2+ state.tgz (local.tgz.ve + encryption.info). The
+    /// envelope is real, written by bootbank's envelope writer: with NONE sealed with the key the
+    /// reference's encryption.info derives, with TPM with a key nobody has.
     pub encrypted: Option<&'static str>,
     /// Write small dummy files for `kernel=` and every `modules=` entry of boot_cfg
     /// except state.tgz (b.b00 and the *.b00/*.v00/*.gz/*.tgz); *.gz are valid gzip,

@@ -372,6 +372,21 @@ impl Tgz {
         })
     }
 
+    /// The same archive with its tar replaced by `tar` (e.g. the result of [`Tgz::replace_member`])
+    /// and listed again, so that a second member can be replaced in turn. The gzip header is
+    /// kept for [`seal`].
+    pub fn with_tar(&self, tar: Vec<u8>) -> Result<Tgz, ArchiveError> {
+        let members = list_tar(&tar, &self.label)?;
+        Ok(Tgz {
+            label: self.label.clone(),
+            compressed_len: self.compressed_len,
+            tar,
+            members,
+            gzip: self.gzip.clone(),
+            gzip_members: self.gzip_members,
+        })
+    }
+
     /// The member with this name (a leading `./` is ignored on both sides).
     pub fn member(&self, name: &str) -> Option<&Member> {
         let name = name.trim_start_matches("./");

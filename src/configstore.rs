@@ -1,4 +1,5 @@
-//! The ConfigStore database of ESXi 7.0 and later (reference section 7), read-only.
+//! The ConfigStore database of ESXi 7.0 and later (reference section 7): read, and the one change
+//! `fix` makes ([`ConfigStore::set_owner`]).
 //!
 //! Since 7.0 part of the host's configuration lives in an SQLite database that the backup puts
 //! into local.tgz (`var/lib/vmware/configstore/backup/current-store-1`). On 8.x the PCI
@@ -10,7 +11,8 @@
 //! The JSON field that holds a device's owner is not publicly documented. This module therefore
 //! reports everything a record holds, and states an owner only when the record says so in a field
 //! whose meaning is plain ([`RECOGNISED_FIELDS`]); any other record is reported as unclear, never
-//! guessed at. A later writer changes exactly the field named in [`PciRecord::recognised_field`].
+//! guessed at. [`ConfigStore::set_owner`] changes exactly the field named in
+//! [`PciRecord::recognised_field`], in a private in-memory copy, and returns the new database.
 //!
 //! **Opening.** The database is never opened in place: [`ConfigStore::open`] copies the bytes into
 //! memory that SQLite owns (`sqlite3_deserialize`, rusqlite's `serialize` feature) and opens that
@@ -211,6 +213,9 @@ pub enum ConfigStoreError {
         .present.join(", ")
     )]
     NoValueColumn { present: Vec<String> },
+    /// [`ConfigStore::set_owner`] refused: the record is not what the change expects.
+    #[error("ConfigStore: not changed: {0}")]
+    Refused(String),
     #[error("ConfigStore: {context}: {source}")]
     Sqlite {
         context: String,
@@ -249,6 +254,8 @@ pub struct ConfigStore {
     /// one; the original bytes are not changed.
     pub wal_header: bool,
     records: Vec<PciRecord>,
+    /// The database bytes as given to [`ConfigStore::open`], for [`ConfigStore::set_owner`].
+    image: Vec<u8>,
 }
 
 impl ConfigStore {
@@ -332,6 +339,7 @@ impl ConfigStore {
             rows,
             wal_header,
             records,
+            image: db_bytes.to_vec(),
         })
     }
 
@@ -348,6 +356,291 @@ impl ConfigStore {
     pub fn pci_devices(&self) -> Vec<PciRecord> {
         self.records.clone()
     }
+
+    /// Sets the owner stated by the recognised field `pointer` of value column `column` of the
+    /// `pci_devices` row `rowid` to `new`, in a private in-memory copy of the database, and
+    /// returns the new database bytes.
+    ///
+    /// Only that one cell changes, and in it only the field's value: `"passthru"` <->
+    /// `"vmkernel"` for `owner`, `true` <-> `false` for the boolean fields. The value token is
+    /// replaced in the stored JSON text so every other byte of the text stays as it was; when
+    /// the text cannot be scanned that way it is re-serialised (and [`OwnerEdit::reserialised`]
+    /// says so). Triggers are disabled for the update, which must change exactly one row; the
+    /// result must pass `PRAGMA integrity_check` and read back (through [`ConfigStore::open`])
+    /// with the record now stating `new` in the same field, every other record unchanged. On
+    /// success `self` becomes the store read from the new bytes.
+    ///
+    /// Refused ([`ConfigStoreError::Refused`]) when the field is not the record's
+    /// [`PciRecord::recognised_field`], the record already says `new`, or the cell is not TEXT.
+    pub fn set_owner(
+        &mut self,
+        rowid: i64,
+        column: &str,
+        pointer: &str,
+        new: Ownership,
+    ) -> Result<OwnerEdit, ConfigStoreError> {
+        let refuse = |why: String| ConfigStoreError::Refused(why);
+        let rec = self
+            .records
+            .iter()
+            .find(|r| r.rowid == Some(rowid))
+            .ok_or_else(|| refuse(format!("no pci_devices record with rowid {rowid}")))?
+            .clone();
+        let field = (column.to_string(), pointer.to_string());
+        if rec.recognised_field.as_ref() != Some(&field) || rec.owner.is_none() {
+            return Err(refuse(format!(
+                "record {}: {column}{pointer} is not the field that states its owner",
+                rec.identifier
+            )));
+        }
+        if rec.owner == Some(new) {
+            return Err(refuse(format!(
+                "record {} already says {new}",
+                rec.identifier
+            )));
+        }
+        let Some(StoredValue::Json(old_json)) = rec.values.get(column) else {
+            return Err(refuse(format!(
+                "record {}: {column} does not hold JSON text",
+                rec.identifier
+            )));
+        };
+        let old_value = old_json
+            .pointer(pointer)
+            .ok_or_else(|| refuse(format!("record {}: no {pointer}", rec.identifier)))?
+            .clone();
+        let new_value = match &old_value {
+            serde_json::Value::String(_) => serde_json::Value::String(new.to_string()),
+            serde_json::Value::Bool(_) => serde_json::Value::Bool(new == Ownership::Passthru),
+            other => {
+                return Err(refuse(format!(
+                    "record {}: {column}{pointer} is {other}",
+                    rec.identifier
+                )));
+            }
+        };
+        let mut want_json = old_json.clone();
+        *want_json.pointer_mut(pointer).expect("read above") = new_value.clone();
+
+        let mut image = self.image.clone();
+        if self.wal_header {
+            image[18] = 1;
+            image[19] = 1;
+        }
+        let mut conn = Connection::open_in_memory().map_err(sql_err("open in memory"))?;
+        {
+            use rusqlite::config::DbConfig;
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+                .map_err(sql_err("enable defensive mode"))?;
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)
+                .map_err(sql_err("distrust the schema"))?;
+            // A trigger on the table would change rows besides the one named.
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)
+                .map_err(sql_err("disable triggers"))?;
+        }
+        conn.deserialize_read_exact(MAIN_DB, image.as_slice(), image.len(), false)
+            .map_err(sql_err("load a copy of the database"))?;
+        let col = quote(column);
+        let table = quote(&self.table);
+        let (kind, old_text): (String, Option<String>) = conn
+            .query_row(
+                &format!("SELECT typeof({col}), CAST({col} AS TEXT) FROM {table} WHERE rowid = ?1"),
+                [rowid],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(sql_err("read the record"))?;
+        let old_text = match (kind.as_str(), old_text) {
+            ("text", Some(t)) => t,
+            _ => {
+                return Err(refuse(format!(
+                    "record {}: {column} is stored as {kind}, not text",
+                    rec.identifier
+                )));
+            }
+        };
+        let (new_text, reserialised) =
+            match replace_token(&old_text, pointer, &old_value, &new_value, &want_json) {
+                Some(t) => (t, false),
+                None => (want_json.to_string(), true),
+            };
+        let n = conn
+            .execute(
+                &format!("UPDATE {table} SET {col} = ?1 WHERE rowid = ?2"),
+                rusqlite::params![new_text, rowid],
+            )
+            .map_err(sql_err("update the record"))?;
+        if n != 1 {
+            return Err(refuse(format!("the update changed {n} rows, not 1")));
+        }
+        integrity_check(&conn, SQLITE_MAGIC)?;
+        let mut bytes = conn
+            .serialize(MAIN_DB)
+            .map_err(sql_err("serialize the database"))?
+            .to_vec();
+        if self.wal_header && bytes.len() > 19 {
+            bytes[18] = self.image[18];
+            bytes[19] = self.image[19];
+        }
+        let after = ConfigStore::open(&bytes)?;
+        let check = |r: &PciRecord| r.rowid == Some(rowid);
+        let got = after.records.iter().find(|r| check(r));
+        if got.map(|r| (r.owner, r.recognised_field.clone())) != Some((Some(new), Some(field))) {
+            return Err(refuse(format!(
+                "record {} does not read back as {new}",
+                rec.identifier
+            )));
+        }
+        let others = |s: &ConfigStore| -> Vec<PciRecord> {
+            s.records.iter().filter(|r| !check(r)).cloned().collect()
+        };
+        if others(&after) != others(self) || after.rows != self.rows {
+            return Err(refuse(
+                "other records read back differently after the update".to_string(),
+            ));
+        }
+        *self = after;
+        Ok(OwnerEdit {
+            bytes,
+            identifier: rec.identifier,
+            rowid,
+            column: column.to_string(),
+            pointer: pointer.to_string(),
+            old_text,
+            new_text,
+            reserialised,
+        })
+    }
+}
+
+/// What [`ConfigStore::set_owner`] changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerEdit {
+    /// The whole new database.
+    pub bytes: Vec<u8>,
+    pub identifier: String,
+    pub rowid: i64,
+    pub column: String,
+    pub pointer: String,
+    /// The cell's JSON text before and after.
+    pub old_text: String,
+    pub new_text: String,
+    /// The text was re-serialised (keys may be reordered, spacing changed) because the value
+    /// token could not be replaced in place.
+    pub reserialised: bool,
+}
+
+/// `text` with the value of the top-level field named by `pointer` (a one-level JSON pointer)
+/// replaced by `new`, every other byte kept; None when the text cannot be scanned that way or
+/// the result would not parse to `want`.
+fn replace_token(
+    text: &str,
+    pointer: &str,
+    old: &serde_json::Value,
+    new: &serde_json::Value,
+    want: &serde_json::Value,
+) -> Option<String> {
+    let name = pointer.strip_prefix('/')?;
+    if name.contains('/') {
+        return None;
+    }
+    let name = name.replace("~1", "/").replace("~0", "~");
+    let (start, end) = top_level_value_span(text.as_bytes(), &name)?;
+    let token: serde_json::Value = serde_json::from_str(&text[start..end]).ok()?;
+    if token != *old {
+        return None;
+    }
+    let out = format!("{}{}{}", &text[..start], new, &text[end..]);
+    let parsed: serde_json::Value = serde_json::from_str(&out).ok()?;
+    (parsed == *want).then_some(out)
+}
+
+/// Byte span of the value of the last top-level field `name` of the JSON object in `b`.
+fn top_level_value_span(b: &[u8], name: &str) -> Option<(usize, usize)> {
+    let ws = |mut i: usize| {
+        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+            i += 1;
+        }
+        i
+    };
+    let string_end = |i: usize| -> Option<usize> {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let mut j = i + 1;
+        while j < b.len() {
+            match b[j] {
+                b'\\' => j += 2,
+                b'"' => return Some(j + 1),
+                _ => j += 1,
+            }
+        }
+        None
+    };
+    let value_end = |i: usize| -> Option<usize> {
+        match b.get(i)? {
+            b'"' => string_end(i),
+            b'{' | b'[' => {
+                let mut depth = 0usize;
+                let mut j = i;
+                while j < b.len() {
+                    match b[j] {
+                        b'"' => {
+                            j = string_end(j)?;
+                            continue;
+                        }
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' => {
+                            depth -= 1;
+                            if depth == 0 {
+                                return Some(j + 1);
+                            }
+                        }
+                        _ => {}
+                    }
+                    j += 1;
+                }
+                None
+            }
+            _ => {
+                let mut j = i;
+                while j < b.len()
+                    && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
+                {
+                    j += 1;
+                }
+                (j > i).then_some(j)
+            }
+        }
+    };
+    let mut i = ws(0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = ws(i + 1);
+    let mut found = None;
+    if b.get(i) == Some(&b'}') {
+        return None;
+    }
+    loop {
+        let kend = string_end(i)?;
+        let key: String = serde_json::from_slice(&b[i..kend]).ok()?;
+        i = ws(kend);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        let vstart = ws(i + 1);
+        let vend = value_end(vstart)?;
+        if key == name {
+            found = Some((vstart, vend));
+        }
+        i = ws(vend);
+        match b.get(i)? {
+            b',' => i = ws(i + 1),
+            b'}' => break,
+            _ => return None,
+        }
+    }
+    found
 }
 
 /// Limits what a hostile or damaged database can make SQLite do while we read it: no functions

@@ -10,6 +10,7 @@
 use crate::archive::{self, ArchiveError, Tgz};
 use crate::bootbank::{self, Bank, BankError};
 use crate::config::{Config, ConfigError, ESX_CONF};
+use crate::configstore::{self, ConfigStore, Ownership};
 use crate::disk::{Disk, DiskError};
 use crate::envelope::Encryption;
 use crate::esxconf::{self, Change, Edit, EsxConf, EsxConfError};
@@ -106,16 +107,40 @@ pub struct Step {
     pub diff: String,
     /// Notes for the user (device already vmkernel, leftover to recover first...).
     pub notes: Vec<String>,
+    /// Changes to the ConfigStore database in the same local.tgz.
+    pub store_changes: Vec<StoreChange>,
     #[serde(skip)]
     pub old_bytes: Vec<u8>,
     #[serde(skip)]
     pub new_bytes: Vec<u8>,
     #[serde(skip)]
     pub new_esx_conf: Vec<u8>,
+    /// The new ConfigStore database, when it changes, for the read-back check.
+    #[serde(skip)]
+    new_store: Option<Vec<u8>>,
     #[serde(skip)]
     leftover: Option<transaction::Leftover>,
     #[serde(skip)]
     names: Option<Names>,
+}
+
+/// One field of a ConfigStore record changed by `fix` (see [`ConfigStore::set_owner`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreChange {
+    /// The database's member in local.tgz.
+    pub member: String,
+    pub identifier: String,
+    pub rowid: i64,
+    pub column: String,
+    /// JSON pointer of the field inside the column's JSON.
+    pub pointer: String,
+    pub old_owner: Ownership,
+    pub new_owner: Ownership,
+    /// The column's JSON text before and after.
+    pub old_text: String,
+    pub new_text: String,
+    /// The JSON text was re-serialised instead of having only the value replaced.
+    pub reserialised: bool,
 }
 
 /// The whole plan, shown before anything is written.
@@ -139,6 +164,15 @@ pub struct DeviceChoice {
     pub esx_address: Option<String>,
     pub vmkname: Option<String>,
     pub owner: Option<String>,
+}
+
+impl Step {
+    /// The new ConfigStore and what changed in it, for the read-back check.
+    fn store_check(&self) -> Option<(&[u8], &[StoreChange])> {
+        self.new_store
+            .as_deref()
+            .map(|db| (db, self.store_changes.as_slice()))
+    }
 }
 
 impl Plan {
@@ -403,11 +437,18 @@ fn build_step(
     let local = cfg.local.as_ref().expect("plain configs have local.tgz");
     let old_conf = local.require(ESX_CONF)?;
     let mut notes = Vec::new();
+    let mut given_back = Vec::new();
     let edits = match what {
         Request::Edits(e) => e.clone(),
-        Request::AllStorage | Request::Devices(_) => {
-            device_edits(conf, what, resolved, plan, &mut notes, location)?
-        }
+        Request::AllStorage | Request::Devices(_) => device_edits(
+            conf,
+            what,
+            resolved,
+            plan,
+            &mut notes,
+            &mut given_back,
+            location,
+        )?,
     };
     let (new_conf, changes) =
         esxconf::apply(old_conf, &edits).map_err(|source| FixError::EsxConf {
@@ -415,10 +456,22 @@ fn build_step(
             source,
         })?;
     let diff = unified_diff(old_conf, &new_conf, location);
+    let mut store_changes = Vec::new();
+    let new_store = if changes.is_empty() {
+        None
+    } else {
+        store_edits(local, &given_back, &mut notes, &mut store_changes)
+    };
     let new_bytes = if changes.is_empty() {
         state_bytes.to_vec()
     } else {
-        let new_local = archive::seal(&local.replace_member(ESX_CONF, &new_conf)?, &local.gzip);
+        let mut tar = local.replace_member(ESX_CONF, &new_conf)?;
+        if let Some(db) = &new_store {
+            tar = local
+                .with_tar(tar)?
+                .replace_member(configstore::MEMBER, db)?;
+        }
+        let new_local = archive::seal(&tar, &local.gzip);
         let new_state = if std::ptr::eq(local, &cfg.state) {
             new_local
         } else if let Some(sealed) = &cfg.sealed {
@@ -453,12 +506,96 @@ fn build_step(
         changes,
         diff,
         notes,
+        store_changes,
         old_bytes: state_bytes.to_vec(),
         new_bytes,
         new_esx_conf: new_conf,
+        new_store,
         leftover: None,
         names: None,
     })
+}
+
+/// The ConfigStore side of giving `given_back` to the vmkernel: every record of one of these
+/// devices whose owner is plainly passthru in a recognised field gets that field set to
+/// vmkernel in a copy of the database; every other record is left alone, with a note when it
+/// is unclear or already says vmkernel. Returns the new database when anything changed. A store
+/// that cannot be read or changed is left as it is, and the plan says so: esx.conf is still
+/// fixed.
+fn store_edits(
+    local: &archive::Tgz,
+    given_back: &[PciAddress],
+    notes: &mut Vec<String>,
+    out: &mut Vec<StoreChange>,
+) -> Option<Vec<u8>> {
+    if given_back.is_empty() {
+        return None;
+    }
+    let member = configstore::MEMBER;
+    let mut store = match ConfigStore::from_local(local) {
+        Ok(Some(s)) => s,
+        Ok(None) => return None,
+        Err(e) => {
+            notes.push(format!(
+                "the ConfigStore (local.tgz > {member}) cannot be read ({e}): it is left unchanged; check `esxcli hardware pci pcipassthru list` on the host after it boots"
+            ));
+            return None;
+        }
+    };
+    let mut bytes = None;
+    for addr in given_back {
+        for r in store
+            .pci_devices()
+            .into_iter()
+            .filter(|r| r.address == Some(*addr))
+        {
+            let id = &r.identifier;
+            match (r.owner, &r.recognised_field, r.rowid) {
+                (Some(Ownership::Passthru), Some((column, pointer)), Some(rowid)) => {
+                    match store.set_owner(rowid, column, pointer, Ownership::Vmkernel) {
+                        Ok(e) => {
+                            if e.reserialised {
+                                notes.push(format!(
+                                    "ConfigStore record {id}: the JSON text of {column} could not be changed in place, so it is re-serialised (same content; key order and spacing may differ)"
+                                ));
+                            }
+                            out.push(StoreChange {
+                                member: member.to_string(),
+                                identifier: id.clone(),
+                                rowid,
+                                column: column.clone(),
+                                pointer: pointer.clone(),
+                                old_owner: Ownership::Passthru,
+                                new_owner: Ownership::Vmkernel,
+                                old_text: e.old_text,
+                                new_text: e.new_text,
+                                reserialised: e.reserialised,
+                            });
+                            bytes = Some(e.bytes);
+                        }
+                        Err(e) => notes.push(format!(
+                            "ConfigStore record {id} says passthru in {column}{pointer} but could not be changed ({e}): it is left unchanged; check `esxcli hardware pci pcipassthru list` on the host after it boots"
+                        )),
+                    }
+                }
+                (Some(Ownership::Passthru), _, _) => notes.push(format!(
+                    "ConfigStore record {id} says passthru but its row cannot be addressed (no rowid): it is left unchanged; check `esxcli hardware pci pcipassthru list` on the host after it boots"
+                )),
+                (Some(Ownership::Vmkernel), field, _) => notes.push(format!(
+                    "ConfigStore record {id} already says vmkernel{}: unchanged",
+                    field
+                        .as_ref()
+                        .map(|(c, p)| format!(" ({c}{p})"))
+                        .unwrap_or_default()
+                )),
+                (None, _, _) => notes.push(format!(
+                    "ConfigStore record {id} for {addr} is unclear ({}): it is left unchanged; check `esxcli hardware pci pcipassthru list` on the host after it boots",
+                    r.unclear.as_deref().unwrap_or("no recognised owner field")
+                )),
+            }
+        }
+    }
+    bytes
 }
 
 fn device_edits(
@@ -467,6 +604,7 @@ fn device_edits(
     resolved: &mut Option<Vec<PciAddress>>,
     plan: &mut Plan,
     notes: &mut Vec<String>,
+    given_back: &mut Vec<PciAddress>,
     location: &str,
 ) -> Result<Vec<Edit>, FixError> {
     let devices = conf.devices();
@@ -524,11 +662,14 @@ fn device_edits(
             continue;
         };
         match d.owner.as_deref() {
-            Some("passthru") => edits.push(Edit::Set {
-                key: format!("/device/{}/owner", d.esx_address),
-                value: "vmkernel".to_string(),
-                create: false,
-            }),
+            Some("passthru") => {
+                edits.push(Edit::Set {
+                    key: format!("/device/{}/owner", d.esx_address),
+                    value: "vmkernel".to_string(),
+                    create: false,
+                });
+                given_back.push(addr);
+            }
             Some(other) => notes.push(format!(
                 "{} ({}) is already owned by {other}: nothing to change",
                 d.pci_address,
@@ -683,11 +824,14 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), FixError> {
     f.sync_all().map_err(io_err(path))
 }
 
-/// Checks that bytes decode to a configuration whose esx.conf is `want`.
+/// Checks that bytes decode to a configuration whose esx.conf is `want` and, when the step
+/// changes the ConfigStore, whose database is the intended one and reads back with every changed
+/// record owned by the vmkernel.
 fn verifier<'a>(
     location: &'a str,
     want: &'a [u8],
     bundle: bool,
+    store: Option<(&'a [u8], &'a [StoreChange])>,
 ) -> impl Fn(&[u8]) -> Result<(), String> + 'a {
     move |bytes: &[u8]| {
         let state = if bundle {
@@ -702,11 +846,34 @@ fn verifier<'a>(
         let cfg = Config::from_state(&state, location).map_err(|e| e.to_string())?;
         let local = cfg.local.as_ref().ok_or("no local.tgz")?;
         let got = local.require(ESX_CONF).map_err(|e| e.to_string())?;
-        if got == want {
-            Ok(())
-        } else {
-            Err("esx.conf differs from the intended one".to_string())
+        if got != want {
+            return Err("esx.conf differs from the intended one".to_string());
         }
+        if let Some((db, changed)) = store {
+            let got = local
+                .require(configstore::MEMBER)
+                .map_err(|e| e.to_string())?;
+            if got != db {
+                return Err("the ConfigStore database differs from the intended one".to_string());
+            }
+            let s = ConfigStore::open(got).map_err(|e| e.to_string())?;
+            let records = s.pci_devices();
+            for c in changed {
+                let r = records.iter().find(|r| r.rowid == Some(c.rowid));
+                if r.map(|r| (r.owner, r.recognised_field.clone()))
+                    != Some((
+                        Some(c.new_owner),
+                        Some((c.column.clone(), c.pointer.clone())),
+                    ))
+                {
+                    return Err(format!(
+                        "ConfigStore record {} does not read back as {}",
+                        c.identifier, c.new_owner
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -735,7 +902,12 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
             let head = disk.head(inspect::HEAD)?;
             for step in &plan.steps {
                 let names = step.names.clone().expect("disk steps have names");
-                let verify = verifier(&step.location, &step.new_esx_conf, false);
+                let verify = verifier(
+                    &step.location,
+                    &step.new_esx_conf,
+                    false,
+                    step.store_check(),
+                );
                 // Re-read the bank: its files may have changed since the plan.
                 let banks = disk_banks(&mut disk, &head)?;
                 let p = step.partition.unwrap_or(0);
@@ -784,6 +956,7 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
                 &step.location,
                 &step.new_esx_conf,
                 plan.kind == TargetKind::ConfigBundle,
+                step.store_check(),
             );
             replace_file(&out, &step.new_bytes, &verify)?;
             outcome.stats.bytes_written += step.new_bytes.len() as u64;
@@ -937,9 +1110,11 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
                 changes
             },
             notes,
+            store_changes: Vec::new(),
             old_bytes: current,
             new_bytes: backup,
             new_esx_conf: new_conf,
+            new_store: None,
             leftover,
             names,
         });

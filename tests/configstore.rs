@@ -762,3 +762,89 @@ fn found_in_local_tgz() {
     let tgz = bootbank::archive::Tgz::parse(&fs::read(&old).unwrap(), "local.tgz").unwrap();
     assert!(ConfigStore::from_local(&tgz).unwrap().is_none());
 }
+
+// ---------------------------------------------------------------------------------------------
+// The writer (`fix`)
+
+/// Only the value token of the recognised field changes, whatever the spacing around it; a WAL
+/// header stays a WAL header; the result opens and passes integrity_check.
+#[test]
+fn set_owner_replaces_only_the_value_token() {
+    if !python() {
+        return;
+    }
+    let d = TempDir::new("cs-set-owner");
+    let text = r#"{ "id" :"0000:16:00.0",  "owner"  :   "passthru" , "x": {"owner": "passthru"}}"#;
+    let db = build(
+        &d,
+        "wal.db",
+        &[
+            "--record",
+            "0000:16:00.0",
+            "UserValue",
+            text,
+            "--journal",
+            "wal",
+        ],
+    );
+    let mut s = open(&db);
+    let r = by_id(&s.pci_devices(), "0000:16:00.0").clone();
+    assert_eq!(r.owner, Some(Ownership::Passthru));
+    let e = s
+        .set_owner(r.rowid.unwrap(), "UserValue", "/owner", Ownership::Vmkernel)
+        .unwrap();
+    assert!(!e.reserialised);
+    assert_eq!(e.old_text, text);
+    assert_eq!(
+        e.new_text,
+        r#"{ "id" :"0000:16:00.0",  "owner"  :   "vmkernel" , "x": {"owner": "passthru"}}"#
+    );
+    assert_eq!(&e.bytes[18..20], &db[18..20], "WAL header bytes kept");
+    let again = open(&e.bytes);
+    assert!(again.wal_header);
+    assert_eq!(
+        by_id(&again.pci_devices(), "0000:16:00.0").owner,
+        Some(Ownership::Vmkernel)
+    );
+    assert_eq!(s, again);
+}
+
+/// Unclear records, and a field that is not the recognised one, are refused with nothing
+/// changed.
+#[test]
+fn set_owner_refuses_unclear_and_unrecognised_fields() {
+    if !python() {
+        return;
+    }
+    let d = TempDir::new("cs-set-owner-refuse");
+    let db = build(
+        &d,
+        "s.db",
+        &[
+            "--unclear",
+            "0000:02:00.0",
+            "--device",
+            "0000:16:00.0:vmkernel",
+        ],
+    );
+    let mut s = open(&db);
+    let before = s.clone();
+    let recs = s.pci_devices();
+    let unclear = by_id(&recs, "0000:02:00.0");
+    let e = s.set_owner(
+        unclear.rowid.unwrap(),
+        "UserValue",
+        "/foo",
+        Ownership::Vmkernel,
+    );
+    assert!(matches!(e, Err(ConfigStoreError::Refused(_))), "{e:?}");
+    let vmk = by_id(&recs, "0000:16:00.0");
+    let e = s.set_owner(
+        vmk.rowid.unwrap(),
+        "UserValue",
+        "/owner",
+        Ownership::Vmkernel,
+    );
+    assert!(matches!(e, Err(ConfigStoreError::Refused(_))), "{e:?}");
+    assert_eq!(s, before);
+}

@@ -300,6 +300,14 @@ fn print_plan(plan: &Plan) {
                 (None, None) => println!("    {}", c.key),
             }
         }
+        for c in &s.store_changes {
+            println!(
+                "    ConfigStore (local.tgz > {}) record {} (rowid {}): {}{} {} -> {}",
+                c.member, c.identifier, c.rowid, c.column, c.pointer, c.old_owner, c.new_owner
+            );
+            println!("      - {}", c.old_text);
+            println!("      + {}", c.new_text);
+        }
         if !s.changes.is_empty() && !s.diff.is_empty() {
             for l in s.diff.lines() {
                 println!("    {l}");

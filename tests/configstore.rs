@@ -23,18 +23,6 @@ fn python() -> bool {
     common::require_tool("python3")
 }
 
-/// Builds `dir/name` with mkconfigstore and returns its bytes.
-fn build(dir: &TempDir, name: &str, args: &[&str]) -> Vec<u8> {
-    let out = dir.join(name);
-    common::run(
-        common::cmd("python3")
-            .arg(common::tool("mkconfigstore"))
-            .arg(&out)
-            .args(args),
-    );
-    fs::read(&out).unwrap()
-}
-
 fn open(bytes: &[u8]) -> ConfigStore {
     ConfigStore::open(bytes).unwrap_or_else(|e| panic!("open: {e}"))
 }
@@ -107,8 +95,8 @@ fn records_found_and_addresses_parsed() {
         return;
     }
     let dir = TempDir::new("cs-found");
-    let bytes = build(
-        &dir,
+    let bytes = common::mkconfigstore(
+        dir.path(),
         "store.db",
         &[
             "--device",
@@ -188,8 +176,8 @@ fn ownership_recognised_per_variant() {
         return;
     }
     let dir = TempDir::new("cs-owner");
-    let bytes = build(
-        &dir,
+    let bytes = common::mkconfigstore(
+        dir.path(),
         "store.db",
         &[
             "--device",
@@ -326,7 +314,7 @@ fn unclear_records_are_reported_never_guessed() {
     ] {
         args.extend(r);
     }
-    let recs = open(&build(&dir, "store.db", &args)).pci_devices();
+    let recs = open(&common::mkconfigstore(dir.path(), "store.db", &args)).pci_devices();
     assert_eq!(recs.len(), 10);
     for r in &recs {
         if r.identifier == "pcidev0" {
@@ -385,8 +373,8 @@ fn disagreements_with_esx_conf() {
     let mut text = common::esxconf("story.conf");
     text.push_str("/device/000:100:00.0/owner = \"passthru\"\n");
     let conf = EsxConf::parse(text.as_bytes()).unwrap();
-    let bytes = build(
-        &dir,
+    let bytes = common::mkconfigstore(
+        dir.path(),
         "store.db",
         &[
             "--device",
@@ -460,8 +448,8 @@ fn disagreements_with_esx_conf() {
 
     // Once esx.conf is repaired and the store agrees, nothing is left.
     let healthy = EsxConf::parse(common::esxconf("healthy.conf").as_bytes()).unwrap();
-    let agree = build(
-        &dir,
+    let agree = common::mkconfigstore(
+        dir.path(),
         "agree.db",
         &[
             "--device",
@@ -482,8 +470,8 @@ fn damaged_databases_give_typed_errors() {
         return;
     }
     let dir = TempDir::new("cs-corrupt");
-    let corrupt = build(
-        &dir,
+    let corrupt = common::mkconfigstore(
+        dir.path(),
         "corrupt.db",
         &[
             "--device",
@@ -506,8 +494,8 @@ fn damaged_databases_give_typed_errors() {
     let o = oracle(&dir.join("corrupt.db"));
     assert_ne!(o["integrity"], json!(["ok"]), "{o}");
 
-    let garbage = build(
-        &dir,
+    let garbage = common::mkconfigstore(
+        dir.path(),
         "garbage.db",
         &["--device", "0000:16:00.0:passthru", "--garbage"],
     );
@@ -529,7 +517,11 @@ fn damaged_databases_give_typed_errors() {
     ));
 
     // A database cut short: whatever SQLite says, a typed error and no panic.
-    let good = build(&dir, "good.db", &["--device", "0000:16:00.0:passthru"]);
+    let good = common::mkconfigstore(
+        dir.path(),
+        "good.db",
+        &["--device", "0000:16:00.0:passthru"],
+    );
     for cut in [100, 512, good.len() / 2, good.len() - 1] {
         let e = ConfigStore::open(&good[..cut]).expect_err("truncated database");
         assert!(
@@ -564,8 +556,8 @@ fn schema_is_read_liberally() {
     let dir = TempDir::new("cs-schema");
     let dev = ["--device", "0000:16:00.0:passthru"];
 
-    let minimal = open(&build(
-        &dir,
+    let minimal = open(&common::mkconfigstore(
+        dir.path(),
         "min.db",
         &[&dev[..], &["--schema", "minimal"]].concat(),
     ));
@@ -576,8 +568,8 @@ fn schema_is_read_liberally() {
         "{minimal:#?}"
     );
 
-    let extra = open(&build(
-        &dir,
+    let extra = open(&common::mkconfigstore(
+        dir.path(),
         "extra.db",
         &[&dev[..], &["--schema", "extra"]].concat(),
     ));
@@ -588,8 +580,8 @@ fn schema_is_read_liberally() {
         Some(&StoredValue::Text("mkconfigstore".into()))
     );
 
-    match ConfigStore::open(&build(
-        &dir,
+    match ConfigStore::open(&common::mkconfigstore(
+        dir.path(),
         "novalue.db",
         &[&dev[..], &["--schema", "no-value"]].concat(),
     )) {
@@ -598,8 +590,8 @@ fn schema_is_read_liberally() {
         }
         other => panic!("{other:?}"),
     }
-    match ConfigStore::open(&build(
-        &dir,
+    match ConfigStore::open(&common::mkconfigstore(
+        dir.path(),
         "noid.db",
         &[&dev[..], &["--schema", "no-identifier"]].concat(),
     )) {
@@ -609,8 +601,8 @@ fn schema_is_read_liberally() {
         }
         other => panic!("{other:?}"),
     }
-    match ConfigStore::open(&build(
-        &dir,
+    match ConfigStore::open(&common::mkconfigstore(
+        dir.path(),
         "notable.db",
         &[&dev[..], &["--schema", "no-table"]].concat(),
     )) {
@@ -620,7 +612,11 @@ fn schema_is_read_liberally() {
         other => panic!("{other:?}"),
     }
     // Last written in WAL mode: the copy is still readable, and the flag is reported.
-    let wal = build(&dir, "wal.db", &[&dev[..], &["--journal", "wal"]].concat());
+    let wal = common::mkconfigstore(
+        dir.path(),
+        "wal.db",
+        &[&dev[..], &["--journal", "wal"]].concat(),
+    );
     assert_eq!(&wal[18..20], &[2, 2]);
     let store = open(&wal);
     assert!(store.wal_header);
@@ -639,8 +635,8 @@ fn original_bytes_untouched() {
     }
     let dir = TempDir::new("cs-untouched");
     let path = dir.join("store.db");
-    let bytes = build(
-        &dir,
+    let bytes = common::mkconfigstore(
+        dir.path(),
         "store.db",
         &[
             "--device",
@@ -675,8 +671,8 @@ fn values_match_python_sqlite3() {
     }
     let dir = TempDir::new("cs-oracle");
     let path = dir.join("store.db");
-    let bytes = build(
-        &dir,
+    let bytes = common::mkconfigstore(
+        dir.path(),
         "store.db",
         &[
             "--device",
@@ -716,7 +712,11 @@ fn found_in_local_tgz() {
         return;
     }
     let dir = TempDir::new("cs-local");
-    let db = build(&dir, "store.db", &["--device", "0000:16:00.0:passthru"]);
+    let db = common::mkconfigstore(
+        dir.path(),
+        "store.db",
+        &["--device", "0000:16:00.0:passthru"],
+    );
     let root = dir.join("root");
     common::write_tree(
         &root,
@@ -775,8 +775,8 @@ fn set_owner_replaces_only_the_value_token() {
     }
     let d = TempDir::new("cs-set-owner");
     let text = r#"{ "id" :"0000:16:00.0",  "owner"  :   "passthru" , "x": {"owner": "passthru"}}"#;
-    let db = build(
-        &d,
+    let db = common::mkconfigstore(
+        d.path(),
         "wal.db",
         &[
             "--record",
@@ -817,8 +817,8 @@ fn set_owner_refuses_unclear_and_unrecognised_fields() {
         return;
     }
     let d = TempDir::new("cs-set-owner-refuse");
-    let db = build(
-        &d,
+    let db = common::mkconfigstore(
+        d.path(),
         "s.db",
         &[
             "--unclear",

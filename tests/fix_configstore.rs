@@ -8,12 +8,13 @@
 
 mod common;
 
-use common::{BankSpec, Scenario, TempDir, cmd, run, run_text};
+use common::{
+    Scenario, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, healthy_bank, mkconfigstore, p,
+    run, story_bank, tar_entries, untar,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_bootbank");
 const STORE: &str = "var/lib/vmware/configstore/backup/current-store-1";
 const ESX_CONF: &str = "etc/vmware/esx.conf";
 
@@ -21,53 +22,12 @@ fn tools() -> bool {
     common::builder_available() && common::require_tools(&["python3", "mcopy", "tar"])
 }
 
-fn bootbank(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bootbank")
-}
-
-fn bootbank_ok(cwd: &Path, args: &[&str]) -> String {
-    let o = bootbank(cwd, args);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "bootbank {args:?}:\n--- stdout\n{}--- stderr\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
-
-/// A store built by mkconfigstore with `args`.
-fn mkconfigstore(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
-    let db = dir.join(name);
-    run(common::cmd("python3")
-        .arg(common::tool("mkconfigstore"))
-        .arg(&db)
-        .args(args));
-    fs::read(&db).unwrap()
-}
-
 /// A demo-layout disk whose bank 5 has the story esx.conf (000:022:00.0 passthru) and `store`
 /// in its local.tgz.
 fn disk_with_store(dir: &Path, store: Vec<u8>) -> PathBuf {
-    let mut b5 = BankSpec::installed("7.0.3-0.105.22348816", 3, 0, &common::esxconf("story.conf"));
+    let mut b5 = story_bank(3, 0);
     b5.local_files.push((STORE.to_string(), store));
-    let b6 = BankSpec::installed(
-        "7.0.3-0.95.21930508",
-        2,
-        0,
-        &common::esxconf("healthy.conf"),
-    );
+    let b6 = healthy_bank(2, 0);
     let img = Scenario::new()
         .layout("demo")
         .bank(5, b5)
@@ -83,35 +43,12 @@ fn extract_local(img: &Path, into: &Path) -> PathBuf {
     let _ = fs::remove_dir_all(into);
     fs::create_dir_all(into).unwrap();
     let state = into.join("state.tgz");
-    fs::write(&state, common::read_fat_file(img, 5, "state.tgz")).unwrap();
+    common::copy_fat_file(img, 5, "state.tgz", &state);
     run(cmd("tar").arg("-xzf").arg(&state).arg("-C").arg(into));
     let local = into.join("local.tgz");
     assert!(local.exists(), "no local.tgz in state.tgz");
-    let root = into.join("local");
-    fs::create_dir_all(&root).unwrap();
-    run(cmd("tar").arg("-xzf").arg(&local).arg("-C").arg(&root));
+    untar(&local, &into.join("local"));
     local
-}
-
-/// `tar --full-time --numeric-owner -tvzf` lines split into (mode, owner, size, mtime, name).
-fn tar_list(archive: &Path) -> Vec<(String, String, u64, String, String)> {
-    run_text(
-        cmd("tar")
-            .args(["--full-time", "--numeric-owner", "-tvzf"])
-            .arg(archive),
-    )
-    .lines()
-    .map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        (
-            w[0].to_string(),
-            w[1].to_string(),
-            w[2].parse().unwrap(),
-            format!("{} {}", w[3], w[4]),
-            w[5..].join(" "),
-        )
-    })
-    .collect()
 }
 
 /// Python's sqlite3 reading a database: integrity_check, and every row of Config with its rowid
@@ -168,7 +105,7 @@ fn fix_sets_the_store_record_to_vmkernel_and_nothing_else() {
     // before: esx.conf and the store agree (both passthru); after: both vmkernel
     assert!(!findings(&pristine, t.path()).contains(&"configstore-disagrees".to_string()));
     let img = t.join("disk.img");
-    run(cmd("cp").arg("--sparse=always").arg(&pristine).arg(&img));
+    copy_sparse(&pristine, &img);
 
     // --dry-run shows the planned store change and writes nothing
     let before = fs::read(&img).unwrap();
@@ -207,20 +144,24 @@ fn fix_sets_the_store_record_to_vmkernel_and_nothing_else() {
     let a = extract_local(&pristine, &t.join("before"));
     let b = extract_local(&img, &t.join("after"));
     // GNU tar: same members, order and metadata; sizes equal except the two changed members
-    let (la, lb) = (tar_list(&a), tar_list(&b));
+    let (la, lb) = (tar_entries(&a), tar_entries(&b));
     assert_eq!(la.len(), lb.len());
     for (x, y) in la.iter().zip(&lb) {
         assert_eq!(
-            (&x.0, &x.1, &x.3, &x.4),
-            (&y.0, &y.1, &y.3, &y.4),
+            (&x.mode, &x.owner, &x.mtime, &x.name),
+            (&y.mode, &y.owner, &y.mtime, &y.name),
             "metadata of {}",
-            x.4
+            x.name
         );
-        if x.4 != ESX_CONF && x.4 != STORE {
-            assert_eq!(x.2, y.2, "size of {}", x.4);
+        if x.name != ESX_CONF && x.name != STORE {
+            assert_eq!(x.size, y.size, "size of {}", x.name);
         }
     }
-    for (.., name) in la.iter().filter(|e| e.0.starts_with('-')) {
+    for name in la
+        .iter()
+        .filter(|e| e.mode.starts_with('-'))
+        .map(|e| &e.name)
+    {
         let (x, y) = (
             fs::read(t.join("before/local").join(name)).unwrap(),
             fs::read(t.join("after/local").join(name)).unwrap(),
@@ -284,7 +225,7 @@ fn unclear_record_is_left_byte_identical_and_the_plan_says_so() {
     let store = mkconfigstore(t.path(), "store.db", &["--unclear", "0000:16:00.0"]);
     let pristine = disk_with_store(&t.join("build"), store.clone());
     let img = t.join("disk.img");
-    run(cmd("cp").arg("--sparse=always").arg(&pristine).arg(&img));
+    copy_sparse(&pristine, &img);
     let backup = t.join("backup");
     let out = bootbank_ok(
         t.path(),
@@ -324,7 +265,7 @@ fn boolean_field_is_set_to_false() {
     );
     let pristine = disk_with_store(&t.join("build"), store);
     let img = t.join("disk.img");
-    run(cmd("cp").arg("--sparse=always").arg(&pristine).arg(&img));
+    copy_sparse(&pristine, &img);
     let out = bootbank_ok(
         t.path(),
         &[

@@ -28,14 +28,16 @@
 
 mod common;
 
-use common::{BankSpec, Scenario, TempDir, cmd, run, run_text};
+use common::{
+    Scenario, TarEntry, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, fsck_fat_partitions,
+    healthy_bank, output_text, p, run, sha256_file, story_bank, tar_entries, untar,
+};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Instant;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bootbank");
 const ESX_CONF: &str = "etc/vmware/esx.conf";
 const OWNER_PASSTHRU: &str = "/device/000:022:00.0/owner = \"passthru\"";
 const OWNER_VMKERNEL: &str = "/device/000:022:00.0/owner = \"vmkernel\"";
@@ -48,38 +50,8 @@ fn tools() -> bool {
     common::builder_available() && common::require_tools(&["diff", "cp", "sha256sum", "dd"])
 }
 
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
-
 // ---------------------------------------------------------------------------------------------
-// Running bootbank
-
-/// Runs the binary in `cwd` with stdin from /dev/null (never a terminal).
-fn bootbank(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bootbank")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-fn bootbank_ok(cwd: &Path, args: &[&str]) -> String {
-    let o = bootbank(cwd, args);
-    assert_eq!(o.status.code(), Some(0), "bootbank {args:?}:\n{}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+// Running bootbank (see `common::bootbank`)
 
 fn inspect_json(cwd: &Path, img: &Path) -> serde_json::Value {
     let out = bootbank_ok(cwd, &["inspect", "--json", p(img)]);
@@ -142,37 +114,6 @@ fn oracle_decrypt(py: &Path, info: &Path, ve: &Path, out: &Path) -> Vec<u8> {
 // ---------------------------------------------------------------------------------------------
 // Outside-tool checks
 
-/// One `tar --full-time --numeric-owner -tvzf` line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct TarEntry {
-    mode: String,
-    owner: String,
-    size: u64,
-    mtime: String,
-    name: String,
-}
-
-fn tar_entries(archive: &Path) -> Vec<TarEntry> {
-    run_text(
-        cmd("tar")
-            .args(["--full-time", "--numeric-owner", "-tvzf"])
-            .arg(archive),
-    )
-    .lines()
-    .map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        assert!(w.len() >= 6, "tar -tv line: {l}");
-        TarEntry {
-            mode: w[0].into(),
-            owner: w[1].into(),
-            size: w[2].parse().unwrap_or(0),
-            mtime: format!("{} {}", w[3], w[4]),
-            name: w[5..].join(" "),
-        }
-    })
-    .collect()
-}
-
 /// Same names in the same order, same mode/owner/mtime; the same size except for `changed`.
 fn same_listing(before: &[TarEntry], after: &[TarEntry], changed: &str, what: &str) {
     let names = |l: &[TarEntry]| l.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
@@ -188,75 +129,6 @@ fn same_listing(before: &[TarEntry], after: &[TarEntry], changed: &str, what: &s
             assert_eq!(x.size, y.size, "{what}: size of {}", x.name);
         }
     }
-}
-
-/// `tar -xzf ARCHIVE -C DIR` into a fresh DIR.
-fn untar(archive: &Path, dir: &Path) {
-    let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir).unwrap();
-    run(cmd("tar").arg("-xzf").arg(archive).arg("-C").arg(dir));
-}
-
-/// `fsck.fat -n` on a `dd` copy of every FAT partition; fails on a non-zero exit or any message
-/// besides the banner and the summary line. Returns the partitions checked.
-fn fsck_fat_partitions(img: &Path, scratch: &Path) -> Vec<u32> {
-    let mut checked = Vec::new();
-    for q in common::partitions(img) {
-        if matches!(q.type_id.as_str(), "5" | "f" | "85") {
-            continue;
-        }
-        let sig16 = common::read_bytes(img, q.offset() + 54, 5);
-        let sig32 = common::read_bytes(img, q.offset() + 82, 5);
-        if !(sig16.starts_with(b"FAT1") || sig32 == b"FAT32") {
-            continue;
-        }
-        let slice = scratch.join(format!("fsck-p{}", q.num));
-        run(cmd("dd")
-            .arg(format!("if={}", p(img)))
-            .arg(format!("of={}", p(&slice)))
-            .args(["bs=1M", "iflag=skip_bytes,count_bytes"])
-            .arg(format!("skip={}", q.offset()))
-            .arg(format!("count={}", q.len()))
-            .args(["conv=sparse", "status=none"]));
-        run(cmd("truncate")
-            .arg("-s")
-            .arg(q.len().to_string())
-            .arg(&slice));
-        let o = cmd("fsck.fat")
-            .arg("-n")
-            .arg(&slice)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let summary = format!("{}: ", p(&slice));
-        let extra: Vec<&str> = all
-            .lines()
-            .filter(|l| !l.starts_with("fsck.fat "))
-            .filter(|l| !(l.starts_with(&summary) && l.ends_with(" clusters")))
-            .collect();
-        assert!(
-            o.status.success() && extra.is_empty(),
-            "fsck.fat -n on partition {} of {}:\n{all}",
-            q.num,
-            img.display()
-        );
-        let _ = fs::remove_file(&slice);
-        checked.push(q.num);
-    }
-    checked
-}
-
-fn sha256_file(path: &Path) -> String {
-    run_text(cmd("sha256sum").arg(path))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
 }
 
 fn u32_le(b: &[u8], at: usize) -> usize {
@@ -343,24 +215,6 @@ fn story_diff(old: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Fixtures
 
-fn story_bank(updated: u32, bootstate: u32) -> BankSpec {
-    BankSpec::installed(
-        "7.0.3-0.105.22348816",
-        updated,
-        bootstate,
-        &common::esxconf("story.conf"),
-    )
-}
-
-fn healthy_bank(updated: u32, bootstate: u32) -> BankSpec {
-    BankSpec::installed(
-        "7.0.3-0.95.21930508",
-        updated,
-        bootstate,
-        &common::esxconf("healthy.conf"),
-    )
-}
-
 /// The demo layout with bank 5 (boots next) holding the story's esx.conf encrypted with `mode`.
 fn encrypted_demo(dir: &Path, mode: &'static str) -> PathBuf {
     let mut b5 = story_bank(3, 0);
@@ -385,7 +239,7 @@ fn kdf_bank_fix_checked_by_outside_tools_and_restored() {
     let t = TempDir::new("fixenc-kdf");
     let pristine = encrypted_demo(&t.join("build"), "NONE");
     let img = t.join("disk.img");
-    run(cmd("cp").arg("--sparse=always").arg(&pristine).arg(&img));
+    copy_sparse(&pristine, &img);
 
     // Before: bootbank sees the mistake through the envelope.
     let before = inspect_json(t.path(), &img);
@@ -422,8 +276,8 @@ fn kdf_bank_fix_checked_by_outside_tools_and_restored() {
 
     // state.tgz, as mtools reads it.
     let (sb, sa) = (t.join("state-before.tgz"), t.join("state-after.tgz"));
-    fs::write(&sb, common::read_fat_file(&pristine, 5, "state.tgz")).unwrap();
-    fs::write(&sa, common::read_fat_file(&img, 5, "state.tgz")).unwrap();
+    common::copy_fat_file(&pristine, 5, "state.tgz", &sb);
+    common::copy_fat_file(&img, 5, "state.tgz", &sa);
     let (old_state, new_state) = (fs::read(&sb).unwrap(), fs::read(&sa).unwrap());
     assert_ne!(old_state, new_state, "state.tgz did not change");
     // gzip header (magic, method, flags, mtime, XFL, OS) kept.
@@ -608,14 +462,14 @@ fn tpm_bank_is_refused_with_esxcli_filled_in() {
         full.extend_from_slice(args);
         full.extend(["--yes", "--backup-dir", p(&backup)]);
         let o = bootbank(t.path(), &full);
-        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", text(&o));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", output_text(&o));
         assert_eq!(
             sha256_file(&img),
             want,
             "{args:?}: the TPM bank was written"
         );
         assert!(!backup.exists(), "{args:?}: the refusal wrote a backup");
-        text(&o)
+        output_text(&o)
     };
 
     let o = refuse(&["--device", "0000:16:00.0"]);

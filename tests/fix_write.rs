@@ -25,15 +25,17 @@
 
 mod common;
 
-use common::{BankSpec, Scenario, TempDir, cmd, run, run_text, run_with_input};
+use common::{
+    Scenario, TarEntry, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, healthy_bank,
+    output_text, p, run_text, run_with_input, sha256_file, story_bank, tar_entries, untar,
+};
 use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
 
-const BIN: &str = env!("CARGO_BIN_EXE_bootbank");
 const ESX_CONF: &str = "etc/vmware/esx.conf";
 const OWNER_PASSTHRU: &str = "/device/000:022:00.0/owner = \"passthru\"";
 const OWNER_VMKERNEL: &str = "/device/000:022:00.0/owner = \"vmkernel\"";
@@ -47,34 +49,7 @@ fn tools() -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Running bootbank
-
-/// Runs the binary in `cwd` with stdin from /dev/null (never a terminal).
-fn bootbank(cwd: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(cwd)
-        .env("LC_ALL", "C")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bootbank")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Runs bootbank and requires exit 0; returns stdout.
-fn bootbank_ok(cwd: &Path, args: &[&str]) -> String {
-    let o = bootbank(cwd, args);
-    assert_eq!(o.status.code(), Some(0), "bootbank {args:?}:\n{}", text(&o));
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+// Running bootbank (see `common::bootbank`)
 
 /// "N bytes written in M writes" from a successful write.
 fn written_stats(stdout: &str) -> (u64, u64) {
@@ -88,22 +63,6 @@ fn written_stats(stdout: &str) -> (u64, u64) {
 
 // ---------------------------------------------------------------------------------------------
 // Files, digests, sparse-aware comparison
-
-fn p(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
-
-fn copy_sparse(from: &Path, to: &Path) {
-    run(cmd("cp").arg("--sparse=always").arg(from).arg(to));
-}
-
-fn sha256_file(path: &Path) -> String {
-    run_text(cmd("sha256sum").arg(path))
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
 
 fn sha256_bytes(data: &[u8]) -> String {
     let o = run_with_input(&mut cmd("sha256sum"), data);
@@ -213,75 +172,6 @@ fn differing_runs(a: &Path, b: &Path) -> Vec<(u64, u64)> {
 
 // ---------------------------------------------------------------------------------------------
 // fsck.fat, FAT geometry (BPB via od) and cluster lists (mshowfat)
-
-/// `fsck.fat -n` on a sparse `dd` copy of every FAT partition of `img` (a FAT12/16/32 signature
-/// in its boot sector; DOS extended containers skipped). Fails on a non-zero exit or on any
-/// message besides the version banner and the summary line, like tests/tools/fsck-banks (whose
-/// `printf | grep -q` under pipefail can fail spuriously on an empty FAT, see the report).
-/// Returns the partitions checked.
-fn fsck_fat_partitions(img: &Path) -> Vec<u32> {
-    let mut checked = Vec::new();
-    let scratch = TempDir::new("fixw-fsck");
-    for q in common::partitions(img) {
-        if matches!(q.type_id.as_str(), "5" | "f" | "85") {
-            continue;
-        }
-        let sig16 = common::read_bytes(img, q.offset() + 54, 5);
-        let sig32 = common::read_bytes(img, q.offset() + 82, 5);
-        if !(sig16.starts_with(b"FAT1") || sig32 == b"FAT32") {
-            continue;
-        }
-        let slice = scratch.join(format!("p{}", q.num));
-        let dd = |flags: &str| {
-            cmd("dd")
-                .arg(format!("if={}", p(img)))
-                .arg(format!("of={}", p(&slice)))
-                .arg("bs=4M")
-                .arg(format!("iflag={flags}skip_bytes,count_bytes"))
-                .arg(format!("skip={}", q.offset()))
-                .arg(format!("count={}", q.len()))
-                .args(["conv=sparse", "status=none"])
-                .stdin(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .unwrap()
-                .success()
-        };
-        // O_DIRECT first: GiBs of holes read faster around the page cache
-        assert!(dd("direct,") || dd(""), "dd of partition {}", q.num);
-        run(cmd("truncate")
-            .arg("-s")
-            .arg(q.len().to_string())
-            .arg(&slice));
-        let o = cmd("fsck.fat")
-            .arg("-n")
-            .arg(&slice)
-            .stdin(Stdio::null())
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let summary = format!("{}: ", p(&slice));
-        let extra: Vec<&str> = all
-            .lines()
-            .filter(|l| !l.starts_with("fsck.fat "))
-            .filter(|l| !(l.starts_with(&summary) && l.ends_with(" clusters")))
-            .collect();
-        assert!(
-            o.status.success() && extra.is_empty(),
-            "fsck.fat -n on partition {} of {}:\n{all}",
-            q.num,
-            img.display()
-        );
-        let _ = fs::remove_file(&slice);
-        checked.push(q.num);
-    }
-    assert!(!checked.is_empty(), "no FAT partition in {}", img.display());
-    checked
-}
 
 /// The BPB fields of a FAT16 bank, read with `od` from its boot sector.
 #[derive(Debug, Clone, Copy)]
@@ -461,37 +351,6 @@ impl ConfEdit {
 // ---------------------------------------------------------------------------------------------
 // Archive checks (GNU tar)
 
-/// One `tar --full-time --numeric-owner -tvzf` line: mode, owner, size, date, time, name.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct TarEntry {
-    mode: String,
-    owner: String,
-    size: u64,
-    mtime: String,
-    name: String,
-}
-
-fn tar_entries(archive: &Path) -> Vec<TarEntry> {
-    run_text(
-        cmd("tar")
-            .args(["--full-time", "--numeric-owner", "-tvzf"])
-            .arg(archive),
-    )
-    .lines()
-    .map(|l| {
-        let w: Vec<&str> = l.split_whitespace().collect();
-        assert!(w.len() >= 6, "tar -tv line: {l}");
-        TarEntry {
-            mode: w[0].into(),
-            owner: w[1].into(),
-            size: w[2].parse().unwrap_or(0),
-            mtime: format!("{} {}", w[3], w[4]),
-            name: w[5..].join(" "),
-        }
-    })
-    .collect()
-}
-
 /// Checks two gzip'd tars level by level along `chain` (the member that changes at each level;
 /// the last is esx.conf). Returns the new esx.conf.
 fn check_archive_chain(
@@ -528,9 +387,7 @@ fn check_archive_chain(
             tmp.join(format!("x{level}-after")),
         );
         for (d, arc) in [(&da, &a), (&db, &b)] {
-            let _ = fs::remove_dir_all(d);
-            fs::create_dir_all(d).unwrap();
-            run(cmd("tar").arg("-xzf").arg(arc).arg("-C").arg(d));
+            untar(arc, d);
         }
         for e in la.iter().filter(|e| e.mode.starts_with('-')) {
             let (x, y) = (
@@ -546,8 +403,8 @@ fn check_archive_chain(
             }
         }
         if level + 1 == chain.len() {
-            let old = String::from_utf8(tar_xzo(&a, member)).unwrap();
-            let new = String::from_utf8(tar_xzo(&b, member)).unwrap();
+            let old = String::from_utf8(common::tar_member(&a, member)).unwrap();
+            let new = String::from_utf8(common::tar_member(&b, member)).unwrap();
             let (fo, fn_) = (tmp.join("esx.conf.before"), tmp.join("esx.conf.after"));
             fs::write(&fo, &old).unwrap();
             fs::write(&fn_, &new).unwrap();
@@ -565,10 +422,6 @@ fn check_archive_chain(
         }
     }
     new_conf
-}
-
-fn tar_xzo(archive: &Path, member: &str) -> Vec<u8> {
-    run(cmd("tar").arg("-xzOf").arg(archive).arg(member)).stdout
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,7 +456,15 @@ fn check_disk_write(
 /// and every differing byte inside the FAT/root region or a cluster of state.tgz in `before`,
 /// `after` or one of `also` (images of the same disk between the two).
 fn check_disk_bytes(before: &Path, after: &Path, changed: &[u32], also: &[&Path]) -> WriteSummary {
-    let checked = fsck_fat_partitions(after);
+    let checked = {
+        let scratch = TempDir::new("fixw-fsck");
+        common::fsck_fat_partitions(after, scratch.path())
+    };
+    assert!(
+        !checked.is_empty(),
+        "no FAT partition in {}",
+        after.display()
+    );
     for n in changed {
         assert!(
             checked.contains(n),
@@ -852,24 +713,6 @@ fn demo_image() -> PathBuf {
     common::manifest_dir().join("examples").join("demo.img")
 }
 
-fn story_bank(updated: u32, bootstate: u32) -> BankSpec {
-    BankSpec::installed(
-        "7.0.3-0.105.22348816",
-        updated,
-        bootstate,
-        &common::esxconf("story.conf"),
-    )
-}
-
-fn healthy_bank(updated: u32, bootstate: u32) -> BankSpec {
-    BankSpec::installed(
-        "7.0.3-0.95.21930508",
-        updated,
-        bootstate,
-        &common::esxconf("healthy.conf"),
-    )
-}
-
 // ---------------------------------------------------------------------------------------------
 // Tests
 
@@ -1022,13 +865,13 @@ fn demo_dry_run_refusal_and_lock_write_nothing() {
             p(&backup),
         ],
     );
-    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));
     assert!(
-        text(&o).contains("Dry run: nothing written"),
+        output_text(&o).contains("Dry run: nothing written"),
         "{}",
-        text(&o)
+        output_text(&o)
     );
-    assert!(text(&o).contains("+/device/000:022:00.0/owner = \"vmkernel\""));
+    assert!(output_text(&o).contains("+/device/000:022:00.0/owner = \"vmkernel\""));
     assert_eq!(sha256_file(&img), want, "dry run changed the image");
     assert!(!backup.exists(), "dry run wrote a backup");
 
@@ -1047,13 +890,13 @@ fn demo_dry_run_refusal_and_lock_write_nothing() {
             p(&backup),
         ],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("add --yes"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("add --yes"), "{}", output_text(&o));
     assert_eq!(sha256_file(&img), want, "refusal changed the image");
     assert!(!backup.exists(), "refusal wrote a backup");
     // config set and restore refuse the same way
     let o = bootbank(dir, &["config", "set", p(&img), "/adv/Misc/HostName", "x"]);
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert_eq!(sha256_file(&img), want);
 
     // an image locked by another process (the flock tool): exit 2, "in use"
@@ -1090,8 +933,8 @@ fn demo_dry_run_refusal_and_lock_write_nothing() {
     let _ = stdin.write_all(b"\n");
     drop(stdin);
     assert!(holder.wait().unwrap().success());
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("in use"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("in use"), "{}", output_text(&o));
     assert_eq!(sha256_file(&img), want, "a locked image was written");
     // Regression: the backup used to be written before the lock was tried.
     assert!(
@@ -1128,8 +971,8 @@ fn tpm_encrypted_bank_is_refused() {
             p(&backup),
         ],
     );
-    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("esxcli"), "{}", text(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("esxcli"), "{}", output_text(&o));
     assert_eq!(sha256_file(&img), want, "TPM bank was written");
     assert!(!backup.exists(), "TPM refusal wrote a backup");
 }
@@ -1429,8 +1272,8 @@ fn config_bundle_target() {
         &t.join("levels"),
     );
     assert_eq!(
-        tar_xzo(&orig, "Manifest.txt"),
-        tar_xzo(&target, "Manifest.txt")
+        common::tar_member(&orig, "Manifest.txt"),
+        common::tar_member(&target, "Manifest.txt")
     );
 }
 

@@ -365,7 +365,7 @@ fn every_target_kind_reads_the_same_configuration() {
     let disk = run(&img);
     // The state.tgz, copied out with mtools.
     let state = d.join("state.tgz");
-    std::fs::write(&state, common::read_fat_file(&img, 5, "state.tgz")).unwrap();
+    common::copy_fat_file(&img, 5, "state.tgz", &state);
     let r = run(&state);
     assert_eq!(r.kind, TargetKind::StateArchive);
     assert_eq!(devices(&r), devices(&disk));
@@ -379,15 +379,7 @@ fn every_target_kind_reads_the_same_configuration() {
     // The bank partition alone, cut out with dd.
     let p = common::part(&img, 5);
     let part = d.join("bank5.img");
-    common::run(
-        common::cmd("dd")
-            .arg(format!("if={}", img.display()))
-            .arg(format!("of={}", part.display()))
-            .arg("bs=512")
-            .arg(format!("skip={}", p.start))
-            .arg(format!("count={}", p.sectors))
-            .arg("status=none"),
-    );
+    common::dd_partition(&img, &p, &part);
     let r = run(&part);
     assert_eq!(r.kind, TargetKind::Partition);
     assert_eq!(r.banks.len(), 1);

@@ -708,6 +708,12 @@ pub fn read_fat_file(img: &Path, n: u32, path: &str) -> Vec<u8> {
     .stdout
 }
 
+/// Copies a file out of the FAT of partition `n` (see [`read_fat_file`]) to `to`.
+pub fn copy_fat_file(img: &Path, n: u32, path: &str, to: &Path) {
+    fs::write(to, read_fat_file(img, n, path))
+        .unwrap_or_else(|e| panic!("write {}: {e}", to.display()));
+}
+
 /// `mtype -i IMG@@OFF ::PATH` of partition `n`, as text.
 pub fn mtype(img: &Path, n: u32, path: &str) -> String {
     let p = part(img, n);
@@ -829,4 +835,214 @@ pub fn reference_key() -> &'static bootbank::envelope::DerivedKey {
             .derive_key()
             .unwrap()
     })
+}
+
+// ---------------------------------------------------------------------------------
+// Running the bootbank binary
+
+/// The bootbank binary cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_bootbank");
+
+/// Runs the bootbank binary in `cwd` with `args`, LC_ALL=C and stdin from /dev/null (never
+/// a terminal); returns its output whatever the exit status.
+pub fn bootbank(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run bootbank")
+}
+
+/// Exit code, stdout and stderr of `o` as one text, for assertion messages.
+pub fn output_text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Runs bootbank (see [`bootbank`]) and requires exit 0; returns stdout.
+pub fn bootbank_ok(cwd: &Path, args: &[&str]) -> String {
+    let o = bootbank(cwd, args);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "bootbank {args:?}:\n{}",
+        output_text(&o)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `path` as text, for command-line arguments (panics on a non-UTF-8 path).
+pub fn p(path: &Path) -> &str {
+    path.to_str().expect("UTF-8 path")
+}
+
+// ---------------------------------------------------------------------------------
+// Scenario banks shared by the write tests
+
+/// An installed 7.0U3 bank (build 7.0.3-0.105.22348816) with the story's esx.conf
+/// (000:022:00.0 owned by passthru).
+pub fn story_bank(updated: u32, bootstate: u32) -> BankSpec {
+    BankSpec::installed(
+        "7.0.3-0.105.22348816",
+        updated,
+        bootstate,
+        &esxconf("story.conf"),
+    )
+}
+
+/// An installed 7.0U3 bank (build 7.0.3-0.95.21930508) with the healthy esx.conf.
+pub fn healthy_bank(updated: u32, bootstate: u32) -> BankSpec {
+    BankSpec::installed(
+        "7.0.3-0.95.21930508",
+        updated,
+        bootstate,
+        &esxconf("healthy.conf"),
+    )
+}
+
+/// A ConfigStore database built by `tests/tools/mkconfigstore` (python3) as `dir/name`
+/// with `args`; returns its bytes.
+pub fn mkconfigstore(dir: &Path, name: &str, args: &[&str]) -> Vec<u8> {
+    let db = dir.join(name);
+    run(cmd("python3")
+        .arg(tool("mkconfigstore"))
+        .arg(&db)
+        .args(args));
+    fs::read(&db).unwrap()
+}
+
+// ---------------------------------------------------------------------------------
+// Files and digests with outside tools
+
+/// `cp --sparse=always FROM TO`.
+pub fn copy_sparse(from: &Path, to: &Path) {
+    run(cmd("cp").arg("--sparse=always").arg(from).arg(to));
+}
+
+/// SHA-256 of a file as `sha256sum` prints it (lower-case hex).
+pub fn sha256_file(path: &Path) -> String {
+    run_text(cmd("sha256sum").arg(path))
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// One `tar --full-time --numeric-owner -tvzf` line: mode, owner, size, date and time, name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TarEntry {
+    pub mode: String,
+    pub owner: String,
+    pub size: u64,
+    pub mtime: String,
+    pub name: String,
+}
+
+/// The members of a gzip'd tar with their metadata, as GNU tar lists them
+/// (`tar --full-time --numeric-owner -tvzf`), in archive order.
+pub fn tar_entries(archive: &Path) -> Vec<TarEntry> {
+    run_text(
+        cmd("tar")
+            .args(["--full-time", "--numeric-owner", "-tvzf"])
+            .arg(archive),
+    )
+    .lines()
+    .map(|l| {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        assert!(w.len() >= 6, "tar -tv line: {l}");
+        TarEntry {
+            mode: w[0].into(),
+            owner: w[1].into(),
+            size: w[2].parse().unwrap_or(0),
+            mtime: format!("{} {}", w[3], w[4]),
+            name: w[5..].join(" "),
+        }
+    })
+    .collect()
+}
+
+/// `tar -xzf ARCHIVE -C DIR` into a fresh DIR (removed first if it exists).
+pub fn untar(archive: &Path, dir: &Path) {
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).unwrap();
+    run(cmd("tar").arg("-xzf").arg(archive).arg("-C").arg(dir));
+}
+
+// ---------------------------------------------------------------------------------
+// Partitions with dd and fsck.fat
+
+/// Copies partition `q` of `img` to `out` with `dd conv=sparse` (O_DIRECT first: GiBs of
+/// holes read faster around the page cache) and truncates `out` to the partition's length,
+/// so `out` holds exactly the partition's bytes.
+pub fn dd_partition(img: &Path, q: &Part, out: &Path) {
+    let dd = |flags: &str| {
+        cmd("dd")
+            .arg(format!("if={}", p(img)))
+            .arg(format!("of={}", p(out)))
+            .arg("bs=4M")
+            .arg(format!("iflag={flags}skip_bytes,count_bytes"))
+            .arg(format!("skip={}", q.offset()))
+            .arg(format!("count={}", q.len()))
+            .args(["conv=sparse", "status=none"])
+            .stdin(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(dd("direct,") || dd(""), "dd of partition {}", q.num);
+    run(cmd("truncate").arg("-s").arg(q.len().to_string()).arg(out));
+}
+
+/// `fsck.fat -n` on a sparse `dd` copy (under `scratch`) of every FAT partition of `img` (a
+/// FAT12/16/32 signature in its boot sector; DOS extended containers skipped). Fails on a
+/// non-zero exit or on any message besides the version banner and the summary line: the
+/// fsck.fat part of tests/tools/fsck-banks, without its mdir listing. Returns the partitions
+/// checked (possibly none).
+pub fn fsck_fat_partitions(img: &Path, scratch: &Path) -> Vec<u32> {
+    let mut checked = Vec::new();
+    for q in partitions(img) {
+        if matches!(q.type_id.as_str(), "5" | "f" | "85") {
+            continue;
+        }
+        let sig16 = read_bytes(img, q.offset() + 54, 5);
+        let sig32 = read_bytes(img, q.offset() + 82, 5);
+        if !(sig16.starts_with(b"FAT1") || sig32 == b"FAT32") {
+            continue;
+        }
+        let slice = scratch.join(format!("fsck-p{}", q.num));
+        dd_partition(img, &q, &slice);
+        let o = cmd("fsck.fat")
+            .arg("-n")
+            .arg(&slice)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let summary = format!("{}: ", p(&slice));
+        let extra: Vec<&str> = all
+            .lines()
+            .filter(|l| !l.starts_with("fsck.fat "))
+            .filter(|l| !(l.starts_with(&summary) && l.ends_with(" clusters")))
+            .collect();
+        assert!(
+            o.status.success() && extra.is_empty(),
+            "fsck.fat -n on partition {} of {}:\n{all}",
+            q.num,
+            img.display()
+        );
+        let _ = fs::remove_file(&slice);
+        checked.push(q.num);
+    }
+    checked
 }

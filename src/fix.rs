@@ -176,6 +176,17 @@ impl Step {
 }
 
 impl Plan {
+    /// A plan with no step yet, for a disk until the target says otherwise.
+    fn empty(target: &Path) -> Plan {
+        Plan {
+            target: target.display().to_string(),
+            kind: TargetKind::Disk,
+            steps: Vec::new(),
+            devices: Vec::new(),
+            target_path: target.to_path_buf(),
+        }
+    }
+
     /// Whether anything would be written.
     pub fn has_changes(&self) -> bool {
         self.steps
@@ -201,19 +212,13 @@ pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixEr
             target.display()
         )));
     }
-    let head = Disk::open(target)?.head(inspect::HEAD)?;
-    let mut plan = Plan {
-        target: target.display().to_string(),
-        kind: TargetKind::Disk,
-        steps: Vec::new(),
-        devices: Vec::new(),
-        target_path: target.to_path_buf(),
-    };
+    let mut disk = Disk::open(target)?;
+    let head = disk.head(inspect::HEAD)?;
+    let mut plan = Plan::empty(target);
     if archive::is_gzip(&head) {
         let bytes = std::fs::read(target).map_err(io_err(target))?;
         plan_archive(&bytes, what, &mut plan)?;
     } else {
-        let mut disk = Disk::open(target)?;
         let banks = disk_banks(&mut disk, &head)?;
         plan_disk(&mut disk, &banks, what, opts, &mut plan)?;
     }
@@ -908,25 +913,25 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
                     false,
                     step.store_check(),
                 );
-                // Re-read the bank: its files may have changed since the plan.
-                let banks = disk_banks(&mut disk, &head)?;
+                // Re-read the bank: its files may have changed since the plan, and again after
+                // a recovery changed them.
                 let p = step.partition.unwrap_or(0);
-                let bank = banks
-                    .iter()
-                    .find(|b| b.partition == p)
-                    .ok_or_else(|| FixError::Refused(format!("partition {p} vanished")))?;
+                let find = |banks: Vec<Bank>| {
+                    banks
+                        .into_iter()
+                        .find(|b| b.partition == p)
+                        .ok_or_else(|| FixError::Refused(format!("partition {p} vanished")))
+                };
+                let mut bank = find(disk_banks(&mut disk, &head)?)?;
                 if let Some(l) = &step.leftover {
-                    let msg = transaction::recover(&mut disk, bank, &names, l, &verify_any)?;
+                    let msg = transaction::recover(&mut disk, &bank, &names, l, &verify_any)?;
                     outcome.recovered.push(format!("{}: {msg}", step.location));
+                    bank = find(disk_banks(&mut disk, &head)?)?;
                 }
                 if step.changes.is_empty() {
                     continue;
                 }
-                let banks = disk_banks(&mut disk, &head)?;
-                let bank = banks
-                    .iter()
-                    .find(|b| b.partition == p)
-                    .expect("still there");
+                let bank = &bank;
                 let current = bank
                     .config_file()
                     .and_then(|c| {
@@ -977,13 +982,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
             mpath.display()
         ))
     })?;
-    let mut plan = Plan {
-        target: target.display().to_string(),
-        kind: TargetKind::Disk,
-        steps: Vec::new(),
-        devices: Vec::new(),
-        target_path: target.to_path_buf(),
-    };
+    let mut plan = Plan::empty(target);
     let mut disk = Disk::open(target)?;
     let head = disk.head(inspect::HEAD)?;
     let is_archive = archive::is_gzip(&head);

@@ -10,6 +10,7 @@
 //! being repaired ([`Tgz::replace_member`]); then compress the tar again with the original gzip
 //! header fields ([`seal`]).
 
+use crate::deflate::Hunk;
 use flate2::{Compression, Crc, GzBuilder};
 use std::io::Write;
 
@@ -132,6 +133,19 @@ pub struct Tgz {
     /// How many gzip members the file held (concatenated `gzip -c` outputs give several);
     /// [`seal`] always writes one, so a caller can report that the layout changed.
     pub gzip_members: usize,
+    /// Where the deflate blocks begin, when the archive was read with [`Tgz::parse_for_edit`]:
+    /// lets [`reseal`] re-encode only the blocks an edit touches.
+    pub map: Option<GzMap>,
+}
+
+/// The layout of a single-member gzip file read for editing.
+#[derive(Debug, Clone)]
+pub struct GzMap {
+    /// Length of the gzip header (kept byte for byte by [`reseal`]).
+    pub header_len: usize,
+    /// Length of the deflate data after it.
+    pub deflate_len: usize,
+    pub blocks: crate::deflate::BlockMap,
 }
 
 /// What went wrong in which archive, with the offset that shows where.
@@ -248,53 +262,32 @@ fn gunzip_members(bytes: &[u8], label: &str) -> Result<Gunzipped, ArchiveError> 
         if header.is_none() {
             header = Some(h);
         }
-        // Raw inflate straight into the Vec's spare capacity: `read_to_end` over a decoder would
-        // zero every spare byte first, which costs more than the inflate itself here.
         let member_start = data.len();
-        let mut inflate = flate2::Decompress::new(false);
         let body = &rest[hlen..];
-        loop {
-            if data.len() == data.capacity() {
-                data.reserve(data.capacity().max(64 * 1024));
+        // libdeflate first; when it refuses, the streaming decoder below says where and why.
+        let limit = (MAX_DECOMPRESSED as usize).saturating_sub(member_start);
+        let consumed = match crate::deflate::inflate_fast(body, &mut data, limit) {
+            Some(n) => n,
+            None => {
+                data.truncate(member_start);
+                inflate_streaming(body, &mut data, pos + hlen, &gzip_err, label)?
             }
-            let before_in = inflate.total_in() as usize;
-            let status = inflate
-                .decompress_vec(&body[before_in..], &mut data, flate2::FlushDecompress::None)
-                .map_err(|e| gzip_err(pos + hlen + inflate.total_in() as usize, e.to_string()))?;
-            if data.len() as u64 > MAX_DECOMPRESSED {
-                return Err(ArchiveError::TooLarge {
-                    archive: label.to_string(),
-                    limit: MAX_DECOMPRESSED,
-                });
-            }
-            match status {
-                flate2::Status::StreamEnd => break,
-                _ if inflate.total_in() as usize == before_in && data.len() < data.capacity() => {
-                    return Err(gzip_err(
-                        pos + hlen + before_in,
-                        "unexpected end of the compressed data (truncated file?)".to_string(),
-                    ));
-                }
-                _ => {}
-            }
-        }
-        let trailer_at = hlen + inflate.total_in() as usize;
+        };
+        let trailer_at = hlen + consumed;
         let Some(trailer) = rest.get(trailer_at..trailer_at + 8) else {
             return Err(gzip_err(
                 pos + trailer_at,
                 "truncated gzip trailer (CRC and length missing)".to_string(),
             ));
         };
-        let mut crc = Crc::new();
-        crc.update(&data[member_start..]);
+        let crc = crate::deflate::crc32(&data[member_start..]);
         let want_crc = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes"));
         let want_len = u32::from_le_bytes(trailer[4..].try_into().expect("4 bytes"));
-        if crc.sum() != want_crc || (data.len() - member_start) as u32 != want_len {
+        if crc != want_crc || (data.len() - member_start) as u32 != want_len {
             return Err(gzip_err(
                 pos + trailer_at,
                 format!(
-                    "gzip trailer does not match the data (CRC {:08x} vs {want_crc:08x}, length {} vs {want_len})",
-                    crc.sum(),
+                    "gzip trailer does not match the data (CRC {crc:08x} vs {want_crc:08x}, length {} vs {want_len})",
                     (data.len() - member_start) as u32
                 ),
             ));
@@ -307,6 +300,138 @@ fn gunzip_members(bytes: &[u8], label: &str) -> Result<Gunzipped, ArchiveError> 
         header: header.unwrap_or_default(),
         members,
     })
+}
+
+/// Decodes one raw deflate stream with the streaming decoder (flate2 over zlib-rs), appending to
+/// `data`; returns the compressed bytes it took. Used when libdeflate refuses a stream, because
+/// it names the offset and the reason.
+fn inflate_streaming(
+    body: &[u8],
+    data: &mut Vec<u8>,
+    body_at: usize,
+    gzip_err: &dyn Fn(usize, String) -> ArchiveError,
+    label: &str,
+) -> Result<usize, ArchiveError> {
+    // Raw inflate straight into the Vec's spare capacity: `read_to_end` over a decoder would
+    // zero every spare byte first.
+    let mut inflate = flate2::Decompress::new(false);
+    loop {
+        if data.len() == data.capacity() {
+            data.reserve(data.capacity().max(64 * 1024));
+        }
+        let before_in = inflate.total_in() as usize;
+        let status = inflate
+            .decompress_vec(&body[before_in..], data, flate2::FlushDecompress::None)
+            .map_err(|e| gzip_err(body_at + inflate.total_in() as usize, e.to_string()))?;
+        if data.len() as u64 > MAX_DECOMPRESSED {
+            return Err(ArchiveError::TooLarge {
+                archive: label.to_string(),
+                limit: MAX_DECOMPRESSED,
+            });
+        }
+        match status {
+            flate2::Status::StreamEnd => return Ok(inflate.total_in() as usize),
+            _ if inflate.total_in() as usize == before_in && data.len() < data.capacity() => {
+                return Err(gzip_err(
+                    body_at + before_in,
+                    "unexpected end of the compressed data (truncated file?)".to_string(),
+                ));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Decodes a single-member gzip file block by block, keeping the map [`reseal`] needs. `None`
+/// for anything else (several members, bad data): the caller reads it the ordinary way, which
+/// reports errors precisely, and edits fall back to [`seal`].
+fn gunzip_mapped(bytes: &[u8]) -> Option<(Gunzipped, GzMap)> {
+    let (header, hlen) = GzipHeader::parse(bytes)?;
+    if header.fhcrc {
+        let crc = crate::deflate::crc32(&bytes[..hlen - 2]);
+        if (crc as u16).to_le_bytes() != bytes[hlen - 2..hlen] {
+            return None;
+        }
+    }
+    let isize_hint = bytes
+        .len()
+        .checked_sub(4)
+        .map(|i| u32::from_le_bytes(bytes[i..].try_into().expect("4 bytes")) as usize)?;
+    let (data, blocks, used) =
+        crate::deflate::inflate_mapped(&bytes[hlen..], isize_hint, MAX_DECOMPRESSED as usize)
+            .ok()?;
+    let trailer = bytes.get(hlen + used..)?;
+    if trailer.len() != 8
+        || crate::deflate::crc32(&data).to_le_bytes() != trailer[..4]
+        || (data.len() as u32).to_le_bytes() != trailer[4..]
+    {
+        return None;
+    }
+    let map = GzMap {
+        header_len: hlen,
+        deflate_len: used,
+        blocks,
+    };
+    Some((
+        Gunzipped {
+            data,
+            header,
+            members: 1,
+        },
+        map,
+    ))
+}
+
+/// The compression level gzip used, as XFL tells it (2: best, 4: fastest, otherwise the default).
+fn level_of(xfl: u8) -> u32 {
+    match xfl {
+        2 => 9,
+        4 => 1,
+        _ => 6,
+    }
+}
+
+/// Like [`seal`], but when `original` (the file `old` was read from with
+/// [`Tgz::parse_for_edit`]) is known block by block and `hunks` say which tar bytes changed,
+/// re-encodes only the deflate blocks around them and keeps the gzip header bytes as they were.
+/// The result is decoded and compared with `tar` before it is returned; on any doubt the whole
+/// tar is compressed again with [`seal`], which is always correct, only slower.
+pub fn reseal(original: &[u8], old: &Tgz, tar: &[u8], hunks: Option<&[Hunk]>) -> Vec<u8> {
+    if let (Some(map), Some(hunks)) = (&old.map, hunks)
+        && let Some(out) = splice_gzip(original, map, old.gzip.xfl, tar, hunks)
+    {
+        return out;
+    }
+    seal(tar, &old.gzip)
+}
+
+fn splice_gzip(
+    original: &[u8],
+    map: &GzMap,
+    xfl: u8,
+    tar: &[u8],
+    hunks: &[Hunk],
+) -> Option<Vec<u8>> {
+    use crate::deflate::Resume;
+    let raw = original.get(map.header_len..map.header_len + map.deflate_len)?;
+    let level = level_of(xfl) as i32;
+    let mut check = Vec::with_capacity(tar.len());
+    // The short re-encoding first; decoding the result shows whether it holds.
+    let body = [Resume::NextBlock, Resume::AfterWindow]
+        .into_iter()
+        .find_map(|resume| {
+            let body = crate::deflate::splice(raw, &map.blocks, tar, hunks, level, resume).ok()?;
+            check.clear();
+            (crate::deflate::inflate_fast(&body, &mut check, tar.len()) == Some(body.len())
+                && check == tar)
+                .then_some(body)
+        })?;
+    let mut out = Vec::with_capacity(map.header_len + body.len() + 8);
+    out.extend_from_slice(&original[..map.header_len]);
+    out.extend_from_slice(&body);
+    out.extend_from_slice(&crate::deflate::crc32(tar).to_le_bytes());
+    out.extend_from_slice(&(tar.len() as u32).to_le_bytes());
+    Some(out)
 }
 
 /// Compresses `tar` as ONE gzip member carrying `like`'s MTIME, OS, FNAME, FCOMMENT, FEXTRA,
@@ -323,11 +448,7 @@ fn gunzip_members(bytes: &[u8], label: &str) -> Result<Gunzipped, ArchiveError> 
 /// When `like.extra` is longer than 65535 bytes, which no parsed header can be. A NUL inside
 /// `like.name` or `like.comment` ends the string, as it does for every reader.
 pub fn seal(tar: &[u8], like: &GzipHeader) -> Vec<u8> {
-    let level = match like.xfl {
-        2 => Compression::best(),
-        4 => Compression::fast(),
-        _ => Compression::default(),
-    };
+    let level = Compression::new(level_of(like.xfl));
     let cut = |s: &[u8]| s.split(|&b| b == 0).next().unwrap_or_default().to_vec();
     let mut b = GzBuilder::new().mtime(like.mtime).operating_system(like.os);
     if let Some(x) = &like.extra {
@@ -369,6 +490,26 @@ impl Tgz {
             members,
             gzip: g.header,
             gzip_members: g.members,
+            map: None,
+        })
+    }
+
+    /// Like [`Tgz::parse`], but also maps the deflate blocks (slower) so that [`reseal`] can
+    /// re-encode only what an edit changes. Files it cannot map (several gzip members) read as
+    /// with [`Tgz::parse`].
+    pub fn parse_for_edit(bytes: &[u8], label: &str) -> Result<Tgz, ArchiveError> {
+        let Some((g, map)) = gunzip_mapped(bytes) else {
+            return Self::parse(bytes, label);
+        };
+        let members = list_tar(&g.data, label)?;
+        Ok(Tgz {
+            label: label.to_string(),
+            compressed_len: bytes.len() as u64,
+            tar: g.data,
+            members,
+            gzip: g.header,
+            gzip_members: g.members,
+            map: Some(map),
         })
     }
 
@@ -384,6 +525,8 @@ impl Tgz {
             members,
             gzip: self.gzip.clone(),
             gzip_members: self.gzip_members,
+            // The map describes the original tar, not this one.
+            map: None,
         })
     }
 
@@ -442,6 +585,18 @@ impl Tgz {
     /// digits than the original field holds (8 GiB with GNU tar's and busybox's 11 digits).
     /// The result is read back and checked before it is returned. Compress it with [`seal`].
     pub fn replace_member(&self, name: &str, data: &[u8]) -> Result<Vec<u8>, ArchiveError> {
+        self.replace_member_hunks(name, data).map(|(tar, _)| tar)
+    }
+
+    /// [`Tgz::replace_member`], also saying which bytes of the tar changed (sorted, in the old
+    /// tar's coordinates) for [`reseal`]: the changed span of the member's header (its size and
+    /// checksum), the changed span of its data (after the common beginning and end of the old
+    /// and new data), and its padding when that changes length.
+    pub fn replace_member_hunks(
+        &self,
+        name: &str,
+        data: &[u8],
+    ) -> Result<(Vec<u8>, Vec<Hunk>), ArchiveError> {
         let want = name.trim_start_matches("./");
         let refuse = |detail: String| ArchiveError::Rewrite {
             archive: self.label.clone(),
@@ -546,7 +701,38 @@ impl Tgz {
         out.extend_from_slice(&tar[old_end..]);
 
         self.check_rewrite(&out, index, data).map_err(refuse)?;
-        Ok(out)
+
+        let mut hunks = Vec::new();
+        let old_header = &tar[hdr..data_off];
+        if let (Some(a), Some(b)) = (
+            old_header.iter().zip(&header).position(|(x, y)| x != y),
+            old_header.iter().zip(&header).rposition(|(x, y)| x != y),
+        ) {
+            hunks.push(Hunk {
+                old: hdr + a..hdr + b + 1,
+                new_len: b + 1 - a,
+            });
+        }
+        let old_data = &tar[data_off..data_off + m.size as usize];
+        hunks.extend(diff_hunks(old_data, data).into_iter().map(|h| Hunk {
+            old: data_off + h.old.start..data_off + h.old.end,
+            new_len: h.new_len,
+        }));
+        let old_pad = old_end - data_off - old_data.len();
+        if old_pad != pad {
+            let at = data_off + old_data.len();
+            match hunks.last_mut() {
+                Some(h) if h.old.end == at => {
+                    h.old.end = old_end;
+                    h.new_len += pad;
+                }
+                _ => hunks.push(Hunk {
+                    old: at..old_end,
+                    new_len: pad,
+                }),
+            }
+        }
+        Ok((out, hunks))
     }
 
     /// Reads a rewritten tar back: same members in the same order with the same metadata, those
@@ -588,6 +774,57 @@ impl Tgz {
         }
         Ok(())
     }
+}
+
+/// Where `new` differs from `old`, for an edit made in one place plus, possibly, small changes
+/// after it that keep their position relative to the end: after the common beginning, the new
+/// data is compared with the old aligned at their ends (a re-encoded gzip member: the changed
+/// blocks, then the original blocks moved by the change in length, then a new CRC). Equal runs
+/// shorter than 64 bytes are not worth keeping apart and count as changed.
+fn diff_hunks(old: &[u8], new: &[u8]) -> Vec<Hunk> {
+    const MIN_RUN: usize = 64;
+    let p = old.iter().zip(new).take_while(|(x, y)| x == y).count();
+    if p == old.len() && p == new.len() {
+        return Vec::new();
+    }
+    let d = new.len() as isize - old.len() as isize;
+    // Walk back over old positions x (exclusive ends) with new position x + d, down to `lo`.
+    let lo = p + (-d).max(0) as usize;
+    let mut tail: Vec<Hunk> = Vec::new();
+    let mut x = old.len();
+    // End of the current run of changed bytes being walked, if any.
+    let mut diff_end: Option<usize> = None;
+    while x > lo {
+        // Length of the equal run ending at x.
+        let mut run = 0;
+        while x - run > lo && old[x - run - 1] == new[((x - run - 1) as isize + d) as usize] {
+            run += 1;
+        }
+        if run >= MIN_RUN || (run > 0 && x - run == lo && diff_end.is_none()) {
+            if let Some(end) = diff_end.take() {
+                tail.push(Hunk {
+                    old: x..end,
+                    new_len: end - x,
+                });
+            }
+            x -= run;
+        } else {
+            diff_end.get_or_insert(x);
+            x -= run.max(1);
+        }
+    }
+    // What remains between the common beginning and the first kept run is the edit itself.
+    let front_end = diff_end.unwrap_or(x);
+    let front = Hunk {
+        old: p..front_end,
+        new_len: (front_end as isize + d) as usize - p,
+    };
+    let mut hunks = Vec::with_capacity(tail.len() + 1);
+    if !front.old.is_empty() || front.new_len > 0 {
+        hunks.push(front);
+    }
+    hunks.extend(tail.into_iter().rev());
+    hunks
 }
 
 /// `len` rounded up to a whole number of tar blocks.
@@ -1038,6 +1275,55 @@ mod tests {
         }
     }
 
+    /// Applies hunks the way the deflate splice reads them: new bytes at the corresponding place.
+    fn apply_hunks(old: &[u8], new: &[u8], hunks: &[Hunk]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (mut at, mut delta) = (0usize, 0isize);
+        for h in hunks {
+            out.extend_from_slice(&old[at..h.old.start]);
+            let ns = (h.old.start as isize + delta) as usize;
+            out.extend_from_slice(&new[ns..ns + h.new_len]);
+            delta += h.new_len as isize - h.old.len() as isize;
+            at = h.old.end;
+        }
+        out.extend_from_slice(&old[at..]);
+        out
+    }
+
+    #[test]
+    fn diff_hunks_find_the_edit_and_the_changes_after_it() {
+        let old: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let mut cases = Vec::new();
+        // A re-encoded start of different length, the rest moved, and a new 4-byte CRC.
+        let mut new = b"re-encoded head".to_vec();
+        new.extend_from_slice(&old[100..4992]);
+        new.extend_from_slice(b"CRC!");
+        new.extend_from_slice(&old[4996..]);
+        cases.push(new);
+        cases.push(old[..4000].to_vec());
+        let mut longer = old.clone();
+        longer.extend_from_slice(b"more");
+        cases.push(longer);
+        let mut inserted = old[..2000].to_vec();
+        inserted.extend_from_slice(b"inserted");
+        inserted.extend_from_slice(&old[2000..]);
+        cases.push(inserted);
+        let mut deleted = old[..2000].to_vec();
+        deleted.extend_from_slice(&old[2100..]);
+        cases.push(deleted);
+        cases.push(old.clone());
+        for (n, new) in cases.iter().enumerate() {
+            let hunks = diff_hunks(&old, new);
+            assert_eq!(apply_hunks(&old, new, &hunks), *new, "case {n}: {hunks:?}");
+            let changed: usize = hunks.iter().map(|h| h.old.len().max(h.new_len)).sum();
+            assert!(
+                changed <= 200 + old.len().abs_diff(new.len()),
+                "case {n}: {hunks:?}"
+            );
+        }
+        assert_eq!(diff_hunks(&old, &cases[0]).len(), 2);
+    }
+
     #[test]
     fn gzip_members_are_counted() {
         let tar = tar_of(&[("etc/a", b"one"), ("etc/b", b"two")]);
@@ -1231,6 +1517,7 @@ mod tests {
                 members,
                 gzip: GzipHeader::default(),
                 gzip_members: 1,
+                map: None,
             };
             for m in &t.members {
                 let len = (next() % 1200) as usize;

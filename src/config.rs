@@ -81,7 +81,21 @@ pub enum ConfigError {
 impl Config {
     /// Reads a `state.tgz` (or a bare `local.tgz`: `label` says which).
     pub fn from_state(bytes: &[u8], label: &str) -> Result<Config, ConfigError> {
-        let state = Tgz::parse(bytes, label)?;
+        Self::read(bytes, label, Tgz::parse)
+    }
+
+    /// Like [`Config::from_state`], but maps the deflate blocks of state.tgz and local.tgz so
+    /// that a changed configuration re-encodes only what changed (see [`crate::archive::reseal`]).
+    pub fn from_state_for_edit(bytes: &[u8], label: &str) -> Result<Config, ConfigError> {
+        Self::read(bytes, label, Tgz::parse_for_edit)
+    }
+
+    fn read(
+        bytes: &[u8],
+        label: &str,
+        parse: fn(&[u8], &str) -> Result<Tgz, ArchiveError>,
+    ) -> Result<Config, ConfigError> {
+        let state = parse(bytes, label)?;
         if state.member(ESX_CONF).is_some() {
             // A bare local.tgz (older embedded builds keep one in the bank).
             return Self::plain(state.clone(), state);
@@ -117,7 +131,7 @@ impl Config {
                 present: state.member_names(),
             });
         }
-        let local = Tgz::parse(state.require("local.tgz")?, &format!("{label} > local.tgz"))?;
+        let local = parse(state.require("local.tgz")?, &format!("{label} > local.tgz"))?;
         Self::plain(state, local)
     }
 

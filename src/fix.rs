@@ -353,7 +353,7 @@ fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), Fix
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let outer = Tgz::parse(bytes, &format!("archive {file}"))?;
+    let outer = Tgz::parse_for_edit(bytes, &format!("archive {file}"))?;
     let mut resolved = None;
     if outer.member("state.tgz").is_some() {
         plan.kind = TargetKind::ConfigBundle;
@@ -365,8 +365,8 @@ fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), Fix
             &mut resolved,
             plan,
             |state| {
-                let tar = outer.replace_member("state.tgz", &state)?;
-                Ok(archive::seal(&tar, &outer.gzip))
+                let (tar, hunks) = outer.replace_member_hunks("state.tgz", &state)?;
+                Ok(archive::reseal(bytes, &outer, &tar, Some(&hunks)))
             },
         )?;
         step.old_bytes = bytes.to_vec();
@@ -395,7 +395,7 @@ fn build_step(
     plan: &mut Plan,
     wrap: impl Fn(Vec<u8>) -> Result<Vec<u8>, FixError>,
 ) -> Result<Step, FixError> {
-    let cfg = Config::from_state(state_bytes, location)?;
+    let cfg = Config::from_state_for_edit(state_bytes, location)?;
     match cfg.encryption {
         Encryption::None | Encryption::Kdf => {}
         Encryption::Tpm => {
@@ -470,13 +470,23 @@ fn build_step(
     let new_bytes = if changes.is_empty() {
         state_bytes.to_vec()
     } else {
-        let mut tar = local.replace_member(ESX_CONF, &new_conf)?;
+        let (mut tar, mut hunks) = local.replace_member_hunks(ESX_CONF, &new_conf)?;
         if let Some(db) = &new_store {
             tar = local
                 .with_tar(tar)?
                 .replace_member(configstore::MEMBER, db)?;
+            // Changes in two places of a rewritten tar: compress it whole (rare).
+            hunks.clear();
         }
-        let new_local = archive::seal(&tar, &local.gzip);
+        let hunks = (!hunks.is_empty()).then_some(hunks.as_slice());
+        let local_gz = if std::ptr::eq(local, &cfg.state) {
+            state_bytes
+        } else if cfg.sealed.is_some() {
+            &[][..]
+        } else {
+            cfg.state.require("local.tgz")?
+        };
+        let new_local = archive::reseal(local_gz, local, &tar, hunks);
         let new_state = if std::ptr::eq(local, &cfg.state) {
             new_local
         } else if let Some(sealed) = &cfg.sealed {
@@ -496,10 +506,8 @@ fn build_step(
                 &cfg.state.gzip,
             )
         } else {
-            archive::seal(
-                &cfg.state.replace_member("local.tgz", &new_local)?,
-                &cfg.state.gzip,
-            )
+            let (tar, hunks) = cfg.state.replace_member_hunks("local.tgz", &new_local)?;
+            archive::reseal(state_bytes, &cfg.state, &tar, Some(&hunks))
         };
         wrap(new_state)?
     };

@@ -4,6 +4,7 @@ pub mod bootbank;
 pub mod bootcfg;
 pub mod config;
 pub mod configstore;
+pub mod deflate;
 pub mod disk;
 pub mod enrich;
 pub mod envelope;

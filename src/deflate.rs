@@ -1,0 +1,753 @@
+//! The deflate layer under gzip: decode a whole stream fast, map where its blocks begin, and
+//! re-encode only the blocks an edit touches.
+//!
+//! Reading (every command) decodes with libdeflate, which decodes a whole buffer about twice as
+//! fast as a streaming inflater; when it refuses the data, the caller decodes again with the
+//! streaming decoder to say where and why.
+//!
+//! Writing (`fix`, `config set`) changes one line of a file inside two levels of gzip. Compressing
+//! both levels again costs far more than everything else a fix does, so [`splice`] keeps the
+//! original compressed blocks wherever the data they decode to is unchanged. This is our own code
+//! because no crate re-encodes part of a deflate stream; the technique is the one zlib's own
+//! examples use (zran.c maps block boundaries with `Z_BLOCK`, gzappend primes a compressor with
+//! leftover bits):
+//!
+//! - blocks that end before an edit are copied bit for bit;
+//! - from the block holding the edit to the first block boundary at least 32 KiB (the farthest a
+//!   back-reference reaches) after it, the new data is compressed again by zlib-rs, primed with
+//!   the bits of the last copied byte and given the 32 KiB before it as dictionary;
+//! - the remaining original blocks follow. They decode to the same bytes because their input and
+//!   their 32 KiB of history are unchanged.
+//!
+//! The re-encoded span is made to end on the same bit position (mod 8) as the original block it
+//! hands over to, by choosing where to split its last few KiB into blocks and appending empty
+//! fixed-code blocks (10 bits each, as zlib's `Z_PARTIAL_FLUSH` writes them). Then the rest of
+//! the stream is copied byte for byte, so the archive that holds this one (local.tgz inside
+//! state.tgz) changes only in a short span too. When no split lines up, the rest is copied
+//! shifted by the difference, which is just as valid and only costs the outer level more.
+
+use libz_rs_sys as z;
+use std::ops::Range;
+
+/// The deflate window: no back-reference reaches further back than this.
+pub const WINDOW: usize = 32 * 1024;
+
+/// How much of a re-encoded span's end is tried with different block splits to line it up.
+const TAIL: usize = 8 * 1024;
+
+/// Errors of the deflate layer. Offsets are bytes into the deflate data.
+#[derive(Debug, thiserror::Error)]
+pub enum DeflateError {
+    #[error("deflate data at byte {offset}: {detail}")]
+    Corrupt { offset: u64, detail: String },
+    #[error("decompressed data larger than {limit} bytes")]
+    TooLarge { limit: u64 },
+    #[error("cannot re-encode the changed span: {0}")]
+    Encode(String),
+}
+
+/// CRC-32 (gzip's) of `data`, with libdeflate's carry-less-multiply code where the CPU has it.
+pub fn crc32(data: &[u8]) -> u32 {
+    // SAFETY: libdeflate reads exactly `len` bytes from the pointer, which a slice provides.
+    unsafe { libdeflate_sys::libdeflate_crc32(0, data.as_ptr().cast(), data.len()) }
+}
+
+/// Owns a libdeflate decompressor.
+struct Decompressor(*mut libdeflate_sys::libdeflate_decompressor);
+
+impl Drop for Decompressor {
+    fn drop(&mut self) {
+        // SAFETY: the pointer came from libdeflate_alloc_decompressor and is freed once.
+        unsafe { libdeflate_sys::libdeflate_free_decompressor(self.0) }
+    }
+}
+
+/// Decodes the raw deflate stream at the start of `input`, appending the data to `out`, and
+/// returns how many input bytes the stream took. `None` when libdeflate refuses the data or it
+/// would exceed `limit` bytes: the caller decodes again with a streaming decoder, which names the
+/// offset and the reason.
+pub fn inflate_fast(input: &[u8], out: &mut Vec<u8>, limit: usize) -> Option<usize> {
+    use libdeflate_sys::*;
+    // SAFETY: allocation is checked for NULL and freed by the guard.
+    let d = Decompressor(unsafe { libdeflate_alloc_decompressor() });
+    if d.0.is_null() {
+        return None;
+    }
+    let start = out.len();
+    if out.capacity() == start {
+        out.reserve(64 * 1024);
+    }
+    loop {
+        let spare = out.capacity() - start;
+        let (mut used_in, mut used_out) = (0usize, 0usize);
+        // SAFETY: libdeflate reads `input.len()` bytes from `input` and writes at most `spare`
+        // bytes into the Vec's allocated spare capacity, reporting how many it wrote; only
+        // those are then counted as initialised.
+        let r = unsafe {
+            libdeflate_deflate_decompress_ex(
+                d.0,
+                input.as_ptr().cast(),
+                input.len(),
+                out.as_mut_ptr().add(start).cast(),
+                spare,
+                &mut used_in,
+                &mut used_out,
+            )
+        };
+        match r {
+            r if r == libdeflate_result_LIBDEFLATE_SUCCESS => {
+                // SAFETY: libdeflate initialised `used_out` bytes after `start`.
+                unsafe { out.set_len(start + used_out) };
+                return Some(used_in);
+            }
+            r if r == libdeflate_result_LIBDEFLATE_INSUFFICIENT_SPACE && spare < limit => {
+                out.reserve((spare * 2).min(limit));
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Where the blocks of a deflate stream begin: `(bit offset in the compressed data, byte offset
+/// in the decoded data)`, the first being `(0, 0)`, plus where the stream ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlockMap {
+    pub starts: Vec<(u64, usize)>,
+    /// Bit offset just after the final block's end-of-block code.
+    pub end_bit: u64,
+    /// Length of the decoded data.
+    pub total_out: usize,
+}
+
+/// A zlib stream that is ended when dropped. Boxed: zlib keeps a pointer to it.
+struct Stream {
+    s: Box<z::z_stream>,
+    deflate: bool,
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        // SAFETY: the stream was initialised by inflateInit2_/deflateInit2_/deflateCopy.
+        unsafe {
+            if self.deflate {
+                z::deflateEnd(&mut *self.s);
+            } else {
+                z::inflateEnd(&mut *self.s);
+            }
+        }
+    }
+}
+
+fn stream_size() -> i32 {
+    std::mem::size_of::<z::z_stream>() as i32
+}
+
+/// Decodes a raw deflate stream like [`inflate_fast`] but block by block, recording where each
+/// block begins. Returns the data, the map and the number of input bytes the stream took.
+/// Slower than [`inflate_fast`]; used only on archives about to be edited.
+pub fn inflate_mapped(
+    input: &[u8],
+    size_hint: usize,
+    limit: usize,
+) -> Result<(Vec<u8>, BlockMap, usize), DeflateError> {
+    let corrupt = |offset: u64, detail: &str| DeflateError::Corrupt {
+        offset,
+        detail: detail.to_string(),
+    };
+    let avail_in =
+        u32::try_from(input.len()).map_err(|_| corrupt(0, "compressed data larger than 4 GiB"))?;
+    let mut st = Stream {
+        s: Box::default(),
+        deflate: false,
+    };
+    // SAFETY: a zeroed (default) z_stream with a valid version string and size.
+    let r = unsafe { z::inflateInit2_(&mut *st.s, -15, z::zlibVersion(), stream_size()) };
+    if r != z::Z_OK {
+        // Not initialised: nothing to end.
+        std::mem::forget(st);
+        return Err(corrupt(0, "cannot start the decoder"));
+    }
+    st.s.next_in = input.as_ptr();
+    st.s.avail_in = avail_in;
+    let mut out: Vec<u8> = Vec::with_capacity(size_hint.max(64 * 1024).min(limit.max(1)));
+    let mut starts = vec![(0u64, 0usize)];
+    loop {
+        if out.len() == out.capacity() {
+            if out.len() >= limit {
+                return Err(DeflateError::TooLarge {
+                    limit: limit as u64,
+                });
+            }
+            out.reserve(out.capacity().min(limit - out.len()).max(1));
+        }
+        let spare = (out.capacity() - out.len()).min(u32::MAX as usize);
+        // SAFETY: next_out points into the Vec's spare capacity with `spare` bytes available;
+        // the bytes zlib reports as written (total_out grows by them) are then counted.
+        let (r, produced) = unsafe {
+            st.s.next_out = out.as_mut_ptr().add(out.len());
+            st.s.avail_out = spare as u32;
+            let before = st.s.total_out;
+            let r = z::inflate(&mut *st.s, z::Z_BLOCK);
+            let produced = (st.s.total_out - before) as usize;
+            out.set_len(out.len() + produced);
+            (r, produced)
+        };
+        let at_bit = st.s.total_in * 8 - (st.s.data_type & 7) as u64;
+        match r {
+            z::Z_STREAM_END => {
+                let consumed = st.s.total_in as usize;
+                let map = BlockMap {
+                    starts,
+                    end_bit: at_bit,
+                    total_out: out.len(),
+                };
+                return Ok((out, map, consumed));
+            }
+            z::Z_OK | z::Z_BUF_ERROR => {
+                if st.s.data_type & 128 != 0 && starts.last().map(|s| s.0) != Some(at_bit) {
+                    starts.push((at_bit, out.len()));
+                }
+                if st.s.avail_in == 0 && produced == 0 && st.s.avail_out > 0 {
+                    return Err(corrupt(
+                        st.s.total_in,
+                        "unexpected end of the compressed data (truncated file?)",
+                    ));
+                }
+            }
+            _ => {
+                return Err(corrupt(st.s.total_in, "invalid deflate data"));
+            }
+        }
+    }
+}
+
+/// One change to decoded data: the bytes `old` are replaced by `new_len` bytes (taken from the
+/// new data at the corresponding position).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hunk {
+    pub old: Range<usize>,
+    pub new_len: usize,
+}
+
+/// A string of bits being assembled, least significant bit first as deflate packs them.
+#[derive(Default)]
+struct Bits {
+    bytes: Vec<u8>,
+    /// Number of valid bits; the last byte holds `len % 8` of them when not a whole byte.
+    len: u64,
+}
+
+impl Bits {
+    /// Appends bits `from..to` of `src`.
+    fn append(&mut self, src: &[u8], from: u64, to: u64) {
+        if from >= to {
+            return;
+        }
+        let shift = (self.len % 8) as u32;
+        if shift == 0 && from.is_multiple_of(8) {
+            let (a, b) = ((from / 8) as usize, to.div_ceil(8) as usize);
+            self.bytes.extend_from_slice(&src[a..b]);
+            self.len += to - from;
+            self.mask_tail();
+            return;
+        }
+        if shift == (from % 8) as u32 {
+            // Same alignment: merge the first byte, then copy whole bytes.
+            let first = (from / 8) as usize;
+            let last = self.bytes.last_mut().expect("a partial byte exists");
+            let keep = (1u16 << shift) as u8 - 1;
+            *last = (*last & keep) | (src[first] & !keep);
+            let b = to.div_ceil(8) as usize;
+            self.bytes
+                .extend_from_slice(&src[first + 1..b.max(first + 1)]);
+            self.len += to - from;
+            self.mask_tail();
+            return;
+        }
+        // Different alignment: move bits through a 64-bit accumulator.
+        let mut pos = from;
+        while pos < to {
+            let take = (to - pos).min(56 - (pos % 8)) as u32;
+            let byte = (pos / 8) as usize;
+            let mut word = [0u8; 8];
+            let end = (byte + 8).min(src.len());
+            word[..end - byte].copy_from_slice(&src[byte..end]);
+            let v = (u64::from_le_bytes(word) >> (pos % 8)) & ((1u64 << take) - 1);
+            self.push(v, take);
+            pos += take as u64;
+        }
+    }
+
+    /// Appends the low `n` bits of `v` (n <= 57).
+    fn push(&mut self, v: u64, n: u32) {
+        let mut v = v;
+        let mut n = n;
+        let shift = (self.len % 8) as u32;
+        if shift != 0 {
+            let last = self.bytes.last_mut().expect("a partial byte exists");
+            *last |= (v << shift) as u8;
+            let used = (8 - shift).min(n);
+            v >>= used;
+            n -= used;
+            self.len += used as u64;
+        }
+        while n > 0 {
+            self.bytes.push(v as u8);
+            let used = n.min(8);
+            v >>= used;
+            n -= used;
+            self.len += used as u64;
+        }
+        self.mask_tail();
+    }
+
+    /// Zeroes the unused high bits of a partial last byte.
+    fn mask_tail(&mut self) {
+        let r = (self.len % 8) as u32;
+        if r != 0
+            && let Some(last) = self.bytes.last_mut()
+        {
+            *last &= (1u16 << r) as u8 - 1;
+        }
+    }
+
+    /// Removes a partial last byte and returns `(bits in it, its value)`.
+    fn take_partial(&mut self) -> (u32, u8) {
+        let r = (self.len % 8) as u32;
+        if r == 0 {
+            return (0, 0);
+        }
+        self.len -= r as u64;
+        (r, self.bytes.pop().expect("a partial byte exists"))
+    }
+}
+
+/// Where [`splice`] goes back to copying original blocks after a change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// At the first block starting 32 KiB or more after the change: always correct, since no
+    /// back-reference of a later block can reach the changed bytes.
+    AfterWindow,
+    /// At the first block starting after the change: correct unless a later block refers back
+    /// into the changed bytes, which decoding the result and comparing shows. Re-encodes much
+    /// less when blocks are large; the caller tries it first and falls back to `AfterWindow`.
+    NextBlock,
+}
+
+/// The new raw deflate stream for `new`, given the original stream `old_raw` that decodes to the
+/// original data, its block map, and the changes `hunks` (sorted, not overlapping, in original
+/// coordinates) that turn the original data into `new`. `level` is zlib's compression level for
+/// the re-encoded spans. The result should be decoded and compared before use; the caller falls
+/// back to compressing everything when anything here fails.
+pub fn splice(
+    old_raw: &[u8],
+    map: &BlockMap,
+    new: &[u8],
+    hunks: &[Hunk],
+    level: i32,
+    resume: Resume,
+) -> Result<Vec<u8>, DeflateError> {
+    let starts = &map.starts;
+    let mut total_delta: isize = 0;
+    for h in hunks {
+        if h.old.end > map.total_out || h.old.start > h.old.end {
+            return Err(DeflateError::Encode(format!(
+                "change {:?} outside the {} decoded bytes",
+                h.old, map.total_out
+            )));
+        }
+        total_delta += h.new_len as isize - h.old.len() as isize;
+    }
+    if (map.total_out as isize + total_delta) as usize != new.len() {
+        return Err(DeflateError::Encode(
+            "the changes do not account for the new length".to_string(),
+        ));
+    }
+    // Spans of blocks to re-encode: (first block, block to resume at or None for the end).
+    let mut spans: Vec<(usize, Option<usize>)> = Vec::new();
+    for h in hunks {
+        let i = starts.partition_point(|s| s.1 <= h.old.start) - 1;
+        let reach = match resume {
+            Resume::AfterWindow => h.old.end + WINDOW,
+            Resume::NextBlock => h.old.end,
+        };
+        let j =
+            Some(starts.partition_point(|s| s.1 < reach).max(i + 1)).filter(|&j| j < starts.len());
+        match spans.last_mut() {
+            Some(last) if last.1.is_none_or(|lj| i <= lj) => {
+                last.1 = match (last.1, j) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+            _ => spans.push((i, j)),
+        }
+    }
+    // Old position -> new position, for positions outside every hunk.
+    let to_new = |x: usize| -> usize {
+        let d: isize = hunks
+            .iter()
+            .filter(|h| h.old.end <= x && !(h.old.is_empty() && h.old.start == x))
+            .map(|h| h.new_len as isize - h.old.len() as isize)
+            .sum();
+        (x as isize + d) as usize
+    };
+    let mut w = Bits::default();
+    let mut copied_to = 0u64;
+    for &(i, j) in &spans {
+        let (bit_i, out_i) = starts[i];
+        w.append(old_raw, copied_to, bit_i);
+        let primed = w.take_partial();
+        let a = to_new(out_i);
+        let b = j.map_or(new.len(), |j| to_new(starts[j].1));
+        let dict = &new[a.saturating_sub(WINDOW)..a];
+        let goal = j.map(|j| (starts[j].0 % 8) as u32);
+        let part = encode(&new[a..b], dict, primed, level, goal)?;
+        w.append(&part.bytes, 0, part.len);
+        copied_to = j.map_or(map.end_bit, |j| starts[j].0);
+    }
+    w.append(old_raw, copied_to, map.end_bit);
+    Ok(w.bytes)
+}
+
+/// Compresses `data` as deflate blocks that follow `primed` bits, with `dict` as the history.
+/// With `goal` the blocks are left open (no final block) and the result ends, when a split can
+/// manage it, at a bit count equal to `goal` mod 8; without, it ends the stream.
+fn encode(
+    data: &[u8],
+    dict: &[u8],
+    primed: (u32, u8),
+    level: i32,
+    goal: Option<u32>,
+) -> Result<Bits, DeflateError> {
+    let err = |what: &str, code: i32| DeflateError::Encode(format!("zlib {what} returned {code}"));
+    let mut st = Stream {
+        s: Box::default(),
+        deflate: true,
+    };
+    // SAFETY: a default z_stream with a valid version string and size.
+    let r = unsafe {
+        z::deflateInit2_(
+            &mut *st.s,
+            level,
+            z::Z_DEFLATED,
+            -15,
+            8,
+            z::Z_DEFAULT_STRATEGY,
+            z::zlibVersion(),
+            stream_size(),
+        )
+    };
+    if r != z::Z_OK {
+        std::mem::forget(st);
+        return Err(err("deflateInit2", r));
+    }
+    // SAFETY: the stream is initialised; the dictionary pointer and length come from a slice.
+    unsafe {
+        if primed.0 > 0 {
+            let r = z::deflatePrime(&mut *st.s, primed.0 as i32, primed.1 as i32);
+            if r != z::Z_OK {
+                return Err(err("deflatePrime", r));
+            }
+        }
+        if !dict.is_empty() {
+            let r = z::deflateSetDictionary(&mut *st.s, dict.as_ptr(), dict.len() as u32);
+            if r != z::Z_OK {
+                return Err(err("deflateSetDictionary", r));
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 4096);
+    let Some(goal) = goal else {
+        run(&mut st, data, z::Z_FINISH, &mut out)?;
+        let len = out.len() as u64 * 8;
+        return Ok(Bits { bytes: out, len });
+    };
+    let split = data.len().saturating_sub(TAIL);
+    run(&mut st, &data[..split], z::Z_BLOCK, &mut out)?;
+    let tail = &data[split..];
+    // Block splits of the tail to try, as fractions of it in sixteenths (an empty list: one
+    // block). Each split adds a block header, which moves where the span ends.
+    const SPLITS: &[&[usize]] = &[
+        &[],
+        &[8],
+        &[4],
+        &[12],
+        &[2],
+        &[14],
+        &[6],
+        &[10],
+        &[4, 8],
+        &[8, 12],
+        &[4, 12],
+        &[2, 8],
+        &[1],
+        &[15],
+        &[3],
+        &[13],
+    ];
+    let mut fallback = None;
+    for cuts in SPLITS {
+        let mut v = Stream {
+            s: Box::default(),
+            deflate: true,
+        };
+        // SAFETY: copies an initialised stream into a default one.
+        let r = unsafe { z::deflateCopy(&mut *v.s, &mut *st.s) };
+        if r != z::Z_OK {
+            std::mem::forget(v);
+            return Err(err("deflateCopy", r));
+        }
+        let mut vout = Vec::with_capacity(tail.len() + 1024);
+        let mut from = 0;
+        for &c in cuts.iter() {
+            let at = tail.len() * c / 16;
+            if at > from {
+                run(&mut v, &tail[from..at], z::Z_BLOCK, &mut vout)?;
+                from = at;
+            }
+        }
+        run(&mut v, &tail[from..], z::Z_BLOCK, &mut vout)?;
+        let (mut pending, mut bits) = (0u32, 0i32);
+        // SAFETY: initialised stream, valid out-pointers.
+        let r = unsafe { z::deflatePending(&mut *v.s, &mut pending, &mut bits) };
+        if r != z::Z_OK || pending != 0 || !(0..64).contains(&bits) {
+            return Err(err("deflatePending", r));
+        }
+        let whole = vout.len() as u64 * 8;
+        let len = out.len() as u64 * 8 + whole + bits as u64;
+        let gap = (goal + 8 - (len % 8) as u32) % 8;
+        if !gap.is_multiple_of(2) && fallback.is_some() {
+            continue;
+        }
+        // Flush the held bits out (an empty stored block follows them) to read their values.
+        run(&mut v, &[], z::Z_SYNC_FLUSH, &mut vout)?;
+        let mut b = Bits {
+            bytes: out.clone(),
+            len: out.len() as u64 * 8,
+        };
+        b.append(&vout, 0, whole + bits as u64);
+        if gap.is_multiple_of(2) {
+            // Empty blocks with fixed codes: BFINAL 0, BTYPE 01, end-of-block code 0000000.
+            for _ in 0..gap / 2 {
+                b.push(0b010, 10);
+            }
+            return Ok(b);
+        }
+        fallback = Some(b);
+    }
+    Ok(fallback.expect("at least one split was tried"))
+}
+
+/// Feeds `input` to a deflate stream with `flush`, appending all output to `out`.
+fn run(st: &mut Stream, input: &[u8], flush: i32, out: &mut Vec<u8>) -> Result<(), DeflateError> {
+    st.s.next_in = input.as_ptr();
+    st.s.avail_in = u32::try_from(input.len())
+        .map_err(|_| DeflateError::Encode("span larger than 4 GiB".to_string()))?;
+    loop {
+        if out.capacity() - out.len() < 1024 {
+            out.reserve(out.capacity().max(64 * 1024));
+        }
+        let spare = (out.capacity() - out.len()).min(u32::MAX as usize);
+        // SAFETY: next_out points at the Vec's spare capacity; the bytes zlib reports written
+        // (avail_out shrinks by them) are then counted as initialised.
+        let r = unsafe {
+            st.s.next_out = out.as_mut_ptr().add(out.len());
+            st.s.avail_out = spare as u32;
+            let r = z::deflate(&mut *st.s, flush);
+            let written = spare - st.s.avail_out as usize;
+            out.set_len(out.len() + written);
+            r
+        };
+        match r {
+            z::Z_STREAM_END => return Ok(()),
+            z::Z_OK | z::Z_BUF_ERROR => {
+                // Done when all input is taken and zlib left output room unused.
+                if st.s.avail_in == 0 && st.s.avail_out > 0 && flush != z::Z_FINISH {
+                    return Ok(());
+                }
+                if r == z::Z_BUF_ERROR && st.s.avail_out > 0 {
+                    return Err(DeflateError::Encode(format!(
+                        "zlib deflate made no progress (flush {flush})"
+                    )));
+                }
+            }
+            _ => {
+                return Err(DeflateError::Encode(format!("zlib deflate returned {r}")));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flate2::{Compression, write::DeflateEncoder};
+    use std::io::Write;
+
+    fn deflate(data: &[u8], level: u32) -> Vec<u8> {
+        let mut e = DeflateEncoder::new(Vec::new(), Compression::new(level));
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    fn inflate_check(raw: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut d = flate2::read::DeflateDecoder::new(raw);
+        std::io::Read::read_to_end(&mut d, &mut out).unwrap();
+        out
+    }
+
+    /// A text-like corpus with repeats, like esx.conf and XML.
+    fn corpus(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let line = format!(
+                "/device/000:{:03}:{:02}.{}/owner = \"{}\"\n",
+                x % 256,
+                (x >> 8) % 32,
+                (x >> 13) % 8,
+                ["vmkernel", "passthru", "none"][(x >> 20) as usize % 3]
+            );
+            out.extend_from_slice(line.as_bytes());
+            if x.is_multiple_of(7) {
+                // Incompressible stretches, like a database.
+                for _ in 0..(x % 300) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    out.push(x as u8);
+                }
+            }
+        }
+        out.truncate(n);
+        out
+    }
+
+    fn apply(old: &[u8], edits: &[(Range<usize>, Vec<u8>)]) -> (Vec<u8>, Vec<Hunk>) {
+        let mut new = Vec::new();
+        let mut at = 0;
+        let mut hunks = Vec::new();
+        for (r, bytes) in edits {
+            new.extend_from_slice(&old[at..r.start]);
+            new.extend_from_slice(bytes);
+            at = r.end;
+            hunks.push(Hunk {
+                old: r.clone(),
+                new_len: bytes.len(),
+            });
+        }
+        new.extend_from_slice(&old[at..]);
+        (new, hunks)
+    }
+
+    #[test]
+    fn fast_and_mapped_decoders_agree_with_flate2() {
+        let data = corpus(700_000, 7);
+        for level in [1, 6, 9] {
+            let raw = deflate(&data, level);
+            let mut fast = Vec::new();
+            assert_eq!(inflate_fast(&raw, &mut fast, 1 << 30), Some(raw.len()));
+            assert_eq!(fast, data);
+            let (mapped, map, used) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+            assert_eq!((mapped.as_slice(), used), (data.as_slice(), raw.len()));
+            assert!(
+                map.starts.len() >= 2,
+                "{level}: {} blocks",
+                map.starts.len()
+            );
+            assert!(map.end_bit <= raw.len() as u64 * 8 && map.end_bit > raw.len() as u64 * 8 - 8);
+        }
+    }
+
+    #[test]
+    fn spliced_streams_decode_to_the_new_data_and_keep_the_rest() {
+        let data = corpus(600_000, 11);
+        let raw = deflate(&data, 6);
+        let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+        let cases: Vec<Vec<(Range<usize>, Vec<u8>)>> = vec![
+            vec![(100..108, b"vmkernel".to_vec())],
+            vec![(300_000..300_008, b"passthru".to_vec())],
+            vec![(599_990..600_000, b"end".to_vec())],
+            vec![(0..0, b"prefix".to_vec())],
+            vec![(250_000..250_100, Vec::new())],
+            vec![
+                (1000..1010, b"a longer replacement".to_vec()),
+                (400_000..400_004, b"x".to_vec()),
+            ],
+            vec![
+                (5000..5008, b"12345678".to_vec()),
+                (20_000..20_001, b"yz".to_vec()),
+            ],
+        ];
+        let mut aligned = 0;
+        for (n, edits) in cases.iter().enumerate() {
+            let (new, hunks) = apply(&data, edits);
+            let out = splice(&raw, &map, &new, &hunks, 6, Resume::AfterWindow).unwrap();
+            assert_eq!(inflate_check(&out), new, "case {n}");
+            let mut fast = Vec::new();
+            assert_eq!(
+                inflate_fast(&out, &mut fast, 1 << 30),
+                Some(out.len()),
+                "case {n}"
+            );
+            assert_eq!(fast, new, "case {n}");
+            // The bytes before the first changed block are the original's.
+            let first = edits[0].0.start;
+            let keep = map.starts[map.starts.partition_point(|s| s.1 <= first) - 1].0 / 8;
+            assert_eq!(out[..keep as usize], raw[..keep as usize], "case {n}");
+            // Most of the original survives when the edit is early and small.
+            let p = out.iter().zip(&raw).take_while(|(a, b)| a == b).count();
+            let s = out
+                .iter()
+                .rev()
+                .zip(raw.iter().rev())
+                .take_while(|(a, b)| a == b)
+                .count();
+            if p + s + 80_000 > raw.len() {
+                aligned += 1;
+            }
+        }
+        assert!(
+            aligned >= 5,
+            "only {aligned} splices kept the tail in place"
+        );
+    }
+
+    #[test]
+    fn no_hunks_gives_the_original_stream() {
+        let data = corpus(100_000, 3);
+        let raw = deflate(&data, 6);
+        let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+        let out = splice(&raw, &map, &data, &[], 6, Resume::AfterWindow).unwrap();
+        assert_eq!(inflate_check(&out), data);
+    }
+
+    #[test]
+    fn corrupt_and_truncated_streams_are_errors() {
+        let data = corpus(100_000, 5);
+        let raw = deflate(&data, 6);
+        assert!(inflate_mapped(&raw[..raw.len() / 2], 0, 1 << 30).is_err());
+        assert_eq!(
+            inflate_fast(&raw[..raw.len() / 2], &mut Vec::new(), 1 << 30),
+            None
+        );
+        let mut bad = raw.clone();
+        bad[0] = 0xff;
+        assert!(inflate_mapped(&bad, 0, 1 << 30).is_err() || inflate_check_ok(&bad));
+        assert!(matches!(
+            inflate_mapped(&raw, 0, 1000),
+            Err(DeflateError::TooLarge { .. })
+        ));
+    }
+
+    fn inflate_check_ok(raw: &[u8]) -> bool {
+        let mut out = Vec::new();
+        let mut d = flate2::read::DeflateDecoder::new(raw);
+        std::io::Read::read_to_end(&mut d, &mut out).is_ok()
+    }
+}

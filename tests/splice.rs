@@ -1,0 +1,164 @@
+//! A fix re-encodes only the deflate blocks around the changed line (src/deflate.rs), at both
+//! gzip levels. Checked with GNU gzip and tar as oracles: the archives GNU tools wrote and
+//! bootbank changed must test clean with `gzip -t`, list the same members with the same
+//! metadata, and differ from the original only in the intended line; and most of the original
+//! compressed bytes must still be there, byte for byte, which only a splice can give.
+
+mod common;
+
+use common::{TempDir, cmd, run, run_text, tar_listing, tar_member};
+use std::fs;
+use std::path::Path;
+
+const STORY_DEVICE: &str = "0000:16:00.0";
+
+/// A tree whose esx.conf sits `before` KiB of text into local.tgz, with more text and a
+/// poorly compressible file after it, so that both gzip levels have many deflate blocks.
+fn stage(root: &Path, before_kib: usize) {
+    let text = |seed: usize, kib: usize| -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut i = seed;
+        while out.len() < kib * 1024 {
+            out.extend_from_slice(
+                format!(
+                    "<vm id=\"{}\" name=\"vm-{}\" path=\"/vmfs/volumes/ds{}/vm{}\"/>\n",
+                    i,
+                    i * 7,
+                    i % 5,
+                    i
+                )
+                .as_bytes(),
+            );
+            i += 1;
+        }
+        out
+    };
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let noise: Vec<u8> = (0..256 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            b"0123456789abcdef"[(x % 16) as usize]
+        })
+        .collect();
+    let mut files = vec![
+        (
+            "etc/vmware/esx.conf".to_string(),
+            common::esxconf("story.conf").into_bytes(),
+        ),
+        ("etc/vmware/hostd/vms.xml".to_string(), text(1, 300)),
+        (
+            "var/lib/vmware/configstore/backup/current-store-1".to_string(),
+            noise,
+        ),
+    ];
+    if before_kib > 0 {
+        files.push((
+            "etc/aaa/inventory.xml".to_string(),
+            text(100_000, before_kib),
+        ));
+    }
+    common::write_tree(root, &files);
+}
+
+/// Bytes of `old`, in whole KiB chunks, found verbatim somewhere in `new`. A recompressed
+/// stream keeps none past the gzip header; a splice keeps every block it did not re-encode
+/// (moved, when a re-encoded span before it changed length).
+fn kept(old: &[u8], new: &[u8]) -> usize {
+    old.chunks_exact(1024)
+        .filter(|c| new.windows(1024).any(|w| w == *c))
+        .count()
+        * 1024
+}
+
+#[test]
+fn fix_keeps_the_unchanged_deflate_blocks_at_both_levels() {
+    if !common::require_tools(&["tar", "gzip"]) {
+        return;
+    }
+    for before_kib in [0, 200] {
+        let dir = TempDir::new(&format!("splice-{before_kib}"));
+        let root = dir.path().join("root");
+        stage(&root, before_kib);
+        let state = dir.path().join("state.tgz");
+        common::mkstate(&root, &state, None);
+        let out = dir.path().join("fixed.tgz");
+        let o = run(cmd(env!("CARGO_BIN_EXE_bootbank"))
+            .args(["fix"])
+            .arg(&state)
+            .args(["--device", STORY_DEVICE, "--yes", "--output"])
+            .arg(&out)
+            .arg("--backup-dir")
+            .arg(dir.path().join("backup")));
+        assert!(o.status.success());
+
+        // GNU gzip and tar accept both levels and list the same members with the same metadata.
+        run(cmd("gzip").arg("-t").arg(&out));
+        // local.tgz's size changes with its compressed bytes; nothing else does.
+        let no_size = |l: String| -> Vec<String> {
+            l.lines()
+                .map(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    [&f[..2], &f[3..]].concat().join(" ")
+                })
+                .collect()
+        };
+        assert_eq!(no_size(tar_listing(&out)), no_size(tar_listing(&state)));
+        let (old_local, new_local) = (
+            tar_member(&state, "local.tgz"),
+            tar_member(&out, "local.tgz"),
+        );
+        for (name, bytes) in [("old", &old_local), ("new", &new_local)] {
+            let p = dir.path().join(format!("{name}-local.tgz"));
+            fs::write(&p, bytes).unwrap();
+            run(cmd("gzip").arg("-t").arg(&p));
+        }
+        let (old_l, new_l) = (
+            dir.path().join("old-local.tgz"),
+            dir.path().join("new-local.tgz"),
+        );
+        assert_eq!(tar_listing(&new_l), tar_listing(&old_l));
+        for member in [
+            "etc/vmware/hostd/vms.xml",
+            "var/lib/vmware/configstore/backup/current-store-1",
+        ] {
+            assert_eq!(
+                tar_member(&new_l, member),
+                tar_member(&old_l, member),
+                "{member}"
+            );
+        }
+        let diff = run_text(
+            cmd("bash").arg("-c").arg("diff <(tar -xzOf \"$1\" etc/vmware/esx.conf) <(tar -xzOf \"$2\" etc/vmware/esx.conf) || true").arg("diff").arg(&old_l).arg(&new_l),
+        );
+        let changed: Vec<&str> = diff.lines().filter(|l| l.starts_with(['<', '>'])).collect();
+        assert_eq!(
+            changed,
+            [
+                "< /device/000:022:00.0/owner = \"passthru\"",
+                "> /device/000:022:00.0/owner = \"vmkernel\""
+            ],
+            "{diff}"
+        );
+
+        // Most compressed bytes are the original's, at both levels: a splice, not a recompression
+        // (which keeps nothing past the gzip header).
+        let inner = kept(&old_local, &new_local);
+        assert!(
+            inner * 2 > old_local.len(),
+            "before {before_kib} KiB: local.tgz kept {inner} of {} bytes",
+            old_local.len()
+        );
+        let (old_state, new_state) = (fs::read(&state).unwrap(), fs::read(&out).unwrap());
+        let outer = kept(&old_state, &new_state);
+        assert!(
+            outer * 2 > old_state.len(),
+            "before {before_kib} KiB: state.tgz kept {outer} of {} bytes",
+            old_state.len()
+        );
+        // The gzip headers are the original bytes (GNU gzip -n: no name, no time).
+        assert_eq!(new_state[..10], old_state[..10]);
+        assert_eq!(new_local[..10], old_local[..10]);
+    }
+}

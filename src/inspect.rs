@@ -158,10 +158,20 @@ fn inspect_config(target: &Path) -> Result<Option<(Config, String)>, InspectErro
 
 /// Inspects a target.
 pub fn inspect(target: &Path, opts: &Options) -> Result<Report, InspectError> {
+    inspect_with_config(target, opts).map(|(r, _)| r)
+}
+
+/// [`inspect`], also handing back the decoded configuration of the bank that boots next, for
+/// checks that look at more than esx.conf (`lint`).
+pub fn inspect_with_config(
+    target: &Path,
+    opts: &Options,
+) -> Result<(Report, Option<Config>), InspectError> {
     let (mut report, config) = inspect_inner(target)?;
-    if let Some((cfg, source)) = config {
+    let config = config.map(|(cfg, source)| {
         apply_config(&cfg, source, &mut report);
-    }
+        cfg
+    });
     let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
         path: target.display().to_string(),
         source,
@@ -172,7 +182,29 @@ pub fn inspect(target: &Path, opts: &Options) -> Result<Report, InspectError> {
         crate::enrich::enrich(&mut report, Path::new("/sys"), None, Some(target));
     }
     findings::sort(&mut report.findings);
-    Ok(report)
+    Ok((report, config))
+}
+
+/// The configuration held by bank `partition` of a disk target (None when the bank has no
+/// configuration archive), for comparing the banks.
+pub fn bank_config(target: &Path, partition: u32) -> Result<Option<Config>, InspectError> {
+    let mut disk = Disk::open(target)?;
+    let head = disk.head(HEAD)?;
+    let found = find_banks(&mut disk, &head)?;
+    let Some(bank) = found.banks.iter().find(|b| b.partition == partition) else {
+        return Ok(None);
+    };
+    let Some(cf) = bank.config_file() else {
+        return Ok(None);
+    };
+    let Some(bytes) = bootbank::read_file(&mut disk, bank, &cf.effective.name)? else {
+        return Ok(None);
+    };
+    let label = format!(
+        "partition {partition} /{}",
+        cf.effective.name.to_ascii_lowercase()
+    );
+    Ok(Some(Config::from_state(&bytes, &label)?))
 }
 
 type Inner = (Report, Option<(Config, String)>);

@@ -13,6 +13,7 @@ pub mod fat;
 pub mod findings;
 pub mod fix;
 pub mod inspect;
+pub mod lint;
 pub mod nextboot;
 pub mod partition;
 pub mod pci;

@@ -37,6 +37,20 @@ enum Command {
     ///   bootbank inspect disk.img --sysfs captured-sys --disk sda
     #[command(verbatim_doc_comment)]
     Inspect(cli::inspect::InspectArgs),
+    /// Check one or many targets against the rules that cripple or endanger a host.
+    ///
+    /// Everything inspect finds, plus: devices in passthrough that hold the inspected or a
+    /// mounted disk (with sysfs), PCI bridges in passthrough, passthru.map entries that make
+    /// storage or USB controllers passthrough-capable, banks that disagree on passthrough, and
+    /// what a rollback would bring back. Rule ids are stable; README lists them.
+    ///
+    /// Exit codes: 0 no critical finding; 1 a critical finding; 2 a target could not be read.
+    ///
+    /// Examples:
+    ///   bootbank lint /dev/sdb
+    ///   bootbank lint --json bundles/*.tgz | jq -c 'select(.findings[].severity == "critical")'
+    #[command(verbatim_doc_comment)]
+    Lint(cli::lint::LintArgs),
     /// Give devices set to passthrough back to the vmkernel, offline and safely.
     ///
     /// Sets /device/<addr>/owner from "passthru" to "vmkernel" in esx.conf of the bank that
@@ -123,6 +137,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Inspect(a) => cli::inspect::run(a),
+        Command::Lint(a) => cli::lint::run(a),
         Command::Fix(a) => cli::fix::run_fix(a),
         Command::Restore(a) => cli::fix::run_restore(a),
         Command::Config(ConfigCommand::Get(a)) => cli::fix::run_get(a),

@@ -3,6 +3,7 @@
 pub mod fix;
 pub mod human;
 pub mod inspect;
+pub mod lint;
 
 use serde::Serialize;
 use std::io::Write;

@@ -51,6 +51,17 @@ enum Command {
     ///   bootbank lint --json bundles/*.tgz | jq -c 'select(.findings[].severity == "critical")'
     #[command(verbatim_doc_comment)]
     Lint(cli::lint::LintArgs),
+    /// Lint many config bundles, state archives or disk images in parallel and sum up.
+    ///
+    /// Directories are searched recursively. An input that cannot be read is reported with its
+    /// reason and skipped; the audit goes on. Exit codes: 0 no critical finding anywhere; 1 some
+    /// input has a critical finding (unreadable inputs are listed in the summary).
+    ///
+    /// Examples:
+    ///   bootbank audit /srv/config-bundles
+    ///   bootbank audit --json /srv/config-bundles > audit.jsonl
+    #[command(verbatim_doc_comment)]
+    Audit(cli::audit::AuditArgs),
     /// Give devices set to passthrough back to the vmkernel, offline and safely.
     ///
     /// Sets /device/<addr>/owner from "passthru" to "vmkernel" in esx.conf of the bank that
@@ -138,6 +149,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Lint(a) => cli::lint::run(a),
+        Command::Audit(a) => cli::audit::run(a),
         Command::Fix(a) => cli::fix::run_fix(a),
         Command::Restore(a) => cli::fix::run_restore(a),
         Command::Config(ConfigCommand::Get(a)) => cli::fix::run_get(a),

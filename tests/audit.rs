@@ -1,0 +1,103 @@
+//! `bootbank audit`: many config bundles (built with GNU tar and gzip by tests/tools) in nested
+//! directories, one unreadable; every input gets one JSON line, the summary counts them, and the
+//! unreadable one does not stop the others.
+
+mod common;
+
+use common::{TempDir, esxconf};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+
+#[test]
+fn audit_reads_every_bundle_and_skips_the_bad_one() {
+    if !common::require_tools(&["tar", "gzip"]) {
+        return;
+    }
+    let dir = TempDir::new("audit");
+    let fleet = dir.join("fleet");
+    let mut want: BTreeMap<String, bool> = BTreeMap::new();
+    for (i, (conf, encrypted)) in [
+        ("story.conf", None),
+        ("healthy.conf", None),
+        ("story.conf", Some("NONE")),
+        ("healthy.conf", None),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let root = dir.join(format!("root{i}"));
+        common::write_tree(
+            &root,
+            &[(
+                "etc/vmware/esx.conf".to_string(),
+                esxconf(conf).into_bytes(),
+            )],
+        );
+        let state = dir.join(format!("state{i}.tgz"));
+        match encrypted {
+            Some(m) => {
+                // A real envelope: sealed by bootbank's writer with the reference key.
+                let plain = dir.join(format!("local{i}.tgz"));
+                common::mkstate_args(&root, &plain, &["--local-only"]);
+                let ve = dir.join(format!("local{i}.tgz.ve"));
+                let k = common::reference_key();
+                let env = bootbank::envelope::Envelope::build_new(
+                    &k.key_id,
+                    &k.key,
+                    &fs::read(&plain).unwrap(),
+                    *b"WMV_\0\0\0\0\0\0\0\x01",
+                )
+                .unwrap();
+                fs::write(&ve, env).unwrap();
+                common::mkstate_args(
+                    &root,
+                    &state,
+                    &["--encrypted", m, "--ve", ve.to_str().unwrap()],
+                );
+            }
+            None => common::mkstate(&root, &state, None),
+        }
+        let sub = fleet.join(if i % 2 == 0 { "rack-a" } else { "rack-b/row-1" });
+        fs::create_dir_all(&sub).unwrap();
+        let bundle = sub.join(format!("configBundle-esx{i:02}.tgz"));
+        common::mkbundle(&state, &bundle, &[]);
+        want.insert(bundle.display().to_string(), *conf == "story.conf");
+    }
+    let junk = fleet.join("rack-b/configBundle-broken.tgz");
+    fs::write(&junk, b"\x1f\x8b\x08\x00garbage").unwrap();
+
+    let o = common::cmd(env!("CARGO_BIN_EXE_bootbank"))
+        .args(["audit", "--json", "-j", "2"])
+        .arg(&fleet)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 5);
+    for l in &lines {
+        let path = l["path"].as_str().unwrap();
+        if path == junk.display().to_string() {
+            assert!(l["error"].as_str().unwrap().contains("gzip"), "{l}");
+            continue;
+        }
+        assert_eq!(l["error"], Value::Null, "{l}");
+        let critical = l["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["severity"] == "critical" && f["rule"] == "passthru-storage-adapter");
+        assert_eq!(critical, want[path], "{path}: {l}");
+    }
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        summary.contains(
+            "audit: 5 inputs, 4 read, 2 with critical findings, 1 encrypted, 1 unreadable"
+        ),
+        "{summary}"
+    );
+    assert!(summary.contains("passthru-storage-adapter: 2"), "{summary}");
+}

@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::vmdk::{self, Access, Container, Descriptor, VmdkError};
 
 /// Where a [`Disk`]'s bytes live: a file or block device, or a test double that fails on cue.
 pub trait Storage {
@@ -34,6 +36,64 @@ impl Storage for File {
     }
     fn sync(&mut self) -> io::Result<()> {
         self.sync_all()
+    }
+}
+
+/// One flat extent of a VMDK: disk bytes `[start, start+len)` live in `file` from `base`.
+struct ExtentPart {
+    start: u64,
+    len: u64,
+    file: File,
+    base: u64,
+}
+
+/// The flat extents of a VMDK as one storage; a read or write that spans extents is split.
+struct Extents {
+    parts: Vec<ExtentPart>,
+}
+
+impl Extents {
+    /// Calls `f(file, file_offset, range_in_buf)` for each extent piece of `[offset, offset+n)`.
+    fn each(
+        &self,
+        offset: u64,
+        n: usize,
+        mut f: impl FnMut(&File, u64, std::ops::Range<usize>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < n {
+            let pos = offset + done as u64;
+            let part = self
+                .parts
+                .iter()
+                .find(|p| pos >= p.start && pos < p.start + p.len)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("byte {pos} is past the last extent"),
+                    )
+                })?;
+            let within = pos - part.start;
+            let take = ((part.len - within) as usize).min(n - done);
+            f(&part.file, part.base + within, done..done + take)?;
+            done += take;
+        }
+        Ok(())
+    }
+}
+
+impl Storage for Extents {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let n = buf.len();
+        self.each(offset, n, |file, at, r| file.read_exact_at(&mut buf[r], at))
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.each(offset, buf.len(), |file, at, r| {
+            file.write_all_at(&buf[r], at)
+        })
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.parts.iter().try_for_each(|p| p.file.sync_all())
     }
 }
 
@@ -61,6 +121,8 @@ pub enum DiskError {
         "disk: {path} is in use ({why}); unmount it or stop what holds it, nothing was written"
     )]
     Busy { path: String, why: String },
+    #[error(transparent)]
+    Container(#[from] VmdkError),
 }
 
 /// A cached, counted view of a whole disk or image; read-only unless opened with
@@ -76,6 +138,8 @@ pub struct Disk {
     writes: u64,
     writable: bool,
     pub is_block_device: bool,
+    /// The VMDK descriptor the bytes were found through, if any.
+    descriptor: Option<PathBuf>,
 }
 
 impl Disk {
@@ -89,9 +153,73 @@ impl Disk {
         let meta = file.metadata().map_err(open_err)?;
         let is_block_device = meta.file_type().is_block_device();
         let len = file.seek(SeekFrom::End(0)).map_err(open_err)?;
+        if let Container::Flat(d) = vmdk::detect(&file, path, len, meta.is_file())? {
+            return Disk::open_extents(d, false);
+        }
         let mut disk = Disk::from_storage(Box::new(file), len, false);
         disk.is_block_device = is_block_device;
         Ok(disk)
+    }
+
+    /// Opens the flat extents a VMDK descriptor names, as one disk. Writing takes the same
+    /// exclusive lock on every extent file as on an image file, so that two bootbanks never
+    /// write the same flat file.
+    fn open_extents(d: Descriptor, write: bool) -> Result<Disk, DiskError> {
+        d.check_extents()?;
+        let mut parts = Vec::with_capacity(d.extents.len());
+        let mut start = 0u64;
+        for e in &d.extents {
+            let name = e.file.display().to_string();
+            if write && e.access == Access::ReadOnly {
+                return Err(DiskError::ReadOnly {
+                    path: name,
+                    source: io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{} line {} marks this extent RDONLY",
+                            d.path.display(),
+                            e.line
+                        ),
+                    ),
+                });
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(&e.file)
+                .map_err(|source| match source.raw_os_error() {
+                    Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) if write => {
+                        DiskError::ReadOnly {
+                            path: name.clone(),
+                            source,
+                        }
+                    }
+                    _ => DiskError::Container(d.extent_err(e, source)),
+                })?;
+            if write {
+                file.try_lock().map_err(|_| DiskError::Busy {
+                    path: name.clone(),
+                    why: "another process holds a lock on it (another bootbank?)".to_string(),
+                })?;
+            }
+            let len = e.sectors * vmdk::SECTOR;
+            parts.push(ExtentPart {
+                start,
+                len,
+                file,
+                base: e.offset * vmdk::SECTOR,
+            });
+            start += len;
+        }
+        let mut disk = Disk::from_storage(Box::new(Extents { parts }), start, write);
+        disk.descriptor = Some(d.path);
+        Ok(disk)
+    }
+
+    /// The VMDK descriptor this disk was opened through: the bytes live in its extents, so
+    /// whoever wants to read or replace the target as a whole file must not use the given path.
+    pub fn descriptor(&self) -> Option<&Path> {
+        self.descriptor.as_deref()
     }
 
     /// Opens a path for writing, exclusively: a block device with `O_EXCL` (the kernel refuses
@@ -104,6 +232,21 @@ impl Disk {
             source,
         })?;
         let is_block_device = meta.file_type().is_block_device();
+        {
+            let file = File::open(path).map_err(|source| DiskError::Open {
+                path: name.clone(),
+                source,
+            })?;
+            let len = (&file)
+                .seek(SeekFrom::End(0))
+                .map_err(|source| DiskError::Open {
+                    path: name.clone(),
+                    source,
+                })?;
+            if let Container::Flat(d) = vmdk::detect(&file, path, len, meta.is_file())? {
+                return Disk::open_extents(d, true);
+            }
+        }
         if is_block_device && let Some(m) = mounted_from(path) {
             return Err(DiskError::Busy {
                 path: name,
@@ -163,6 +306,7 @@ impl Disk {
             writes: 0,
             writable,
             is_block_device: false,
+            descriptor: None,
         }
     }
 

@@ -207,6 +207,7 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
         let mut disk = Disk::open(target)?;
         let head = disk.head(HEAD)?;
         if archive::is_gzip(&head) {
+            no_archive_in_vmdk(&disk)?;
             drop(disk);
             let bytes = std::fs::read(target).map_err(|source| InspectError::Io {
                 path: target.display().to_string(),
@@ -242,6 +243,18 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
         }
     }
     Ok((report, config))
+}
+
+/// Archives are read and replaced as whole files by path; one inside a VMDK's flat extent
+/// would be read from the descriptor instead, so it is refused (nobody stores one that way).
+pub(crate) fn no_archive_in_vmdk(disk: &Disk) -> Result<(), InspectError> {
+    match disk.descriptor() {
+        Some(d) => Err(InspectError::NotEsxi(format!(
+            "vmdk: {}: the flat extent holds a gzip archive, not a disk; give the archive itself",
+            d.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn meta_is_block(meta: &std::fs::Metadata) -> bool {

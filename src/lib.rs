@@ -18,3 +18,4 @@ pub mod pci;
 pub mod pciids;
 pub mod sysfs;
 pub mod transaction;
+pub mod vmdk;

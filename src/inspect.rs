@@ -150,8 +150,10 @@ pub struct Options {
     pub disk_name: Option<String>,
 }
 
-/// Reads only the configuration (for `config get`).
-fn inspect_config(target: &Path) -> Result<Option<(Config, String)>, InspectError> {
+/// Reads only the configuration of the bank that boots next (or of the archive), with where it
+/// came from, for the commands that need its files rather than a report (`config get`,
+/// `extract`). `None`: the bank holds no configuration.
+pub fn read_config(target: &Path) -> Result<Option<(Config, String)>, InspectError> {
     let (_, cfg) = inspect_inner(target)?;
     Ok(cfg)
 }
@@ -621,7 +623,7 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
 /// The esx.conf that the bank booting next (or the archive) holds, with where it came from; for
 /// `config get`.
 pub fn read_esx_conf(target: &Path) -> Result<(crate::esxconf::EsxConf, String), InspectError> {
-    let report_and_cfg = inspect_config(target)?;
+    let report_and_cfg = read_config(target)?;
     match report_and_cfg {
         Some((cfg, source)) => match cfg.esx_conf {
             Some(c) => Ok((c, source)),

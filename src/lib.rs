@@ -8,6 +8,7 @@ pub mod disk;
 pub mod enrich;
 pub mod envelope;
 pub mod esxconf;
+pub mod extract;
 pub mod fat;
 pub mod findings;
 pub mod fix;

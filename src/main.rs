@@ -72,6 +72,20 @@ enum Command {
     ///   bootbank restore /dev/sdb --from bootbank-backup-20261125T220000Z
     #[command(verbatim_doc_comment)]
     Restore(cli::fix::RestoreArgs),
+    /// Unpack the configuration files of the bank that boots next into a directory, for reading.
+    ///
+    /// DIR/state/ gets the members of state.tgz, DIR/local/ those of local.tgz (decrypted when
+    /// the configuration is encrypted with a key derivable offline; a TPM-sealed one is
+    /// refused). Every member is checked before anything is written: absolute names, `..`,
+    /// links pointing outside their directory, device and fifo members refuse the whole
+    /// extraction. DIR must be empty or missing unless --force; a symlink already in DIR is
+    /// never followed.
+    ///
+    /// Examples:
+    ///   bootbank extract /dev/sdb --to esx01-config
+    ///   bootbank extract configBundle-esx01.tgz --to esx01-config --json
+    #[command(verbatim_doc_comment)]
+    Extract(cli::extract::ExtractArgs),
 }
 
 #[derive(Subcommand)]
@@ -125,6 +139,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Fix(a) => cli::fix::run_fix(a),
         Command::Restore(a) => cli::fix::run_restore(a),
+        Command::Extract(a) => cli::extract::run(a),
         Command::Config(ConfigCommand::Get(a)) => cli::fix::run_get(a),
         Command::Config(ConfigCommand::Set(a)) => cli::fix::run_edit(
             a.target,

@@ -1,5 +1,6 @@
 //! Output formatting for the command line; the library does the work.
 
+pub mod extract;
 pub mod fix;
 pub mod human;
 pub mod inspect;

@@ -2,8 +2,10 @@
 
 pub mod extract;
 pub mod fix;
+pub mod generate;
 pub mod human;
 pub mod inspect;
+pub mod style;
 
 use serde::Serialize;
 use std::io::Write;

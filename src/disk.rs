@@ -15,7 +15,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use crate::vmdk::{self, Access, Container, Descriptor, VmdkError};
+use crate::vmdk::{self, Access, Descriptor, VmdkError};
 
 /// Where a [`Disk`]'s bytes live: a file or block device, or a test double that fails on cue.
 pub trait Storage {
@@ -145,20 +145,38 @@ pub struct Disk {
 impl Disk {
     /// Opens a path read-only. Block devices report their size through seeking to the end.
     pub fn open(path: &Path) -> Result<Disk, DiskError> {
+        match Disk::open_file(path)? {
+            (_, Some(d)) => Disk::open_extents(d, false),
+            (disk, None) => Ok(disk),
+        }
+    }
+
+    /// The file itself, read-only, and the VMDK descriptor it holds, if any (formats that need
+    /// converting are refused here).
+    fn open_file(path: &Path) -> Result<(Disk, Option<Descriptor>), DiskError> {
         let open_err = |source| DiskError::Open {
             path: path.display().to_string(),
             source,
         };
         let mut file = File::open(path).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
-        let is_block_device = meta.file_type().is_block_device();
         let len = file.seek(SeekFrom::End(0)).map_err(open_err)?;
-        if let Container::Flat(d) = vmdk::detect(&file, path, len, meta.is_file())? {
-            return Disk::open_extents(d, false);
-        }
         let mut disk = Disk::from_storage(Box::new(file), len, false);
-        disk.is_block_device = is_block_device;
-        Ok(disk)
+        disk.is_block_device = meta.file_type().is_block_device();
+        let descriptor = disk.container(path, meta.is_file())?;
+        Ok((disk, descriptor))
+    }
+
+    /// Looks at the first bytes (through the cache: the layers above read them next anyway)
+    /// for a format to refuse, and reads a small regular file whole for a VMDK descriptor.
+    fn container(&mut self, path: &Path, regular: bool) -> Result<Option<Descriptor>, DiskError> {
+        let magic = self.head(4)?;
+        vmdk::refuse_converted(&magic, path)?;
+        if !(regular && vmdk::may_be_descriptor(self.len)) {
+            return Ok(None);
+        }
+        let bytes = self.head(self.len as usize)?;
+        Ok(vmdk::descriptor(&bytes, path)?)
     }
 
     /// Opens the flat extents a VMDK descriptor names, as one disk. Writing takes the same
@@ -232,20 +250,10 @@ impl Disk {
             source,
         })?;
         let is_block_device = meta.file_type().is_block_device();
-        {
-            let file = File::open(path).map_err(|source| DiskError::Open {
-                path: name.clone(),
-                source,
-            })?;
-            let len = (&file)
-                .seek(SeekFrom::End(0))
-                .map_err(|source| DiskError::Open {
-                    path: name.clone(),
-                    source,
-                })?;
-            if let Container::Flat(d) = vmdk::detect(&file, path, len, meta.is_file())? {
-                return Disk::open_extents(d, true);
-            }
+        // A descriptor is replaced by its extents, and a format to refuse is refused, before
+        // anything is opened for writing.
+        if let (_, Some(d)) = Disk::open_file(path)? {
+            return Disk::open_extents(d, true);
         }
         if is_block_device && let Some(m) = mounted_from(path) {
             return Err(DiskError::Busy {

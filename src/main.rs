@@ -37,8 +37,10 @@ enum Command {
     /// Show what the host will boot next, with which configuration, and what will go wrong.
     ///
     /// TARGET is detected by content: a raw disk image or block device (opened read-only), a
-    /// partition image holding one bootbank, a state.tgz, a configBundle-*.tgz, or a directory
-    /// holding a mounted or copied bootbank. Nothing is ever written.
+    /// VMDK descriptor with flat extents (nested ESXi), a partition image holding one bootbank,
+    /// a state.tgz, a configBundle-*.tgz, or a directory holding a mounted or copied bootbank.
+    /// Nothing is ever written. Sparse VMDK and qcow2 must be converted first (the error says
+    /// how).
     ///
     /// Examples:
     ///   bootbank inspect /dev/sdb

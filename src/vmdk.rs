@@ -7,9 +7,7 @@
 //! opens them. Sparse formats interleave metadata with data: writing them safely would need a
 //! second implementation of their allocation rules, so they are refused before anything is read.
 
-use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// VMDK descriptors are small text files; anything larger is not one (and is not read whole).
@@ -304,48 +302,34 @@ fn suggested_output(path: &Path) -> String {
     }
 }
 
-/// What a file turned out to be.
-#[derive(Debug)]
-pub enum Container {
-    /// Raw bytes: read the file itself.
-    Raw,
-    /// A descriptor: read its flat extents.
-    Flat(Descriptor),
-}
-
-/// Tells a raw image from a descriptor, and refuses the formats that need converting. `file` is
-/// `path` opened for reading; `len` its size; `regular` false for block devices (which cannot be
-/// descriptors but can hold a qcow2 or sparse VMDK, e.g. a logical volume).
-pub fn detect(file: &File, path: &Path, len: u64, regular: bool) -> Result<Container, VmdkError> {
-    let read_err = |source| VmdkError::Read {
-        path: path.display().to_string(),
-        source,
-    };
-    let mut magic = [0u8; 4];
-    if len >= 4 {
-        file.read_exact_at(&mut magic, 0).map_err(read_err)?;
-    }
+/// Refuses the formats that need converting, from the first bytes of a file or device (a
+/// block device can hold one too, e.g. a logical volume given to a VM).
+pub fn refuse_converted(magic: &[u8], path: &Path) -> Result<(), VmdkError> {
     let convert = |format: &str| VmdkError::NeedsConversion {
         path: path.display().to_string(),
         format: format.to_string(),
         suggested: suggested_output(path),
     };
-    match &magic {
-        b"KDMV" => return Err(convert("sparse VMDK (KDMV header)")),
-        b"COWD" => return Err(convert("sparse VMDK (ESX 2 COWD header)")),
-        b"QFI\xfb" => return Err(convert("qcow2 image")),
-        _ => {}
+    match magic.get(..4) {
+        Some(b"KDMV") => Err(convert("sparse VMDK (KDMV header)")),
+        Some(b"COWD") => Err(convert("sparse VMDK (ESX 2 COWD header)")),
+        Some(b"QFI\xfb") => Err(convert("qcow2 image")),
+        _ => Ok(()),
     }
-    if !regular || !(4..=MAX_DESCRIPTOR).contains(&len) {
-        return Ok(Container::Raw);
+}
+
+/// Whether a regular file of `len` bytes is worth reading whole to look for a descriptor.
+pub fn may_be_descriptor(len: u64) -> bool {
+    (4..=MAX_DESCRIPTOR).contains(&len)
+}
+
+/// The descriptor in `bytes` (a whole small file), or `None` when it is not one.
+pub fn descriptor(bytes: &[u8], path: &Path) -> Result<Option<Descriptor>, VmdkError> {
+    if !looks_like_descriptor(bytes) {
+        return Ok(None);
     }
-    let mut text = vec![0u8; len as usize];
-    file.read_exact_at(&mut text, 0).map_err(read_err)?;
-    if !looks_like_descriptor(&text) {
-        return Ok(Container::Raw);
-    }
-    let text = String::from_utf8_lossy(&text);
-    Ok(Container::Flat(Descriptor::parse(&text, path)?))
+    let text = String::from_utf8_lossy(bytes);
+    Descriptor::parse(&text, path).map(Some)
 }
 
 /// VMware and qemu-img both begin descriptors with this comment; a raw disk begins with boot

@@ -98,6 +98,20 @@ fn flat_vmdk_reads_like_the_raw_image() {
     assert!(human.contains("the host boots partition 5"), "{human}");
     assert!(human.contains("critical problem"), "{human}");
     assert_eq!(owner(&dir, &vmdk), "passthru");
+    // extract reads through the descriptor too: the same esx.conf mtools finds on the raw image
+    let out = dir.join("extracted");
+    bootbank_ok(&dir, &["extract", p(&vmdk), "--to", p(&out)]);
+    let state = dir.join("state.tgz");
+    fs::write(&state, common::read_fat_file(&raw, 5, "state.tgz")).unwrap();
+    assert_eq!(
+        fs::read(out.join("state/local.tgz")).unwrap(),
+        common::tar_member(&state, "local.tgz")
+    );
+    assert!(
+        fs::read_to_string(out.join("local/etc/vmware/esx.conf"))
+            .unwrap()
+            .contains("/device/000:022:00.0/owner = \"passthru\"")
+    );
     // a relative descriptor path resolves the extent next to the descriptor, not the cwd
     let o = bootbank(&t.join("."), &["inspect", "--json", "demo/disk.vmdk"]);
     assert_eq!(o.status.code(), Some(0), "{}", output_text(&o));

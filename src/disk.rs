@@ -13,7 +13,9 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{FileExt, FileTypeExt, OpenOptionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::vmdk::{self, Access, Descriptor, VmdkError};
 
 /// Where a [`Disk`]'s bytes live: a file or block device, or a test double that fails on cue.
 pub trait Storage {
@@ -34,6 +36,64 @@ impl Storage for File {
     }
     fn sync(&mut self) -> io::Result<()> {
         self.sync_all()
+    }
+}
+
+/// One flat extent of a VMDK: disk bytes `[start, start+len)` live in `file` from `base`.
+struct ExtentPart {
+    start: u64,
+    len: u64,
+    file: File,
+    base: u64,
+}
+
+/// The flat extents of a VMDK as one storage; a read or write that spans extents is split.
+struct Extents {
+    parts: Vec<ExtentPart>,
+}
+
+impl Extents {
+    /// Calls `f(file, file_offset, range_in_buf)` for each extent piece of `[offset, offset+n)`.
+    fn each(
+        &self,
+        offset: u64,
+        n: usize,
+        mut f: impl FnMut(&File, u64, std::ops::Range<usize>) -> io::Result<()>,
+    ) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < n {
+            let pos = offset + done as u64;
+            let part = self
+                .parts
+                .iter()
+                .find(|p| pos >= p.start && pos < p.start + p.len)
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        format!("byte {pos} is past the last extent"),
+                    )
+                })?;
+            let within = pos - part.start;
+            let take = ((part.len - within) as usize).min(n - done);
+            f(&part.file, part.base + within, done..done + take)?;
+            done += take;
+        }
+        Ok(())
+    }
+}
+
+impl Storage for Extents {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let n = buf.len();
+        self.each(offset, n, |file, at, r| file.read_exact_at(&mut buf[r], at))
+    }
+    fn write_at(&mut self, offset: u64, buf: &[u8]) -> io::Result<()> {
+        self.each(offset, buf.len(), |file, at, r| {
+            file.write_all_at(&buf[r], at)
+        })
+    }
+    fn sync(&mut self) -> io::Result<()> {
+        self.parts.iter().try_for_each(|p| p.file.sync_all())
     }
 }
 
@@ -61,6 +121,8 @@ pub enum DiskError {
         "disk: {path} is in use ({why}); unmount it or stop what holds it, nothing was written"
     )]
     Busy { path: String, why: String },
+    #[error(transparent)]
+    Container(#[from] VmdkError),
 }
 
 /// A cached, counted view of a whole disk or image; read-only unless opened with
@@ -76,22 +138,106 @@ pub struct Disk {
     writes: u64,
     writable: bool,
     pub is_block_device: bool,
+    /// The VMDK descriptor the bytes were found through, if any.
+    descriptor: Option<PathBuf>,
 }
 
 impl Disk {
     /// Opens a path read-only. Block devices report their size through seeking to the end.
     pub fn open(path: &Path) -> Result<Disk, DiskError> {
+        match Disk::open_file(path)? {
+            (_, Some(d)) => Disk::open_extents(d, false),
+            (disk, None) => Ok(disk),
+        }
+    }
+
+    /// The file itself, read-only, and the VMDK descriptor it holds, if any (formats that need
+    /// converting are refused here).
+    fn open_file(path: &Path) -> Result<(Disk, Option<Descriptor>), DiskError> {
         let open_err = |source| DiskError::Open {
             path: path.display().to_string(),
             source,
         };
         let mut file = File::open(path).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
-        let is_block_device = meta.file_type().is_block_device();
         let len = file.seek(SeekFrom::End(0)).map_err(open_err)?;
         let mut disk = Disk::from_storage(Box::new(file), len, false);
-        disk.is_block_device = is_block_device;
+        disk.is_block_device = meta.file_type().is_block_device();
+        let descriptor = disk.container(path, meta.is_file())?;
+        Ok((disk, descriptor))
+    }
+
+    /// Looks at the first bytes (through the cache: the layers above read them next anyway)
+    /// for a format to refuse, and reads a small regular file whole for a VMDK descriptor.
+    fn container(&mut self, path: &Path, regular: bool) -> Result<Option<Descriptor>, DiskError> {
+        let magic = self.head(4)?;
+        vmdk::refuse_converted(&magic, path)?;
+        if !(regular && vmdk::may_be_descriptor(self.len)) {
+            return Ok(None);
+        }
+        let bytes = self.head(self.len as usize)?;
+        Ok(vmdk::descriptor(&bytes, path)?)
+    }
+
+    /// Opens the flat extents a VMDK descriptor names, as one disk. Writing takes the same
+    /// exclusive lock on every extent file as on an image file, so that two bootbanks never
+    /// write the same flat file.
+    fn open_extents(d: Descriptor, write: bool) -> Result<Disk, DiskError> {
+        d.check_extents()?;
+        let mut parts = Vec::with_capacity(d.extents.len());
+        let mut start = 0u64;
+        for e in &d.extents {
+            let name = e.file.display().to_string();
+            if write && e.access == Access::ReadOnly {
+                return Err(DiskError::ReadOnly {
+                    path: name,
+                    source: io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        format!(
+                            "{} line {} marks this extent RDONLY",
+                            d.path.display(),
+                            e.line
+                        ),
+                    ),
+                });
+            }
+            let file = OpenOptions::new()
+                .read(true)
+                .write(write)
+                .open(&e.file)
+                .map_err(|source| match source.raw_os_error() {
+                    Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) if write => {
+                        DiskError::ReadOnly {
+                            path: name.clone(),
+                            source,
+                        }
+                    }
+                    _ => DiskError::Container(d.extent_err(e, source)),
+                })?;
+            if write {
+                file.try_lock().map_err(|_| DiskError::Busy {
+                    path: name.clone(),
+                    why: "another process holds a lock on it (another bootbank?)".to_string(),
+                })?;
+            }
+            let len = e.sectors * vmdk::SECTOR;
+            parts.push(ExtentPart {
+                start,
+                len,
+                file,
+                base: e.offset * vmdk::SECTOR,
+            });
+            start += len;
+        }
+        let mut disk = Disk::from_storage(Box::new(Extents { parts }), start, write);
+        disk.descriptor = Some(d.path);
         Ok(disk)
+    }
+
+    /// The VMDK descriptor this disk was opened through: the bytes live in its extents, so
+    /// whoever wants to read or replace the target as a whole file must not use the given path.
+    pub fn descriptor(&self) -> Option<&Path> {
+        self.descriptor.as_deref()
     }
 
     /// Opens a path for writing, exclusively: a block device with `O_EXCL` (the kernel refuses
@@ -104,6 +250,11 @@ impl Disk {
             source,
         })?;
         let is_block_device = meta.file_type().is_block_device();
+        // A descriptor is replaced by its extents, and a format to refuse is refused, before
+        // anything is opened for writing.
+        if let (_, Some(d)) = Disk::open_file(path)? {
+            return Disk::open_extents(d, true);
+        }
         if is_block_device && let Some(m) = mounted_from(path) {
             return Err(DiskError::Busy {
                 path: name,
@@ -163,6 +314,7 @@ impl Disk {
             writes: 0,
             writable,
             is_block_device: false,
+            descriptor: None,
         }
     }
 
@@ -454,4 +606,51 @@ fn mounted_from(dev: &Path) -> Option<String> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two extents, the second at an offset in its file: reads and writes across the boundary
+    /// are split, the bytes before the offset are never touched.
+    #[test]
+    fn extents_split_reads_and_writes() {
+        let dir = std::env::temp_dir().join(format!("bootbank-extents-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&a, [1u8; 1024]).unwrap();
+        std::fs::write(
+            &b,
+            [9u8; 512]
+                .iter()
+                .chain(&[2u8; 1024])
+                .copied()
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        let text = format!(
+            "# Disk DescriptorFile\nRW 2 FLAT \"{}\" 0\nRW 2 FLAT \"{}\" 1\n",
+            a.display(),
+            b.display()
+        );
+        let d = Descriptor::parse(&text, &dir.join("x.vmdk")).unwrap();
+        let mut disk = Disk::open_extents(d.clone(), true).unwrap();
+        assert_eq!(disk.len(), 2048);
+        let mut buf = [0u8; 8];
+        disk.read_at(1020, &mut buf).unwrap();
+        assert_eq!(buf, [1, 1, 1, 1, 2, 2, 2, 2]);
+        disk.write_at(1022, &[7u8; 4]).unwrap();
+        drop(disk);
+        let a_bytes = std::fs::read(&a).unwrap();
+        let b_bytes = std::fs::read(&b).unwrap();
+        assert_eq!(&a_bytes[1020..], &[1, 1, 7, 7]);
+        assert_eq!(&b_bytes[510..516], &[9, 9, 7, 7, 2, 2]);
+        let mut disk = Disk::open_extents(d, false).unwrap();
+        assert!(matches!(
+            disk.read_at(2040, &mut [0u8; 16]),
+            Err(DiskError::Short { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -216,6 +216,7 @@ pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixEr
     let head = disk.head(inspect::HEAD)?;
     let mut plan = Plan::empty(target);
     if archive::is_gzip(&head) {
+        inspect::no_archive_in_vmdk(&disk)?;
         let bytes = std::fs::read(target).map_err(io_err(target))?;
         plan_archive(&bytes, what, &mut plan)?;
     } else {
@@ -994,6 +995,9 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
     let mut disk = Disk::open(target)?;
     let head = disk.head(inspect::HEAD)?;
     let is_archive = archive::is_gzip(&head);
+    if is_archive {
+        inspect::no_archive_in_vmdk(&disk)?;
+    }
     let banks = if is_archive {
         Vec::new()
     } else {

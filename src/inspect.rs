@@ -150,8 +150,10 @@ pub struct Options {
     pub disk_name: Option<String>,
 }
 
-/// Reads only the configuration (for `config get`).
-fn inspect_config(target: &Path) -> Result<Option<(Config, String)>, InspectError> {
+/// Reads only the configuration of the bank that boots next (or of the archive), with where it
+/// came from, for the commands that need its files rather than a report (`config get`,
+/// `extract`). `None`: the bank holds no configuration.
+pub fn read_config(target: &Path) -> Result<Option<(Config, String)>, InspectError> {
     let (_, cfg) = inspect_inner(target)?;
     Ok(cfg)
 }
@@ -239,6 +241,7 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
         let mut disk = Disk::open(target)?;
         let head = disk.head(HEAD)?;
         if archive::is_gzip(&head) {
+            no_archive_in_vmdk(&disk)?;
             drop(disk);
             let bytes = std::fs::read(target).map_err(|source| InspectError::Io {
                 path: target.display().to_string(),
@@ -274,6 +277,18 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
         }
     }
     Ok((report, config))
+}
+
+/// Archives are read and replaced as whole files by path; one inside a VMDK's flat extent
+/// would be read from the descriptor instead, so it is refused (nobody stores one that way).
+pub(crate) fn no_archive_in_vmdk(disk: &Disk) -> Result<(), InspectError> {
+    match disk.descriptor() {
+        Some(d) => Err(InspectError::NotEsxi(format!(
+            "vmdk: {}: the flat extent holds a gzip archive, not a disk; give the archive itself",
+            d.display()
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn meta_is_block(meta: &std::fs::Metadata) -> bool {
@@ -640,7 +655,7 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
 /// The esx.conf that the bank booting next (or the archive) holds, with where it came from; for
 /// `config get`.
 pub fn read_esx_conf(target: &Path) -> Result<(crate::esxconf::EsxConf, String), InspectError> {
-    let report_and_cfg = inspect_config(target)?;
+    let report_and_cfg = read_config(target)?;
     match report_and_cfg {
         Some((cfg, source)) => match cfg.esx_conf {
             Some(c) => Ok((c, source)),

@@ -2,7 +2,7 @@
 
 mod cli;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -20,6 +20,16 @@ use std::process::ExitCode;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Colour severities in the human output: auto (on a terminal, unless NO_COLOR is set and
+    /// non-empty), always, never. JSON is never coloured.
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    color: cli::style::ColorChoice,
 }
 
 #[derive(Subcommand)]
@@ -27,8 +37,10 @@ enum Command {
     /// Show what the host will boot next, with which configuration, and what will go wrong.
     ///
     /// TARGET is detected by content: a raw disk image or block device (opened read-only), a
-    /// partition image holding one bootbank, a state.tgz, a configBundle-*.tgz, or a directory
-    /// holding a mounted or copied bootbank. Nothing is ever written.
+    /// VMDK descriptor with flat extents (nested ESXi), a partition image holding one bootbank,
+    /// a state.tgz, a configBundle-*.tgz, or a directory holding a mounted or copied bootbank.
+    /// Nothing is ever written. Sparse VMDK and qcow2 must be converted first (the error says
+    /// how).
     ///
     /// Examples:
     ///   bootbank inspect /dev/sdb
@@ -97,6 +109,42 @@ enum Command {
     ///   bootbank restore /dev/sdb --from bootbank-backup-20261125T220000Z
     #[command(verbatim_doc_comment)]
     Restore(cli::fix::RestoreArgs),
+    /// Unpack the configuration files of the bank that boots next into a directory, for reading.
+    ///
+    /// DIR/state/ gets the members of state.tgz, DIR/local/ those of local.tgz (decrypted when
+    /// the configuration is encrypted with a key derivable offline; a TPM-sealed one is
+    /// refused). Every member is checked before anything is written: absolute names, `..`,
+    /// links pointing outside their directory, device and fifo members refuse the whole
+    /// extraction. DIR must be empty or missing unless --force; a symlink already in DIR is
+    /// never followed.
+    ///
+    /// Examples:
+    ///   bootbank extract /dev/sdb --to esx01-config
+    ///   bootbank extract configBundle-esx01.tgz --to esx01-config --json
+    #[command(verbatim_doc_comment)]
+    Extract(cli::extract::ExtractArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    ///
+    /// Examples:
+    ///   bootbank completions bash > /etc/bash_completion.d/bootbank
+    ///   bootbank completions zsh > "${fpath[1]}/_bootbank"
+    ///   bootbank completions fish > ~/.config/fish/completions/bootbank.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into a directory.
+    ///
+    /// Examples:
+    ///   bootbank man | man -l -
+    ///   bootbank man --out-dir /usr/local/share/man/man1
+    #[command(verbatim_doc_comment)]
+    Man {
+        /// Write bootbank.1 and bootbank-<command>.1 here instead of printing bootbank.1.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,12 +194,16 @@ struct UnsetArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    cli::style::init(cli.color);
     match cli.command {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Lint(a) => cli::lint::run(a),
         Command::Audit(a) => cli::audit::run(a),
         Command::Fix(a) => cli::fix::run_fix(a),
         Command::Restore(a) => cli::fix::run_restore(a),
+        Command::Extract(a) => cli::extract::run(a),
+        Command::Completions { shell } => cli::generate::completions(Cli::command(), shell),
+        Command::Man { out_dir } => cli::generate::man(Cli::command(), out_dir.as_deref()),
         Command::Config(ConfigCommand::Get(a)) => cli::fix::run_get(a),
         Command::Config(ConfigCommand::Set(a)) => cli::fix::run_edit(
             a.target,

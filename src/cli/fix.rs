@@ -156,7 +156,7 @@ fn choose_interactively(target: &Path) -> Result<Option<Vec<String>>, ExitCode> 
     }
     println!("Devices that will cripple this host at the next boot:");
     for f in &critical {
-        println!("  {}", f.message);
+        println!("  {}", super::style::severity(f.severity, &f.message));
     }
     if !ask("Give these back to the vmkernel?")? {
         return Ok(None);
@@ -287,7 +287,10 @@ fn print_plan(plan: &Plan) {
     for s in &plan.steps {
         println!("  {}:", s.location);
         for n in &s.notes {
-            println!("    note: {n}");
+            println!(
+                "    {}",
+                super::style::severity(Severity::Warning, &format!("note: {n}"))
+            );
         }
         if s.changes.is_empty() {
             println!("    no change");

@@ -184,8 +184,8 @@ pub fn render(r: &Report) -> String {
         for f in &r.findings {
             let _ = writeln!(
                 s,
-                "  {:<8} {:<26} {}",
-                f.severity.as_str(),
+                "  {} {:<26} {}",
+                super::style::severity(f.severity, &format!("{:<8}", f.severity.as_str())),
                 f.rule,
                 f.message
             );
@@ -226,7 +226,11 @@ pub fn verdict(r: &Report) -> String {
             if critical.len() == 1 { "" } else { "s" }
         );
         for f in &critical {
-            let _ = writeln!(s, "  ! {}", f.message);
+            let _ = writeln!(
+                s,
+                "  {}",
+                super::style::severity(Severity::Critical, &format!("! {}", f.message))
+            );
             if let Some(fix) = &f.fix {
                 let _ = writeln!(s, "    fix: {fix}");
             }

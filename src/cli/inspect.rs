@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 #[derive(Args)]
 pub struct InspectArgs {
-    /// Disk image, block device, partition image, state.tgz, config bundle or directory.
+    /// Disk image, block device, flat VMDK, partition image, state.tgz, config bundle or directory.
     target: PathBuf,
     /// Print the documented JSON report instead of text.
     #[arg(long)]

@@ -1,10 +1,13 @@
 //! Output formatting for the command line; the library does the work.
 
 pub mod audit;
+pub mod extract;
 pub mod fix;
+pub mod generate;
 pub mod human;
 pub mod inspect;
 pub mod lint;
+pub mod style;
 
 use serde::Serialize;
 use std::io::Write;

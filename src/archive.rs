@@ -416,8 +416,9 @@ fn splice_gzip(
     let raw = original.get(map.header_len..map.header_len + map.deflate_len)?;
     let level = level_of(xfl) as i32;
     let mut check = Vec::with_capacity(tar.len());
-    // The short re-encoding first; decoding the result shows whether it holds.
-    let body = [Resume::NextBlock, Resume::AfterWindow]
+    // Re-encode as little as a check of the following blocks allows; decoding the whole result
+    // shows it holds (and the 32 KiB rule is the fallback).
+    let body = [Resume::Checked, Resume::AfterWindow]
         .into_iter()
         .find_map(|resume| {
             let body = crate::deflate::splice(raw, &map.blocks, tar, hunks, level, resume).ok()?;

@@ -204,7 +204,12 @@ pub fn inflate_mapped(
                 return Ok((out, map, consumed));
             }
             z::Z_OK | z::Z_BUF_ERROR => {
-                if st.s.data_type & 128 != 0 && starts.last().map(|s| s.0) != Some(at_bit) {
+                // A boundary, unless it is the end of the final block (64: the last block has
+                // been started), which is no place to resume copying at.
+                if st.s.data_type & 128 != 0
+                    && st.s.data_type & 64 == 0
+                    && starts.last().map(|s| s.0) != Some(at_bit)
+                {
                     starts.push((at_bit, out.len()));
                 }
                 if st.s.avail_in == 0 && produced == 0 && st.s.avail_out > 0 {
@@ -332,6 +337,60 @@ pub enum Resume {
     /// into the changed bytes, which decoding the result and comparing shows. Re-encodes much
     /// less when blocks are large; the caller tries it first and falls back to `AfterWindow`.
     NextBlock,
+    /// `NextBlock` where decoding the original blocks up to the `AfterWindow` point with the new
+    /// history gives the new data (checked here, block by block, before anything is encoded),
+    /// else `AfterWindow`. Always correct, and never encodes more than needed.
+    Checked,
+}
+
+/// Whether the raw deflate data from bit `from_bit` on, decoded with `history` as the window,
+/// starts with `expected`.
+fn decodes_to(raw: &[u8], from_bit: u64, history: &[u8], expected: &[u8]) -> bool {
+    let (byte, r) = ((from_bit / 8) as usize, (from_bit % 8) as i32);
+    let Some(first) = raw.get(byte) else {
+        return expected.is_empty();
+    };
+    let input = &raw[byte + usize::from(r > 0)..];
+    let (Ok(avail_in), Ok(avail_out)) = (u32::try_from(input.len()), u32::try_from(expected.len()))
+    else {
+        return false;
+    };
+    let mut st = Stream {
+        s: Box::default(),
+        deflate: false,
+    };
+    // SAFETY: a default z_stream with a valid version string and size.
+    if unsafe { z::inflateInit2_(&mut *st.s, -15, z::zlibVersion(), stream_size()) } != z::Z_OK {
+        std::mem::forget(st);
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    // SAFETY: initialised stream; the pointers and lengths come from live slices that outlive
+    // the calls.
+    unsafe {
+        if !history.is_empty()
+            && z::inflateSetDictionary(&mut *st.s, history.as_ptr(), history.len() as u32)
+                != z::Z_OK
+        {
+            return false;
+        }
+        if r > 0 && z::inflatePrime(&mut *st.s, 8 - r, i32::from(*first >> r)) != z::Z_OK {
+            return false;
+        }
+        st.s.next_in = input.as_ptr();
+        st.s.avail_in = avail_in;
+        st.s.next_out = out.as_mut_ptr();
+        st.s.avail_out = avail_out;
+        while st.s.avail_out > 0 {
+            let before = (st.s.avail_in, st.s.avail_out);
+            match z::inflate(&mut *st.s, z::Z_NO_FLUSH) {
+                z::Z_OK if (st.s.avail_in, st.s.avail_out) != before => {}
+                z::Z_STREAM_END => break,
+                _ => return false,
+            }
+        }
+    }
+    st.s.avail_out == 0 && out == expected
 }
 
 /// The new raw deflate stream for `new`, given the original stream `old_raw` that decodes to the
@@ -363,16 +422,44 @@ pub fn splice(
             "the changes do not account for the new length".to_string(),
         ));
     }
+    // Old position -> new position, for positions outside every hunk.
+    let to_new = |x: usize| -> usize {
+        let d: isize = hunks
+            .iter()
+            .filter(|h| h.old.end <= x && !(h.old.is_empty() && h.old.start == x))
+            .map(|h| h.new_len as isize - h.old.len() as isize)
+            .sum();
+        (x as isize + d) as usize
+    };
     // Spans of blocks to re-encode: (first block, block to resume at or None for the end).
     let mut spans: Vec<(usize, Option<usize>)> = Vec::new();
     for h in hunks {
         let i = starts.partition_point(|s| s.1 <= h.old.start) - 1;
-        let reach = match resume {
-            Resume::AfterWindow => h.old.end + WINDOW,
-            Resume::NextBlock => h.old.end,
+        let resume_at = |reach: usize| {
+            Some(starts.partition_point(|s| s.1 < reach).max(i + 1)).filter(|&j| j < starts.len())
         };
-        let j =
-            Some(starts.partition_point(|s| s.1 < reach).max(i + 1)).filter(|&j| j < starts.len());
+        let safe = resume_at(h.old.end + WINDOW);
+        let j = match resume {
+            Resume::AfterWindow => safe,
+            Resume::NextBlock => resume_at(h.old.end),
+            Resume::Checked => match resume_at(h.old.end) {
+                // The original blocks from the next one up to the safe point must decode to
+                // the new data after the change, given the new data before them as history.
+                Some(j) if Some(j) != safe => {
+                    let at = to_new(starts[j].1);
+                    let until = safe.map_or(new.len(), |k| to_new(starts[k].1));
+                    let same = until >= at
+                        && decodes_to(
+                            old_raw,
+                            starts[j].0,
+                            &new[at.saturating_sub(WINDOW)..at],
+                            &new[at..until],
+                        );
+                    if same { Some(j) } else { safe }
+                }
+                other => other,
+            },
+        };
         match spans.last_mut() {
             Some(last) if last.1.is_none_or(|lj| i <= lj) => {
                 last.1 = match (last.1, j) {
@@ -383,15 +470,6 @@ pub fn splice(
             _ => spans.push((i, j)),
         }
     }
-    // Old position -> new position, for positions outside every hunk.
-    let to_new = |x: usize| -> usize {
-        let d: isize = hunks
-            .iter()
-            .filter(|h| h.old.end <= x && !(h.old.is_empty() && h.old.start == x))
-            .map(|h| h.new_len as isize - h.old.len() as isize)
-            .sum();
-        (x as isize + d) as usize
-    };
     let mut w = Bits::default();
     let mut copied_to = 0u64;
     for &(i, j) in &spans {
@@ -661,6 +739,9 @@ mod tests {
                 map.starts.len()
             );
             assert!(map.end_bit <= raw.len() as u64 * 8 && map.end_bit > raw.len() as u64 * 8 - 8);
+            // No block "starts" where the final block ends: nothing can be resumed there.
+            assert!(map.starts.last().unwrap().0 < map.end_bit);
+            assert!(map.starts.iter().all(|s| s.1 < data.len()));
         }
     }
 
@@ -685,9 +766,12 @@ mod tests {
             ],
         ];
         let mut aligned = 0;
-        for (n, edits) in cases.iter().enumerate() {
+        let runs = cases
+            .iter()
+            .flat_map(|c| [(c, Resume::AfterWindow), (c, Resume::Checked)]);
+        for (n, (edits, resume)) in runs.enumerate() {
             let (new, hunks) = apply(&data, edits);
-            let out = splice(&raw, &map, &new, &hunks, 6, Resume::AfterWindow).unwrap();
+            let out = splice(&raw, &map, &new, &hunks, 6, resume).unwrap();
             assert_eq!(inflate_check(&out), new, "case {n}");
             let mut fast = Vec::new();
             assert_eq!(

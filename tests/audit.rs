@@ -101,3 +101,56 @@ fn audit_reads_every_bundle_and_skips_the_bad_one() {
     );
     assert!(summary.contains("passthru-storage-adapter: 2"), "{summary}");
 }
+
+/// Builds the encrypted set of bench/audit: `BOOTBANK_AUDIT_N` config bundles (default 200)
+/// whose state.tgz holds a real mode-NONE envelope, in `BOOTBANK_AUDIT_DIR`; every 10th host has
+/// the story's esx.conf. Run by the bench, not by `cargo test`.
+#[test]
+#[ignore]
+fn make_audit_fixture() {
+    let Some(out) = std::env::var_os("BOOTBANK_AUDIT_DIR").map(std::path::PathBuf::from) else {
+        panic!("set BOOTBANK_AUDIT_DIR");
+    };
+    let n: usize = std::env::var("BOOTBANK_AUDIT_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    fs::create_dir_all(&out).unwrap();
+    let work = TempDir::new("audit-fixture");
+    let k = common::reference_key();
+    for i in 1..=n {
+        let conf = if i % 10 == 0 {
+            "story.conf"
+        } else {
+            "healthy.conf"
+        };
+        let root = work.join(format!("root{i}"));
+        let text = esxconf(conf).replace("\"esx01\"", &format!("\"esx{i}\""));
+        common::write_tree(
+            &root,
+            &[("etc/vmware/esx.conf".to_string(), text.into_bytes())],
+        );
+        let plain = work.join(format!("local{i}.tgz"));
+        common::mkstate_args(&root, &plain, &["--local-only"]);
+        let env = bootbank::envelope::Envelope::build_new(
+            &k.key_id,
+            &k.key,
+            &fs::read(&plain).unwrap(),
+            *b"WMV_\0\0\0\0\0\0\0\x01",
+        )
+        .unwrap();
+        let ve = work.join(format!("local{i}.tgz.ve"));
+        fs::write(&ve, env).unwrap();
+        let state = work.join(format!("state{i}.tgz"));
+        common::mkstate_args(
+            &root,
+            &state,
+            &["--encrypted", "NONE", "--ve", ve.to_str().unwrap()],
+        );
+        common::mkbundle(
+            &state,
+            &out.join(format!("configBundle-enc{i:05}.tgz")),
+            &[],
+        );
+    }
+}

@@ -322,6 +322,10 @@ pub struct Slice<'a> {
     start: u64,
     len: u64,
     pos: u64,
+    /// Where the last read went (absolute offset and length), when traced: lets the FAT layer
+    /// say which disk byte holds a given byte of a file, without this crate computing cluster
+    /// offsets itself.
+    trace: Option<std::rc::Rc<std::cell::Cell<Option<(u64, usize)>>>>,
 }
 
 impl<'a> Slice<'a> {
@@ -331,7 +335,14 @@ impl<'a> Slice<'a> {
             start,
             len,
             pos: 0,
+            trace: None,
         }
+    }
+
+    /// Records the absolute offset and length of every read into `cell` (the last one wins).
+    pub fn traced(mut self, cell: std::rc::Rc<std::cell::Cell<Option<(u64, usize)>>>) -> Self {
+        self.trace = Some(cell);
+        self
     }
 
     pub fn len(&self) -> u64 {
@@ -369,6 +380,9 @@ impl Read for Slice<'_> {
         self.disk
             .read_at(abs, &mut buf[..avail])
             .map_err(|e| io::Error::other(e.to_string()))?;
+        if let Some(t) = &self.trace {
+            t.set(Some((abs, avail)));
+        }
         self.pos += avail as u64;
         Ok(avail)
     }

@@ -1,5 +1,6 @@
 //! bootbank: read an ESXi boot disk offline and tell what the host will boot.
 pub mod archive;
+pub mod bank;
 pub mod bootbank;
 pub mod bootcfg;
 pub mod config;

@@ -59,10 +59,18 @@ enum Command {
     ///   bootbank fix state.tgz --device 000:022:00.0 --output fixed-state.tgz --yes
     #[command(verbatim_doc_comment)]
     Fix(cli::fix::FixArgs),
+    /// Which bank boots next, and changing it: status, rollback (Shift+R offline), select N.
+    ///
+    /// Examples:
+    ///   bootbank bank status /dev/sdb
+    ///   bootbank bank rollback /dev/sdb --dry-run
+    ///   bootbank bank select /dev/sdb 6 --yes
+    #[command(subcommand, verbatim_doc_comment)]
+    Bank(cli::bank::BankCommand),
     /// Read or change any esx.conf key through the same safe write path as `fix`.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Put back the files a `fix`, `config set` or `config unset` backed up.
+    /// Put back the files a `fix`, `config set|unset` or `bank rollback|select` backed up.
     ///
     /// Checks that the backup matches its manifest and that the target still holds what
     /// bootbank wrote (--force to override), then writes through the safe path, keeping a backup
@@ -125,6 +133,7 @@ fn main() -> ExitCode {
         Command::Inspect(a) => cli::inspect::run(a),
         Command::Fix(a) => cli::fix::run_fix(a),
         Command::Restore(a) => cli::fix::run_restore(a),
+        Command::Bank(c) => cli::bank::run(c),
         Command::Config(ConfigCommand::Get(a)) => cli::fix::run_get(a),
         Command::Config(ConfigCommand::Set(a)) => cli::fix::run_edit(
             a.target,

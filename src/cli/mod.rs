@@ -1,5 +1,6 @@
 //! Output formatting for the command line; the library does the work.
 
+pub mod bank;
 pub mod fix;
 pub mod human;
 pub mod inspect;

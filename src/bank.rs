@@ -47,15 +47,21 @@ pub enum BankOpError {
     Disk(#[from] DiskError),
     #[error(transparent)]
     Bank(#[from] BankError),
-    #[error("{target}: {what}, which holds no bootbanks; give the disk image, block device or bank partition")]
+    #[error(
+        "{target}: {what}, which holds no bootbanks; give the disk image, block device or bank partition"
+    )]
     NoBanks { target: String, what: String },
     #[error(
         "{target}: a lone bank partition holds one bank; give the whole disk to choose between banks"
     )]
     LonePartition { target: String },
-    #[error("no bank is valid, so none boots now and there is nothing to roll back from; use `bootbank bank select N`")]
+    #[error(
+        "no bank is valid, so none boots now and there is nothing to roll back from; use `bootbank bank select N`"
+    )]
     NothingBoots,
-    #[error("no alternate hypervisor to roll back to: partition {current} boots next and no other bank is valid ({why})")]
+    #[error(
+        "no alternate hypervisor to roll back to: partition {current} boots next and no other bank is valid ({why})"
+    )]
     NoAlternate { current: u32, why: String },
     #[error("partition {partition} is not a bootbank on this disk (banks: {banks})")]
     NoSuchBank { partition: u32, banks: String },
@@ -63,7 +69,9 @@ pub enum BankOpError {
     CannotBoot { partition: u32, why: String },
     #[error("partition {partition}: {state}; it cannot be completed or undone automatically")]
     Leftover { partition: u32, state: String },
-    #[error("partition {partition}: boot.cfg changed since the plan was made; nothing written there, run again")]
+    #[error(
+        "partition {partition}: boot.cfg changed since the plan was made; nothing written there, run again"
+    )]
     Changed { partition: u32 },
     #[error("{0}")]
     Backup(#[from] FixError),
@@ -475,7 +483,9 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
         });
     }
     let before = predict(&t.banks, &[]);
-    let next = before.next_boot_partition.ok_or(BankOpError::NothingBoots)?;
+    let next = before
+        .next_boot_partition
+        .ok_or(BankOpError::NothingBoots)?;
     let r = t
         .banks
         .iter()
@@ -493,7 +503,13 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
             .banks
             .iter()
             .filter(|v| v.partition != next)
-            .map(|v| format!("partition {}: {}", v.partition, v.invalid_reasons.join(", ")))
+            .map(|v| {
+                format!(
+                    "partition {}: {}",
+                    v.partition,
+                    v.invalid_reasons.join(", ")
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
         return Err(BankOpError::NoAlternate {

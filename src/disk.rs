@@ -315,6 +315,9 @@ impl Disk {
     }
 }
 
+/// Shared record of a [`Slice`]'s last read: absolute disk offset and length.
+pub type ReadTrace = std::rc::Rc<std::cell::Cell<Option<(u64, usize)>>>;
+
 /// A window `[start, start+len)` of a disk, used for one partition. Writes are refused: this
 /// layer is read-only and a FAT driver that tried to write would get an error, never the disk.
 pub struct Slice<'a> {
@@ -325,7 +328,7 @@ pub struct Slice<'a> {
     /// Where the last read went (absolute offset and length), when traced: lets the FAT layer
     /// say which disk byte holds a given byte of a file, without this crate computing cluster
     /// offsets itself.
-    trace: Option<std::rc::Rc<std::cell::Cell<Option<(u64, usize)>>>>,
+    trace: Option<ReadTrace>,
 }
 
 impl<'a> Slice<'a> {
@@ -340,7 +343,7 @@ impl<'a> Slice<'a> {
     }
 
     /// Records the absolute offset and length of every read into `cell` (the last one wins).
-    pub fn traced(mut self, cell: std::rc::Rc<std::cell::Cell<Option<(u64, usize)>>>) -> Self {
+    pub fn traced(mut self, cell: ReadTrace) -> Self {
         self.trace = Some(cell);
         self
     }

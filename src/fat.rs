@@ -4,7 +4,7 @@
 //! read-only [`Slice`](crate::disk::Slice): a write attempt by the driver fails instead of
 //! reaching the disk.
 
-use crate::disk::Slice;
+use crate::disk::{ReadTrace, Slice};
 use serde::Serialize;
 use std::cell::Cell;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -56,7 +56,7 @@ pub struct FatVolume<'a> {
     fs: fatfs::FileSystem<Slice<'a>>,
     offset: u64,
     /// The last read the driver made (absolute disk offset, length); see [`FatVolume::locate`].
-    last_read: Rc<Cell<Option<(u64, usize)>>>,
+    last_read: ReadTrace,
 }
 
 impl<'a> FatVolume<'a> {
@@ -66,9 +66,9 @@ impl<'a> FatVolume<'a> {
         let last_read = Rc::new(Cell::new(None));
         let fs = fatfs::FileSystem::new(slice.traced(last_read.clone()), fatfs::FsOptions::new())
             .map_err(|e| FatError::NotFat {
-                offset,
-                detail: e.to_string(),
-            })?;
+            offset,
+            detail: e.to_string(),
+        })?;
         Ok(FatVolume {
             fs,
             offset,

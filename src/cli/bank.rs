@@ -147,11 +147,9 @@ pub fn run(c: BankCommand) -> ExitCode {
         BankCommand::Rollback(a) => {
             execute(&a.target, &a.opts.opts(), bank::plan_rollback(&a.target))
         }
-        BankCommand::Select(a) => execute(
-            &a.target,
-            &a.opts.opts(),
-            bank::plan_select(&a.target, a.n),
-        ),
+        BankCommand::Select(a) => {
+            execute(&a.target, &a.opts.opts(), bank::plan_select(&a.target, a.n))
+        }
     }
 }
 
@@ -216,11 +214,7 @@ fn print_plan(plan: &BankPlan) {
 }
 
 /// Shows a plan, asks, writes, and prints the prediction read again from the disk.
-pub fn execute(
-    target: &Path,
-    w: &WriteOpts,
-    plan: Result<BankPlan, BankOpError>,
-) -> ExitCode {
+pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>) -> ExitCode {
     let plan = match plan {
         Ok(p) => p,
         Err(e) => return super::fail(&e.to_string(), code(&e)),

@@ -67,7 +67,9 @@ pub enum BankOpError {
     NoSuchBank { partition: u32, banks: String },
     #[error("partition {partition} cannot be made to boot: {why}")]
     CannotBoot { partition: u32, why: String },
-    #[error("partition {partition}: {state}; it cannot be completed or undone automatically")]
+    #[error(
+        "partition {partition}: {state}; it cannot be completed or undone automatically: look at the bank's files (e.g. with mdir) and restore boot.cfg from a backup"
+    )]
     Leftover { partition: u32, state: String },
     #[error(
         "partition {partition}: boot.cfg changed since the plan was made; nothing written there, run again"
@@ -117,10 +119,13 @@ pub struct Status {
     pub warnings: Vec<String>,
 }
 
-/// One bank as read for planning: boot.cfg as it will be after any leftover is completed.
+/// One bank as read. `bank.boot_cfg` is what the bootloader reads now (status predicts with
+/// it, like inspect); `effective` and `bytes` are boot.cfg as it will be once an interrupted
+/// replace is completed or undone, which the write commands do first and plan with.
 struct Read {
     bank: Bank,
-    /// The boot.cfg bytes in effect (empty when there is none).
+    effective: Result<BootCfg, String>,
+    /// The effective boot.cfg bytes (empty when there is none).
     bytes: Vec<u8>,
     leftover: Option<Leftover>,
 }
@@ -172,28 +177,31 @@ fn open(target: &Path) -> Result<Target, BankOpError> {
         .unwrap_or_default();
     let names = boot_names();
     let mut banks = Vec::new();
-    for mut bank in found.banks {
+    for bank in found.banks {
         let leftover = Leftover::detect(&bank.files, &names);
         let file = leftover
             .as_ref()
             .map(|l| l.effective(&names).to_string())
             .unwrap_or_else(|| names.current.clone());
         let bytes = bootbank::read_file(&mut disk, &bank, &file)?.unwrap_or_default();
-        if let Some(l) = &leftover {
-            warnings.push(format!(
-                "{}: {}",
-                where_(lone, bank.partition),
-                l.describe(&names)
-            ));
-            // Predict with the boot.cfg that recovery will put in place.
-            bank.boot_cfg = if bytes.is_empty() {
-                Err(format!("no /{file}"))
-            } else {
-                BootCfg::parse(&bytes).map_err(|e| e.to_string())
-            };
-        }
+        let effective = match &leftover {
+            None => bank.boot_cfg.clone(),
+            Some(l) => {
+                warnings.push(format!(
+                    "{}: {}; `bank rollback`, `bank select` and `restore` complete or undo it first",
+                    where_(lone, bank.partition),
+                    l.describe(&names)
+                ));
+                if bytes.is_empty() {
+                    Err(format!("no /{file}"))
+                } else {
+                    BootCfg::parse(&bytes).map_err(|e| e.to_string())
+                }
+            }
+        };
         banks.push(Read {
             bank,
+            effective,
             bytes,
             leftover,
         });
@@ -213,28 +221,60 @@ fn where_(lone: bool, p: u32) -> String {
     }
 }
 
+/// Which boot.cfg of a bank to predict with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// What the bootloader reads now.
+    Now,
+    /// After interrupted writes are completed or undone.
+    Effective,
+}
+
+fn cfg_of(r: &Read, view: View) -> &Result<BootCfg, String> {
+    match view {
+        View::Now => &r.bank.boot_cfg,
+        View::Effective => &r.effective,
+    }
+}
+
 /// Predicts with boot.cfg of some banks replaced.
-fn predict(banks: &[Read], replaced: &[(u32, &BootCfg)]) -> nextboot::Prediction {
+fn predict_view(banks: &[Read], view: View, replaced: &[(u32, &BootCfg)]) -> nextboot::Prediction {
     let candidates: Vec<Candidate> = banks
         .iter()
         .map(|r| Candidate {
             partition: r.bank.partition,
             boot_cfg: match replaced.iter().find(|(p, _)| *p == r.bank.partition) {
                 Some((_, c)) => Ok(*c),
-                None => r.bank.boot_cfg.as_ref().map_err(|e| e.clone()),
+                None => cfg_of(r, view).as_ref().map_err(|e| e.clone()),
             },
         })
         .collect();
     nextboot::predict(&candidates)
 }
 
+/// Predicts for planning (the effective boot.cfg files).
+fn predict(banks: &[Read], replaced: &[(u32, &BootCfg)]) -> nextboot::Prediction {
+    predict_view(banks, View::Effective, replaced)
+}
+
 /// What Shift+R would boot: the next bank marked invalid, selection again.
-fn rollback_target(banks: &[Read], next: Option<u32>) -> Option<u32> {
+fn rollback_target(banks: &[Read], view: View, next: Option<u32>) -> Option<u32> {
     let next = next?;
     let r = banks.iter().find(|r| r.bank.partition == next)?;
-    let cfg = r.bank.boot_cfg.as_ref().ok()?;
-    let rolled = BootCfg::parse(&set_int(&r.bytes, cfg, "bootstate", 3)).ok()?;
-    predict(banks, &[(next, &rolled)]).next_boot_partition
+    let rolled = rolled(cfg_of(r, view).as_ref().ok()?)?;
+    predict_view(banks, view, &[(next, &rolled)]).next_boot_partition
+}
+
+/// The selection-relevant keys of `cfg` with bootstate 3: what the bank looks like to the
+/// bootloader after a rollback.
+fn rolled(cfg: &BootCfg) -> Option<BootCfg> {
+    let text = format!(
+        "bootstate=3\nupdated={}\nbuild={}\nquickboot={}\n",
+        cfg.updated(),
+        cfg.build(),
+        cfg.quickboot()
+    );
+    BootCfg::parse(text.as_bytes()).ok()
 }
 
 /// `bank status`.
@@ -244,7 +284,7 @@ pub fn status(target: &Path) -> Result<Status, BankOpError> {
 }
 
 fn status_of(target: &Path, t: &Target) -> Status {
-    let prediction = predict(&t.banks, &[]);
+    let prediction = predict_view(&t.banks, View::Now, &[]);
     let banks = prediction
         .banks
         .iter()
@@ -272,7 +312,7 @@ fn status_of(target: &Path, t: &Target) -> Status {
         rollback_partition: if t.lone {
             None
         } else {
-            rollback_target(&t.banks, prediction.next_boot_partition)
+            rollback_target(&t.banks, View::Now, prediction.next_boot_partition)
         },
         warnings: t.warnings.clone(),
     }
@@ -421,12 +461,33 @@ fn key_changes(old: &BootCfg, new: &BootCfg) -> Vec<KeyChange> {
 }
 
 fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpError> {
-    let (method, offset) = method_for(&r.bytes, &new_bytes);
-    let old = r.bank.boot_cfg.as_ref().ok();
-    let new = BootCfg::parse(&new_bytes).map_err(|e| BankOpError::CannotBoot {
-        partition: r.bank.partition,
-        why: e.to_string(),
-    })?;
+    if r.leftover == Some(Leftover::All) {
+        return Err(BankOpError::Leftover {
+            partition: r.bank.partition,
+            state: Leftover::All.describe(&boot_names()),
+        });
+    }
+    let changed = r.bytes != new_bytes;
+    let (method, offset) = if changed {
+        method_for(&r.bytes, &new_bytes)
+    } else {
+        (Method::ReplaceFile, None)
+    };
+    let old = r.effective.as_ref().ok();
+    let new = if changed {
+        Some(
+            BootCfg::parse(&new_bytes).map_err(|e| BankOpError::CannotBoot {
+                partition: r.bank.partition,
+                why: e.to_string(),
+            })?,
+        )
+    } else {
+        None
+    };
+    let changes = match (old, &new) {
+        (Some(o), Some(n)) => key_changes(o, n),
+        _ => Vec::new(),
+    };
     let mut notes = Vec::new();
     if let Some(l) = &r.leftover {
         notes.push(format!(
@@ -434,22 +495,24 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
             l.describe(&boot_names())
         ));
     }
-    match method {
-        Method::InPlaceDigit => notes.push(format!(
+    const SAFE: &str = "boot.cfg is replaced the safe way (boot.new written, read back, renamed)";
+    let bootstate_only = !changes.is_empty() && changes.iter().all(|c| c.key == "bootstate");
+    match (method, changed) {
+        (_, false) => {}
+        (Method::InPlaceDigit, true) => notes.push(format!(
             "the bootstate digit (byte {} of boot.cfg) is overwritten in place, as the bootloader does: one byte, file size and time unchanged",
             offset.unwrap_or(0)
         )),
-        Method::ReplaceFile if r.bytes != new_bytes => notes.push(
-            if old.is_some_and(|c| !c.has_bootstate()) {
-                "boot.cfg has no bootstate line, so one digit cannot be overwritten in place: boot.cfg is replaced the safe way (boot.new written, read back, renamed)"
-            } else if old.is_some_and(|c| c.get("bootstate").is_some_and(|v| v.text.len() != 1)) && key_changes(old.expect("checked"), &new).iter().all(|c| c.key == "bootstate") {
-                "bootstate is not written as one digit, so it cannot be overwritten in place: boot.cfg is replaced the safe way (boot.new written, read back, renamed)"
-            } else {
-                "the change alters boot.cfg's length: boot.cfg is replaced the safe way (boot.new written, read back, renamed)"
-            }
-            .to_string(),
-        ),
-        Method::ReplaceFile => {}
+        (Method::ReplaceFile, true) => notes.push(match old.map(|c| c.get("bootstate")) {
+            Some(None) if bootstate_only => format!(
+                "boot.cfg has no bootstate line, so one digit cannot be overwritten in place: {SAFE}"
+            ),
+            Some(Some(v)) if bootstate_only && v.text.len() != 1 => format!(
+                "bootstate is not written as one digit ({}), so it cannot be overwritten in place: {SAFE}",
+                v.text
+            ),
+            _ => format!("the change alters boot.cfg's length: {SAFE}"),
+        }),
     }
     Ok(BankStep {
         partition: (!lone).then_some(r.bank.partition),
@@ -457,13 +520,28 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
         file: BOOT_CFG.to_string(),
         method,
         offset_in_file: offset,
-        changes: old.map(|o| key_changes(o, &new)).unwrap_or_default(),
+        changes,
         notes,
         recover: r.leftover.clone(),
         old_bytes: r.bytes.clone(),
         new_bytes,
         number: r.bank.partition,
     })
+}
+
+/// Refuses a leftover no recovery can settle, and puts first a recovery-only step for every bank
+/// with a leftover that the plan does not otherwise change, so that the banks are after the write
+/// what the plan predicted with.
+fn add_recoveries(t: &Target, plan: &mut BankPlan) -> Result<(), BankOpError> {
+    let mut first = Vec::new();
+    for r in t.banks.iter().filter(|r| r.leftover.is_some()) {
+        if !plan.steps.iter().any(|s| s.number == r.bank.partition) {
+            first.push(step(t.lone, r, r.bytes.clone())?);
+        }
+    }
+    first.append(&mut plan.steps);
+    plan.steps = first;
+    Ok(())
 }
 
 fn banks_list(t: &Target) -> String {
@@ -491,7 +569,10 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
         .iter()
         .find(|r| r.bank.partition == next)
         .expect("the next bank is one of the banks");
-    let cfg = r.bank.boot_cfg.as_ref().expect("a valid bank parses");
+    let cfg = r
+        .effective
+        .as_ref()
+        .map_err(|_| BankOpError::NothingBoots)?;
     let new_bytes = set_int(&r.bytes, cfg, "bootstate", 3);
     let new_cfg = BootCfg::parse(&new_bytes).map_err(|e| BankOpError::CannotBoot {
         partition: next,
@@ -522,7 +603,7 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
         });
     };
     let step = step(false, r, new_bytes)?;
-    Ok(BankPlan {
+    let mut plan = BankPlan {
         target: target.display().to_string(),
         action: "rollback",
         selected_partition: None,
@@ -533,7 +614,9 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
         ),
         steps: vec![step],
         target_path: target.to_path_buf(),
-    })
+    };
+    add_recoveries(&t, &mut plan)?;
+    Ok(plan)
 }
 
 /// Plans `bank select N`: bank N boots next, changing only bank N.
@@ -551,7 +634,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
         });
     };
     let cannot = |why: String| BankOpError::CannotBoot { partition: n, why };
-    let cfg = r.bank.boot_cfg.as_ref().map_err(|e| cannot(e.clone()))?;
+    let cfg = r.effective.as_ref().map_err(|e| cannot(e.clone()))?;
     if cfg.build().is_empty() {
         return Err(cannot(
             "its boot.cfg has no build= line (an empty bank, e.g. the second bank after a fresh install)".into(),
@@ -581,6 +664,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     };
     if before.next_boot_partition == Some(n) {
         plan.explanation = format!("partition {n} already boots next: nothing to change");
+        add_recoveries(&t, &mut plan)?;
         return Ok(plan);
     }
     let mut bytes = r.bytes.clone();
@@ -600,7 +684,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             .iter()
             .filter(|v| v.valid && v.partition != n)
             .filter_map(|v| t.banks.iter().find(|r| r.bank.partition == v.partition))
-            .filter_map(|r| r.bank.boot_cfg.as_ref().ok().map(|c| c.updated()))
+            .filter_map(|r| r.effective.as_ref().ok().map(|c| c.updated()))
             .max()
             .unwrap_or(0);
         let new_updated = top.max(0) + 1;
@@ -625,6 +709,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
         why.join("; ")
     );
     plan.steps.push(step(false, r, bytes)?);
+    add_recoveries(&t, &mut plan)?;
     Ok(plan)
 }
 
@@ -713,6 +798,7 @@ pub fn plan_restore(
     }
     let refs: Vec<(u32, &BootCfg)> = restored.iter().map(|(p, c)| (*p, c)).collect();
     plan.next_boot_partition_after = predict(&t.banks, &refs).next_boot_partition;
+    add_recoveries(&t, &mut plan)?;
     Ok(Some(plan))
 }
 

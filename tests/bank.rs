@@ -556,12 +556,16 @@ fn interrupted_boot_cfg_replace_is_reported_and_completed() {
     b6.payload = true;
     b6.extra_files = vec![("boot.new".into(), cfg6.clone().into_bytes())];
     let (t, img) = build("bank-leftover", demo(story_bank(3, 0), b6));
-    let s = json(t.path(), &["bank", "status", p(&img), "--json"]);
-    assert_eq!(s["next_boot_partition"], 6, "{s:#}");
+    // Status says what the bootloader does now (bank 6 has no boot.cfg, so it is skipped), as
+    // inspect does, and names the leftover.
+    let s = status_agrees_with_inspect(&t, &img);
+    assert_eq!(s["next_boot_partition"], 5, "{s:#}");
     assert!(
         s["warnings"][0].as_str().unwrap().contains("boot.new"),
         "{s:#}"
     );
+    // The write commands complete it first and plan with the completed boot.cfg: bank 6 then
+    // boots next, and the rollback marks it invalid.
     let o = bootbank_ok(
         t.path(),
         &[
@@ -585,4 +589,38 @@ fn interrupted_boot_cfg_replace_is_reported_and_completed() {
         json(t.path(), &["inspect", p(&img), "--json"])["next_boot_partition"],
         5
     );
+}
+
+/// A leftover in a bank the command does not change is still completed, so the banks after the
+/// write are those the plan predicted with.
+#[test]
+fn leftover_in_an_unchanged_bank_is_completed_too() {
+    if !tools() {
+        return;
+    }
+    let mut b6 = healthy_bank(2, 0);
+    b6.extra_files = vec![(
+        "boot.new".into(),
+        b"bootstate=0\nbuild=x\nupdated=9\n".to_vec(),
+    )];
+    let (t, img) = build("bank-leftover-other", demo(story_bank(3, 0), b6));
+    let cfg6 = common::mtype(&img, 6, "boot.cfg");
+    let o = bootbank_ok(
+        t.path(),
+        &[
+            "bank",
+            "select",
+            p(&img),
+            "5",
+            "--yes",
+            "--backup-dir",
+            p(&t.join("b")),
+        ],
+    );
+    assert!(o.contains("already boots next"), "{o}");
+    assert!(o.contains("Recovered: partition 6"), "{o}");
+    let names = common::mdir(&img, 6).join(" ").to_ascii_lowercase();
+    assert!(!names.contains("boot.new"), "{names}");
+    assert_eq!(common::mtype(&img, 6, "boot.cfg"), cfg6);
+    common::fsck_fat_partitions(&img, t.path());
 }

@@ -186,15 +186,13 @@ fn print_plan(plan: &BankPlan) {
             "  {where_} /{} ({}):",
             s.file,
             match s.method {
+                _ if s.old_bytes == s.new_bytes => "unchanged",
                 Method::InPlaceDigit => "one digit in place",
                 Method::ReplaceFile => "file replaced",
             }
         );
         for n in &s.notes {
             println!("    note: {n}");
-        }
-        if s.changes.is_empty() && s.old_bytes == s.new_bytes {
-            println!("    no change");
         }
         for c in &s.changes {
             println!(
@@ -277,13 +275,17 @@ pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>
         for wr in &outcome.written {
             println!("Written and verified: {wr}");
         }
-        println!(
-            "{} bytes written in {} writes; undo with: bootbank restore {} --from {}",
-            outcome.stats.bytes_written,
-            outcome.stats.write_calls,
-            target.display(),
-            outcome.backup_dir.as_deref().unwrap_or("<backup dir>")
+        print!(
+            "{} bytes written in {} writes",
+            outcome.stats.bytes_written, outcome.stats.write_calls
         );
+        match &outcome.backup_dir {
+            Some(b) => println!(
+                "; undo with: bootbank restore {} --from {b}",
+                target.display()
+            ),
+            None => println!(),
+        }
         if let Ok(s) = &after {
             println!("\nRead back from the disk:");
             print!("{}", render_status(s));

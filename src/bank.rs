@@ -13,8 +13,9 @@
 //! byte is overwritten in place inside boot.cfg's existing cluster, as the bootloader itself
 //! does; the FAT driver says which disk byte holds it ([`FatVolume::locate`]), the directory
 //! entry (size, time) is not touched, and a one-byte write cannot be torn (a sector is written
-//! whole). Anything else (a missing or multi-digit `bootstate`, a new `updated`) changes the
-//! file's length, so boot.cfg is replaced the safe way of `fix` ([`transaction::replace`]:
+//! whole). Anything else (a missing or multi-digit `bootstate`; a new `updated`, which generally
+//! changes the file's length and which the bootloader never rewrites) replaces boot.cfg the safe
+//! way of `fix` ([`transaction::replace`]:
 //! `boot.new` written and verified, then renamed). Both paths take the disk exclusively, back up
 //! boot.cfg with a sha256 manifest first (undone by `bootbank restore`), sync, and read back.
 

@@ -50,8 +50,9 @@ pub enum BankCommand {
     /// one above the other valid banks' largest only when the bank would not win otherwise.
     /// The other banks stay valid, so Shift+R can still go back to them (the second method is
     /// `bank rollback`, which gives that fallback up). When only the bootstate digit changes it
-    /// is overwritten in place; a new updated changes the file's length, so boot.cfg is
-    /// replaced the safe way (boot.new written, read back, renamed).
+    /// is overwritten in place; a new updated generally changes the file's length (and the
+    /// bootloader never rewrites it in place), so boot.cfg is then replaced the safe way
+    /// (boot.new written, read back, renamed).
     ///
     /// Refused: N is not a bank; bank N has no usable boot.cfg, no build= line, no kernel or
     /// payloads (an empty bank), or quickboot set.

@@ -467,6 +467,9 @@ impl Disk {
     }
 }
 
+/// Shared record of a [`Slice`]'s last read: absolute disk offset and length.
+pub type ReadTrace = std::rc::Rc<std::cell::Cell<Option<(u64, usize)>>>;
+
 /// A window `[start, start+len)` of a disk, used for one partition. Writes are refused: this
 /// layer is read-only and a FAT driver that tried to write would get an error, never the disk.
 pub struct Slice<'a> {
@@ -474,6 +477,10 @@ pub struct Slice<'a> {
     start: u64,
     len: u64,
     pos: u64,
+    /// Where the last read went (absolute offset and length), when traced: lets the FAT layer
+    /// say which disk byte holds a given byte of a file, without this crate computing cluster
+    /// offsets itself.
+    trace: Option<ReadTrace>,
 }
 
 impl<'a> Slice<'a> {
@@ -483,7 +490,14 @@ impl<'a> Slice<'a> {
             start,
             len,
             pos: 0,
+            trace: None,
         }
+    }
+
+    /// Records the absolute offset and length of every read into `cell` (the last one wins).
+    pub fn traced(mut self, cell: ReadTrace) -> Self {
+        self.trace = Some(cell);
+        self
     }
 
     pub fn len(&self) -> u64 {
@@ -521,6 +535,9 @@ impl Read for Slice<'_> {
         self.disk
             .read_at(abs, &mut buf[..avail])
             .map_err(|e| io::Error::other(e.to_string()))?;
+        if let Some(t) = &self.trace {
+            t.set(Some((abs, avail)));
+        }
         self.pos += avail as u64;
         Ok(avail)
     }

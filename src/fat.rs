@@ -4,9 +4,11 @@
 //! read-only [`Slice`](crate::disk::Slice): a write attempt by the driver fails instead of
 //! reaching the disk.
 
-use crate::disk::Slice;
+use crate::disk::{ReadTrace, Slice};
 use serde::Serialize;
-use std::io::{self, Read, Write};
+use std::cell::Cell;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::rc::Rc;
 
 /// A file in the volume's root directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -53,19 +55,25 @@ pub const MAX_READ: u64 = 256 * 1024 * 1024;
 pub struct FatVolume<'a> {
     fs: fatfs::FileSystem<Slice<'a>>,
     offset: u64,
+    /// The last read the driver made (absolute disk offset, length); see [`FatVolume::locate`].
+    last_read: ReadTrace,
 }
 
 impl<'a> FatVolume<'a> {
     /// Opens the volume that starts at the slice's first byte.
     pub fn open(slice: Slice<'a>) -> Result<FatVolume<'a>, FatError> {
         let offset = slice.absolute(0);
-        let fs = fatfs::FileSystem::new(slice, fatfs::FsOptions::new()).map_err(|e| {
-            FatError::NotFat {
-                offset,
-                detail: e.to_string(),
-            }
+        let last_read = Rc::new(Cell::new(None));
+        let fs = fatfs::FileSystem::new(slice.traced(last_read.clone()), fatfs::FsOptions::new())
+            .map_err(|e| FatError::NotFat {
+            offset,
+            detail: e.to_string(),
         })?;
-        Ok(FatVolume { fs, offset })
+        Ok(FatVolume {
+            fs,
+            offset,
+            last_read,
+        })
     }
 
     /// `FAT12`, `FAT16` or `FAT32`.
@@ -135,6 +143,46 @@ impl<'a> FatVolume<'a> {
             });
         }
         Ok(Some(buf))
+    }
+
+    /// The absolute disk offset of byte `at` of root-directory file `name`, as the FAT driver
+    /// finds it: it follows the file's cluster chain and reads that one byte, and the read it
+    /// makes names the disk offset. Used to overwrite one byte of a file in place (as the
+    /// bootloader rewrites the `bootstate` digit) without this crate computing cluster offsets
+    /// itself. Returns the offset and the byte found there.
+    pub fn locate(&self, name: &str, at: u64) -> Result<(u64, u8), FatError> {
+        let entry = self
+            .root()?
+            .into_iter()
+            .find(|f| f.name.eq_ignore_ascii_case(name) && !f.is_dir);
+        let Some(info) = entry else {
+            return Err(self.read_err(name, io::Error::other("no such file")));
+        };
+        if at >= info.size {
+            return Err(self.read_err(
+                name,
+                io::Error::other(format!("byte {at} is past the end ({} bytes)", info.size)),
+            ));
+        }
+        let mut f = self
+            .fs
+            .root_dir()
+            .open_file(&info.name)
+            .map_err(|e| self.read_err(name, e))?;
+        f.seek(SeekFrom::Start(at))
+            .map_err(|e| self.read_err(name, e))?;
+        self.last_read.set(None);
+        let mut byte = [0u8; 1];
+        let n = f.read(&mut byte).map_err(|e| self.read_err(name, e))?;
+        match (n, self.last_read.get()) {
+            (1, Some((abs, 1))) => Ok((abs, byte[0])),
+            (n, last) => Err(self.read_err(
+                name,
+                io::Error::other(format!(
+                    "cannot tell where byte {at} lies (read {n} bytes, driver read {last:?})"
+                )),
+            )),
+        }
     }
 
     /// Creates `name` in the root directory (it must not exist) with `data`, flushed to disk.

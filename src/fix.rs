@@ -780,7 +780,42 @@ pub fn default_backup_dir() -> PathBuf {
 
 /// Writes the backup (copies of every file about to change and a manifest), fsynced.
 pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
-    let target = std::fs::canonicalize(&plan.target_path).map_err(io_err(&plan.target_path))?;
+    let files: Vec<BackupFile> = plan
+        .steps
+        .iter()
+        .filter(|s| !s.changes.is_empty())
+        .map(|s| BackupFile {
+            partition: s.partition,
+            bank_uuid: s.bank_uuid.clone(),
+            file: s.file.clone(),
+            old_bytes: &s.old_bytes,
+            new_bytes: &s.new_bytes,
+        })
+        .collect();
+    write_backup_files(&plan.target_path, dir, &files)
+}
+
+/// One file to copy into a backup before it changes.
+#[derive(Debug, Clone)]
+pub struct BackupFile<'a> {
+    pub partition: Option<u32>,
+    pub bank_uuid: Option<String>,
+    /// The file's name in the bank (`state.tgz`, `boot.cfg`) or the target file's name.
+    pub file: String,
+    pub old_bytes: &'a [u8],
+    pub new_bytes: &'a [u8],
+}
+
+/// Writes a backup of `files` taken from `target` into `dir`, with the sha256 manifest that
+/// `restore` checks, everything fsynced before the caller writes anything to the target. Shared
+/// by `fix` and `bank` so that one `restore` undoes either.
+pub fn write_backup_files(
+    target: &Path,
+    dir: &Path,
+    files: &[BackupFile<'_>],
+) -> Result<(), FixError> {
+    let target_path = target;
+    let target = std::fs::canonicalize(target_path).map_err(io_err(target_path))?;
     let dir_abs = std::path::absolute(dir).map_err(io_err(dir))?;
     if dir_abs.starts_with(&target) || dir_abs == target {
         return Err(FixError::Refused(format!(
@@ -790,7 +825,7 @@ pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
     }
     std::fs::create_dir_all(dir).map_err(io_err(dir))?;
     let mut entries = Vec::new();
-    for s in plan.steps.iter().filter(|s| !s.changes.is_empty()) {
+    for s in files {
         let backup = match s.partition {
             Some(p) => format!("partition{p}-{}", s.file),
             None => s.file.clone(),
@@ -806,15 +841,15 @@ pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
                     path.display()
                 )));
             }
-            Err(_) => write_synced(&path, &s.old_bytes)?,
+            Err(_) => write_synced(&path, s.old_bytes)?,
         }
         entries.push(ManifestEntry {
             partition: s.partition,
             bank_uuid: s.bank_uuid.clone(),
             file: s.file.clone(),
             backup,
-            sha256_before: sha256_hex(&s.old_bytes),
-            sha256_after: sha256_hex(&s.new_bytes),
+            sha256_before: sha256_hex(s.old_bytes),
+            sha256_after: sha256_hex(s.new_bytes),
             size: s.old_bytes.len() as u64,
         });
     }

@@ -449,7 +449,7 @@ fn banks_and_config(
     Ok(Some((cfg, label)))
 }
 
-fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> BankReport {
+pub(crate) fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> BankReport {
     let cfg: Option<&BootCfg> = b.boot_cfg.as_ref().ok();
     BankReport {
         partition: (!lone).then_some(b.partition),

@@ -1,6 +1,7 @@
 //! bootbank: read an ESXi boot disk offline and tell what the host will boot.
 pub mod archive;
 pub mod audit;
+pub mod bank;
 pub mod bootbank;
 pub mod bootcfg;
 pub mod config;

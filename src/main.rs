@@ -96,10 +96,18 @@ enum Command {
     ///   bootbank fix state.tgz --device 000:022:00.0 --output fixed-state.tgz --yes
     #[command(verbatim_doc_comment)]
     Fix(cli::fix::FixArgs),
+    /// Which bank boots next, and changing it: status, rollback (Shift+R offline), select N.
+    ///
+    /// Examples:
+    ///   bootbank bank status /dev/sdb
+    ///   bootbank bank rollback /dev/sdb --dry-run
+    ///   bootbank bank select /dev/sdb 6 --yes
+    #[command(subcommand, verbatim_doc_comment)]
+    Bank(cli::bank::BankCommand),
     /// Read or change any esx.conf key through the same safe write path as `fix`.
     #[command(subcommand)]
     Config(ConfigCommand),
-    /// Put back the files a `fix`, `config set` or `config unset` backed up.
+    /// Put back the files a `fix`, `config set|unset` or `bank rollback|select` backed up.
     ///
     /// Checks that the backup matches its manifest and that the target still holds what
     /// bootbank wrote (--force to override), then writes through the safe path, keeping a backup
@@ -204,6 +212,7 @@ fn main() -> ExitCode {
         Command::Extract(a) => cli::extract::run(a),
         Command::Completions { shell } => cli::generate::completions(Cli::command(), shell),
         Command::Man { out_dir } => cli::generate::man(Cli::command(), out_dir.as_deref()),
+        Command::Bank(c) => cli::bank::run(c),
         Command::Config(ConfigCommand::Get(a)) => cli::fix::run_get(a),
         Command::Config(ConfigCommand::Set(a)) => cli::fix::run_edit(
             a.target,

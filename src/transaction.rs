@@ -1,6 +1,7 @@
-//! The safe write path: replace one file of a bootbank so that at every instant a complete
-//! configuration exists, either under the name ESXi loads (`state.tgz`) or under a name bootbank
-//! recognises (`state.new`, `state.old`).
+//! The safe write path: replace one file of a bootbank so that at every instant a complete copy
+//! exists, either under the name ESXi loads (`state.tgz`, `boot.cfg`) or under a name bootbank
+//! recognises (`state.new`, `state.old`; `boot.new`, `boot.old`). [`Names::for_file`] gives the
+//! names for any file; the examples below use state.tgz.
 //!
 //! The sequence, with an fsync after each step:
 //!
@@ -68,6 +69,17 @@ impl Names {
     }
 }
 
+impl Names {
+    /// What the host does while `current` is missing, for messages.
+    pub fn while_missing(&self) -> &'static str {
+        if self.current == "boot.cfg" {
+            "the bootloader skips this bank"
+        } else {
+            "ESXi would boot with defaults"
+        }
+    }
+}
+
 /// What an interrupted write left behind, and which file holds the configuration that will be in
 /// place once it is completed or undone.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -126,13 +138,16 @@ impl Leftover {
                 "an interrupted bootbank write left {new} beside {current}; {current} is still the configuration in place"
             ),
             Leftover::OnlyNew => format!(
-                "an interrupted bootbank write left the new configuration as {new} and no {current}: ESXi would boot with defaults until it is completed"
+                "an interrupted bootbank write left the new {current} as {new} and no {current}: {} until it is completed",
+                names.while_missing()
             ),
             Leftover::NewAndOld => format!(
-                "an interrupted bootbank write left {new} and {old} but no {current}: ESXi would boot with defaults until it is completed"
+                "an interrupted bootbank write left {new} and {old} but no {current}: {} until it is completed",
+                names.while_missing()
             ),
             Leftover::OnlyOld => format!(
-                "an interrupted bootbank write left the previous configuration as {old} and no {current}: ESXi would boot with defaults until it is undone"
+                "an interrupted bootbank write left the previous {current} as {old} and no {current}: {} until it is undone",
+                names.while_missing()
             ),
             Leftover::OldBesideCurrent => {
                 format!("a bootbank write finished but left {old} beside {current}")

@@ -111,6 +111,24 @@ pub fn run_edit(target: PathBuf, edits: Vec<Edit>, write: WriteArgs) -> ExitCode
 
 pub fn run_restore(a: RestoreArgs) -> ExitCode {
     let (from, force) = (a.from.clone(), a.force);
+    // A backup of boot.cfg files (from `bank rollback|select`) goes back through the bank path.
+    match bootbank::bank::plan_restore(&a.target, &from, force) {
+        Ok(Some(plan)) => {
+            let w = &a.write;
+            return super::bank::execute(
+                &a.target,
+                &super::bank::WriteOpts {
+                    dry_run: w.dry_run,
+                    yes: w.yes,
+                    backup_dir: w.backup_dir.clone(),
+                    json: w.json,
+                },
+                Ok(plan),
+            );
+        }
+        Ok(None) => {}
+        Err(e) => return super::fail(&e.to_string(), if e.during_write() { 1 } else { 2 }),
+    }
     execute(&a.target, &a.write, |_| {
         fix::plan_restore(&a.target, &from, force)
     })
@@ -170,7 +188,7 @@ fn choose_interactively(target: &Path) -> Result<Option<Vec<String>>, ExitCode> 
     ))
 }
 
-fn ask(question: &str) -> Result<bool, ExitCode> {
+pub(super) fn ask(question: &str) -> Result<bool, ExitCode> {
     print!("{question} [y/N] ");
     let _ = std::io::stdout().flush();
     let mut line = String::new();

@@ -22,6 +22,48 @@ fn kind_name(k: TargetKind) -> &'static str {
     }
 }
 
+/// The banks table (empty text when there are no banks), shared by inspect and `bank status`.
+pub fn render_banks(banks: &[bootbank::inspect::BankReport]) -> String {
+    let mut s = String::new();
+    if banks.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "Banks");
+    let _ = writeln!(
+        s,
+        "  {:<5} {:<36} {:<24} {:>7}  {:<11} {:<6} next",
+        "part", "uuid", "build", "updated", "bootstate", "valid"
+    );
+    for b in banks {
+        let state = match (b.bootstate, b.bootstate_at_boot) {
+            (Some(w), Some(a)) if b.bootstate_written => format!("{w} -> {a}"),
+            (Some(_), Some(a)) => format!("none -> {a}"),
+            _ => "-".to_string(),
+        };
+        let _ = writeln!(
+            s,
+            "  {:<5} {:<36} {:<24} {:>7}  {:<11} {:<6} {}",
+            b.partition.map(|p| p.to_string()).unwrap_or("-".into()),
+            b.uuid.as_deref().unwrap_or("-"),
+            b.build.as_deref().unwrap_or("-"),
+            b.updated.map(|u| u.to_string()).unwrap_or("-".into()),
+            state,
+            if b.valid { "yes" } else { "no" },
+            if b.boots_next { "<- boots next" } else { "" }
+        );
+        let state_desc = match &b.state_archive {
+            Some(f) => format!("{} {} bytes, modified {}", f.name, f.size, f.modified),
+            None => "no state.tgz".to_string(),
+        };
+        let _ = writeln!(s, "        holds: {}, {}", b.contents, state_desc);
+        for why in &b.invalid_reasons {
+            let _ = writeln!(s, "        not valid: {why}");
+        }
+    }
+    let _ = writeln!(s);
+    s
+}
+
 /// Renders the report as text.
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
@@ -37,41 +79,7 @@ pub fn render(r: &Report) -> String {
 
     s.push_str(&verdict(r));
 
-    if !r.banks.is_empty() {
-        let _ = writeln!(s, "Banks");
-        let _ = writeln!(
-            s,
-            "  {:<5} {:<36} {:<24} {:>7}  {:<11} {:<6} next",
-            "part", "uuid", "build", "updated", "bootstate", "valid"
-        );
-        for b in &r.banks {
-            let state = match (b.bootstate, b.bootstate_at_boot) {
-                (Some(w), Some(a)) if b.bootstate_written => format!("{w} -> {a}"),
-                (Some(_), Some(a)) => format!("none -> {a}"),
-                _ => "-".to_string(),
-            };
-            let _ = writeln!(
-                s,
-                "  {:<5} {:<36} {:<24} {:>7}  {:<11} {:<6} {}",
-                b.partition.map(|p| p.to_string()).unwrap_or("-".into()),
-                b.uuid.as_deref().unwrap_or("-"),
-                b.build.as_deref().unwrap_or("-"),
-                b.updated.map(|u| u.to_string()).unwrap_or("-".into()),
-                state,
-                if b.valid { "yes" } else { "no" },
-                if b.boots_next { "<- boots next" } else { "" }
-            );
-            let state_desc = match &b.state_archive {
-                Some(f) => format!("{} {} bytes, modified {}", f.name, f.size, f.modified),
-                None => "no state.tgz".to_string(),
-            };
-            let _ = writeln!(s, "        holds: {}, {}", b.contents, state_desc);
-            for why in &b.invalid_reasons {
-                let _ = writeln!(s, "        not valid: {why}");
-            }
-        }
-        let _ = writeln!(s);
-    }
+    s.push_str(&render_banks(&r.banks));
 
     if let Some(b) = &r.bundle {
         let _ = writeln!(

@@ -1,6 +1,7 @@
 //! Output formatting for the command line; the library does the work.
 
 pub mod audit;
+pub mod bank;
 pub mod extract;
 pub mod fix;
 pub mod generate;

@@ -1,0 +1,299 @@
+//! `bootbank bank status | rollback | select N`: argument handling, the plan shown to the user,
+//! the question, and the prediction read back from the disk after the write.
+
+use bootbank::bank::{self, BankOpError, BankPlan, Method, Status};
+use clap::{Args, Subcommand};
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+#[derive(Subcommand)]
+pub enum BankCommand {
+    /// Show the banks and which one boots next (the same prediction as `inspect`), and which
+    /// one Shift+R would boot instead.
+    ///
+    /// Exit codes: 0 read; 2 unusable target (not a disk or bank partition: archives and
+    /// directories have no banks).
+    ///
+    /// Example:
+    ///   bootbank bank status /dev/sdb
+    #[command(verbatim_doc_comment)]
+    Status(StatusArgs),
+    /// Do what Shift+R at boot does, offline: the bank that boots next gets bootstate=3.
+    ///
+    /// The bootloader then picks the other valid bank, with its own (older) image and
+    /// state.tgz. Refused when no other bank is valid ("No alternate hypervisor to roll back
+    /// to"). The digit is overwritten in place inside boot.cfg, exactly as the bootloader
+    /// writes it (one byte; file size and time unchanged); when boot.cfg has no bootstate line,
+    /// or one that is not a single digit, boot.cfg is replaced the safe way instead (boot.new
+    /// written, read back, renamed) and the plan says so.
+    ///
+    /// Before writing: the plan is shown, boot.cfg is copied to a backup directory with a
+    /// sha256 manifest, and (on a terminal) you are asked. After writing, the disk is read
+    /// again and the new prediction printed. Undo with `bootbank restore TARGET --from DIR`
+    /// or `bootbank bank select N`.
+    ///
+    /// Exit codes: 0 done; 1 a write failed; 2 refused or unusable, nothing written;
+    /// 3 declined at the prompt.
+    ///
+    /// Examples:
+    ///   bootbank bank rollback /dev/sdb --dry-run
+    ///   bootbank bank rollback disk.img --yes
+    #[command(verbatim_doc_comment)]
+    Rollback(WriteArgs),
+    /// Make bank N boot next, changing only bank N's boot.cfg.
+    ///
+    /// VMware's manual method either gives the chosen bank bootstate=0 and an updated larger
+    /// than every other valid bank's, or gives the other bank bootstate=3. bootbank does the
+    /// first, and only as much of it as needed: bootstate becomes 0 only when the bank's state
+    /// would make the bootloader skip it (2, 3 or unknown; 0 and 1 stay), and updated becomes
+    /// one above the other valid banks' largest only when the bank would not win otherwise.
+    /// The other banks stay valid, so Shift+R can still go back to them (the second method is
+    /// `bank rollback`, which gives that fallback up). When only the bootstate digit changes it
+    /// is overwritten in place; a new updated generally changes the file's length (and the
+    /// bootloader never rewrites it in place), so boot.cfg is then replaced the safe way
+    /// (boot.new written, read back, renamed).
+    ///
+    /// Refused: N is not a bank; bank N has no usable boot.cfg, no build= line, no kernel or
+    /// payloads (an empty bank), or quickboot set.
+    ///
+    /// Exit codes as `rollback`.
+    ///
+    /// Examples:
+    ///   bootbank bank select /dev/sdb 6 --dry-run
+    ///   bootbank bank select disk.img 5 --yes --backup-dir /root/bank-backup
+    #[command(verbatim_doc_comment)]
+    Select(SelectArgs),
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    /// Disk image, block device or bootbank partition.
+    target: PathBuf,
+    /// Print the documented JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct WriteArgs {
+    /// Disk image or block device.
+    target: PathBuf,
+    #[command(flatten)]
+    opts: WriteFlags,
+}
+
+#[derive(Args)]
+pub struct SelectArgs {
+    /// Disk image or block device.
+    target: PathBuf,
+    /// Partition number of the bank to boot next (5 or 6 on ESXi disks).
+    n: u32,
+    #[command(flatten)]
+    opts: WriteFlags,
+}
+
+#[derive(Args)]
+pub struct WriteFlags {
+    /// Show the plan; write nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Do not ask (for scripts). Without a terminal, writing requires --yes.
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Where to copy boot.cfg before it changes (default: ./bootbank-backup-<UTC time>).
+    #[arg(long, value_name = "DIR")]
+    backup_dir: Option<PathBuf>,
+    /// Print the plan, the outcome and the new status as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The write options, also used by `restore` for a boot.cfg backup.
+pub struct WriteOpts {
+    pub dry_run: bool,
+    pub yes: bool,
+    pub backup_dir: Option<PathBuf>,
+    pub json: bool,
+}
+
+impl WriteFlags {
+    fn opts(&self) -> WriteOpts {
+        WriteOpts {
+            dry_run: self.dry_run,
+            yes: self.yes,
+            backup_dir: self.backup_dir.clone(),
+            json: self.json,
+        }
+    }
+}
+
+fn code(e: &BankOpError) -> u8 {
+    if e.during_write() { 1 } else { 2 }
+}
+
+pub fn run(c: BankCommand) -> ExitCode {
+    match c {
+        BankCommand::Status(a) => match bank::status(&a.target) {
+            Ok(s) => {
+                if a.json {
+                    super::print_json(&s);
+                } else {
+                    print!("{}", render_status(&s));
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => super::fail(&e.to_string(), 2),
+        },
+        BankCommand::Rollback(a) => {
+            execute(&a.target, &a.opts.opts(), bank::plan_rollback(&a.target))
+        }
+        BankCommand::Select(a) => {
+            execute(&a.target, &a.opts.opts(), bank::plan_select(&a.target, a.n))
+        }
+    }
+}
+
+/// The status as text: the banks table, the prediction, what Shift+R would do.
+pub fn render_status(s: &Status) -> String {
+    let mut out = format!("{}\n\n", s.target);
+    out.push_str(&super::human::render_banks(&s.banks));
+    out.push_str(&match (s.will_boot, s.next_boot_partition) {
+        (false, _) => "Next boot: none; no bank is valid, this host will not boot.\n".to_string(),
+        (true, Some(p)) => format!("Next boot: partition {p}.\n"),
+        (true, None) => "Next boot: this lone bank is valid.\n".to_string(),
+    });
+    if s.next_boot_partition.is_some() {
+        out.push_str(&match s.rollback_partition {
+            Some(p) => format!("Shift+R (bootbank bank rollback) would boot partition {p}.\n"),
+            None => "Shift+R: no alternate hypervisor to roll back to.\n".to_string(),
+        });
+    }
+    for w in &s.warnings {
+        out.push_str(&format!("warning: {w}\n"));
+    }
+    out
+}
+
+fn print_plan(plan: &BankPlan) {
+    println!("Plan ({}) for {}:", plan.action, plan.target);
+    println!("  {}", plan.explanation);
+    for s in &plan.steps {
+        let where_ = match s.partition {
+            Some(p) => format!("partition {p}"),
+            None => "this partition".to_string(),
+        };
+        println!(
+            "  {where_} /{} ({}):",
+            s.file,
+            match s.method {
+                _ if s.old_bytes == s.new_bytes => "unchanged",
+                Method::InPlaceDigit => "one digit in place",
+                Method::ReplaceFile => "file replaced",
+            }
+        );
+        for n in &s.notes {
+            println!("    note: {n}");
+        }
+        for c in &s.changes {
+            println!(
+                "    {}: {} -> {}",
+                c.key,
+                c.old.as_deref().unwrap_or("(not written)"),
+                c.new
+            );
+        }
+    }
+    let show = |p: Option<u32>| p.map(|p| format!("partition {p}")).unwrap_or("none".into());
+    println!(
+        "  Next boot: {} now, {} after.",
+        show(plan.next_boot_partition_before),
+        show(plan.next_boot_partition_after)
+    );
+}
+
+/// Shows a plan, asks, writes, and prints the prediction read again from the disk.
+pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>) -> ExitCode {
+    let plan = match plan {
+        Ok(p) => p,
+        Err(e) => return super::fail(&e.to_string(), code(&e)),
+    };
+    if !w.json {
+        print_plan(&plan);
+    }
+    if !plan.has_changes() || w.dry_run {
+        if w.json {
+            super::print_json(
+                &serde_json::json!({"plan": plan, "outcome": null, "dry_run": w.dry_run, "status": null}),
+            );
+        } else if !plan.has_changes() {
+            println!("Nothing to change; nothing written.");
+        } else {
+            println!("Dry run: nothing written.");
+        }
+        return ExitCode::SUCCESS;
+    }
+    if !w.yes {
+        if !std::io::stdin().is_terminal() {
+            return super::fail(
+                "not asking without a terminal: add --yes to write, or --dry-run to only look",
+                2,
+            );
+        }
+        match super::fix::ask(&format!("Write this to {}?", target.display())) {
+            Ok(true) => {}
+            Ok(false) => {
+                println!("Nothing written.");
+                return ExitCode::from(3);
+            }
+            Err(c) => return c,
+        }
+    }
+    let backup = w
+        .backup_dir
+        .clone()
+        .unwrap_or_else(bootbank::fix::default_backup_dir);
+    let outcome = match bank::apply(&plan, &backup) {
+        Ok(o) => o,
+        Err(e) => return super::fail(&e.to_string(), code(&e)),
+    };
+    // The new prediction comes from reading the disk again, not from the plan.
+    let after = bank::status(target);
+    if w.json {
+        super::print_json(&serde_json::json!({
+            "plan": plan,
+            "outcome": outcome,
+            "dry_run": false,
+            "status": after.as_ref().ok(),
+        }));
+    } else {
+        for r in &outcome.recovered {
+            println!("Recovered: {r}");
+        }
+        if let Some(b) = &outcome.backup_dir {
+            println!("Backup of boot.cfg: {b}");
+        }
+        for wr in &outcome.written {
+            println!("Written and verified: {wr}");
+        }
+        print!(
+            "{} bytes written in {} writes",
+            outcome.stats.bytes_written, outcome.stats.write_calls
+        );
+        match &outcome.backup_dir {
+            Some(b) => println!(
+                "; undo with: bootbank restore {} --from {b}",
+                target.display()
+            ),
+            None => println!(),
+        }
+        if let Ok(s) = &after {
+            println!("\nRead back from the disk:");
+            print!("{}", render_status(s));
+        }
+    }
+    if let Err(e) = after {
+        eprintln!("bootbank: warning: reading the result again failed: {e}");
+    }
+    ExitCode::SUCCESS
+}

@@ -143,7 +143,12 @@ pub fn read(disk: &mut Disk) -> Result<Table, PartitionError> {
     };
     let mut last_err = (512, String::new());
     for ss in &sizes {
-        match gptman::GPT::read_from(&mut disk.whole(), *ss) {
+        // gptman reads the 128 entries field by field; a buffer turns thousands of small reads
+        // into a few. Smaller than a cache block, so every read still goes through the cache
+        // and the bytes read from the disk stay the same.
+        let mut reader =
+            std::io::BufReader::with_capacity(crate::disk::BLOCK as usize / 2, disk.whole());
+        match gptman::GPT::read_from(&mut reader, *ss) {
             Ok(gpt) => {
                 if gpt.header.primary_lba != 1 && sector_size.is_some() {
                     warnings.push(format!(

@@ -489,15 +489,24 @@ impl Tgz {
     /// Decodes a gzip'd tar held in memory.
     pub fn parse(bytes: &[u8], label: &str) -> Result<Tgz, ArchiveError> {
         let g = gunzip_members(bytes, label)?;
+        Self::listed(bytes.len(), g, label, None)
+    }
+
+    fn listed(
+        compressed_len: usize,
+        g: Gunzipped,
+        label: &str,
+        map: Option<GzMap>,
+    ) -> Result<Tgz, ArchiveError> {
         let members = list_tar(&g.data, label)?;
         Ok(Tgz {
             label: label.to_string(),
-            compressed_len: bytes.len() as u64,
+            compressed_len: compressed_len as u64,
             tar: g.data,
             members,
             gzip: g.header,
             gzip_members: g.members,
-            map: None,
+            map,
         })
     }
 
@@ -508,16 +517,7 @@ impl Tgz {
         let Some((g, map)) = gunzip_mapped(bytes) else {
             return Self::parse(bytes, label);
         };
-        let members = list_tar(&g.data, label)?;
-        Ok(Tgz {
-            label: label.to_string(),
-            compressed_len: bytes.len() as u64,
-            tar: g.data,
-            members,
-            gzip: g.header,
-            gzip_members: g.members,
-            map: Some(map),
-        })
+        Self::listed(bytes.len(), g, label, Some(map))
     }
 
     /// The same archive with its tar replaced by `tar` (e.g. the result of [`Tgz::replace_member`])

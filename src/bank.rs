@@ -803,14 +803,8 @@ pub fn plan_restore(
     Ok(Some(plan))
 }
 
-/// What was written.
-#[derive(Debug, Clone, Serialize)]
-pub struct Outcome {
-    pub backup_dir: Option<String>,
-    pub written: Vec<String>,
-    pub recovered: Vec<String>,
-    pub stats: WriteStats,
-}
+/// What was written: the same record as `fix` keeps.
+pub use crate::fix::Outcome;
 
 /// Carries out a plan: exclusive access, backup, recovery of leftovers, the writes, read-back.
 pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError> {

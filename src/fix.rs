@@ -731,7 +731,7 @@ pub fn unified_diff(old: &[u8], new: &[u8], location: &str) -> String {
         .to_string()
 }
 
-/// What was written.
+/// What was written (by `fix`, `config`, `restore` and `bank`).
 #[derive(Debug, Clone, Serialize)]
 pub struct Outcome {
     pub backup_dir: Option<String>,

@@ -267,15 +267,7 @@ pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>
             "status": after.as_ref().ok(),
         }));
     } else {
-        for r in &outcome.recovered {
-            println!("Recovered: {r}");
-        }
-        if let Some(b) = &outcome.backup_dir {
-            println!("Backup of boot.cfg: {b}");
-        }
-        for wr in &outcome.written {
-            println!("Written and verified: {wr}");
-        }
+        super::print_outcome(&outcome, "Backup of boot.cfg");
         print!(
             "{} bytes written in {} writes",
             outcome.stats.bytes_written, outcome.stats.write_calls

@@ -254,15 +254,7 @@ fn execute(
                     &serde_json::json!({"plan": plan, "outcome": outcome, "dry_run": false}),
                 );
             } else {
-                for r in &outcome.recovered {
-                    println!("Recovered: {r}");
-                }
-                if let Some(b) = &outcome.backup_dir {
-                    println!("Backup of every changed file: {b}");
-                }
-                for wr in &outcome.written {
-                    println!("Written and verified: {wr}");
-                }
+                super::print_outcome(&outcome, "Backup of every changed file");
                 println!(
                     "{} bytes written in {} writes; undo with: bootbank restore {} --from {}",
                     outcome.stats.bytes_written,

@@ -11,6 +11,13 @@ pub struct InspectArgs {
     /// Print the documented JSON report instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    hardware: SysfsArgs,
+}
+
+/// Where to look up the hardware (shared by inspect and lint).
+#[derive(Args)]
+pub struct SysfsArgs {
     /// Enrich PCI devices from this sysfs tree (default: /sys when TARGET is a block device of
     /// this machine). Use a captured copy to look at another machine's hardware.
     #[arg(long, value_name = "PATH")]
@@ -21,11 +28,17 @@ pub struct InspectArgs {
     disk: Option<String>,
 }
 
+impl SysfsArgs {
+    pub fn options(self) -> bootbank::inspect::Options {
+        bootbank::inspect::Options {
+            sysfs: self.sysfs,
+            disk_name: self.disk,
+        }
+    }
+}
+
 pub fn run(a: InspectArgs) -> ExitCode {
-    let opts = bootbank::inspect::Options {
-        sysfs: a.sysfs,
-        disk_name: a.disk,
-    };
+    let opts = a.hardware.options();
     match bootbank::inspect::inspect(&a.target, &opts) {
         Ok(report) => {
             if a.json {

@@ -16,12 +16,8 @@ pub struct LintArgs {
     /// One JSON object per target and line: {"path", "findings", "warnings", "error"}.
     #[arg(long)]
     json: bool,
-    /// Check devices against this sysfs tree (default: /sys for block devices of this machine).
-    #[arg(long, value_name = "PATH")]
-    sysfs: Option<PathBuf>,
-    /// Name of the inspected disk in the sysfs tree (e.g. sda).
-    #[arg(long, value_name = "NAME", requires = "sysfs")]
-    disk: Option<String>,
+    #[command(flatten)]
+    hardware: super::inspect::SysfsArgs,
 }
 
 /// One line of `--json` output; `audit` writes the same.
@@ -34,10 +30,7 @@ struct Line<'a> {
 }
 
 pub fn run(a: LintArgs) -> ExitCode {
-    let opts = bootbank::inspect::Options {
-        sysfs: a.sysfs,
-        disk_name: a.disk,
-    };
+    let opts = a.hardware.options();
     let (mut critical, mut unusable) = (false, false);
     let mut stdout = std::io::stdout().lock();
     for t in &a.targets {
@@ -104,7 +97,8 @@ fn human(r: &LintReport) -> String {
         n(bootbank::findings::Severity::Info)
     );
     for f in &r.findings {
-        let _ = writeln!(s, "  {:<8} {}: {}", f.severity.as_str(), f.rule, f.message);
+        let label = super::style::severity(f.severity, &format!("{:<8}", f.severity.as_str()));
+        let _ = writeln!(s, "  {label} {}: {}", f.rule, f.message);
         if let Some(fix) = &f.fix {
             let _ = writeln!(s, "           fix: {fix}");
         }

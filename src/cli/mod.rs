@@ -29,3 +29,17 @@ pub fn fail(msg: &str, code: u8) -> std::process::ExitCode {
     eprintln!("bootbank: error: {msg}");
     std::process::ExitCode::from(code)
 }
+
+/// Prints what a write did: recoveries, the backup, what was written and verified. `backup`
+/// says what the backup holds, e.g. "Backup of boot.cfg".
+pub fn print_outcome(outcome: &bootbank::fix::Outcome, backup: &str) {
+    for r in &outcome.recovered {
+        println!("Recovered: {r}");
+    }
+    if let Some(b) = &outcome.backup_dir {
+        println!("{backup}: {b}");
+    }
+    for wr in &outcome.written {
+        println!("Written and verified: {wr}");
+    }
+}

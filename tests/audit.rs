@@ -104,10 +104,14 @@ fn audit_reads_every_bundle_and_skips_the_bad_one() {
 
 /// Builds the encrypted set of bench/audit: `BOOTBANK_AUDIT_N` config bundles (default 200)
 /// whose state.tgz holds a real mode-NONE envelope, in `BOOTBANK_AUDIT_DIR`; every 10th host has
-/// the story's esx.conf. Run by the bench, not by `cargo test`.
+/// the story's esx.conf. Each host has its own encryption.info (key id, data1, data2 made from its
+/// number), as a real fleet does, so each needs its own key derivation. Run by the bench, not by
+/// `cargo test`.
 #[test]
 #[ignore]
 fn make_audit_fixture() {
+    use base64::Engine;
+    use sha2::Digest;
     let Some(out) = std::env::var_os("BOOTBANK_AUDIT_DIR").map(std::path::PathBuf::from) else {
         panic!("set BOOTBANK_AUDIT_DIR");
     };
@@ -117,7 +121,12 @@ fn make_audit_fixture() {
         .unwrap_or(200);
     fs::create_dir_all(&out).unwrap();
     let work = TempDir::new("audit-fixture");
-    let k = common::reference_key();
+    let b64 = |what: &str, i: usize| {
+        let h = sha2::Sha256::digest(format!("{what} {i}").as_bytes());
+        base64::engine::general_purpose::STANDARD
+            .encode(&h[..16])
+            .replace('=', "%3d")
+    };
     for i in 1..=n {
         let conf = if i % 10 == 0 {
             "story.conf"
@@ -132,6 +141,15 @@ fn make_audit_fixture() {
         );
         let plain = work.join(format!("local{i}.tgz"));
         common::mkstate_args(&root, &plain, &["--local-only"]);
+        let enc_data = format!(
+            "keyId={}:data1={}:data2={}:version=1",
+            b64("key id", i),
+            b64("data1", i),
+            b64("data2", i)
+        );
+        let k = bootbank::envelope::ConfigEncData::parse(&enc_data)
+            .unwrap()
+            .derive_key();
         let env = bootbank::envelope::Envelope::build_new(
             &k.key_id,
             &k.key,
@@ -145,7 +163,14 @@ fn make_audit_fixture() {
         common::mkstate_args(
             &root,
             &state,
-            &["--encrypted", "NONE", "--ve", ve.to_str().unwrap()],
+            &[
+                "--encrypted",
+                "NONE",
+                "--ve",
+                ve.to_str().unwrap(),
+                "--enc-data",
+                &enc_data,
+            ],
         );
         common::mkbundle(
             &state,

@@ -196,6 +196,7 @@ pub fn inflate_mapped(
     st.s.next_in = input.as_ptr();
     st.s.avail_in = avail_in;
     let mut out: Vec<u8> = Vec::with_capacity(size_hint.max(64 * 1024).min(limit.max(1)));
+    populate(&mut out, 0);
     let mut starts = vec![(0u64, 0usize)];
     loop {
         if out.len() == out.capacity() {

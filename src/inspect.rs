@@ -148,13 +148,16 @@ pub struct Options {
     pub sysfs: Option<PathBuf>,
     /// Name of the disk being inspected in that tree (found automatically for block devices).
     pub disk_name: Option<String>,
+    /// Also decode the configuration of the bank a rollback (Shift+R) would boot, in the same
+    /// pass over the disk (`lint` compares the two).
+    pub rollback_config: bool,
 }
 
 /// Reads only the configuration of the bank that boots next (or of the archive), with where it
 /// came from, for the commands that need its files rather than a report (`config get`,
 /// `extract`). `None`: the bank holds no configuration.
 pub fn read_config(target: &Path) -> Result<Option<(Config, String)>, InspectError> {
-    let (_, cfg) = inspect_inner(target)?;
+    let (_, cfg, _) = inspect_inner(target, false)?;
     Ok(cfg)
 }
 
@@ -163,13 +166,23 @@ pub fn inspect(target: &Path, opts: &Options) -> Result<Report, InspectError> {
     inspect_with_config(target, opts).map(|(r, _)| r)
 }
 
-/// [`inspect`], also handing back the decoded configuration of the bank that boots next, for
-/// checks that look at more than esx.conf (`lint`).
+/// The decoded configurations [`inspect_with_config`] hands back.
+#[derive(Debug, Clone, Default)]
+pub struct Configs {
+    /// The bank that boots next (or the archive's).
+    pub next: Option<Config>,
+    /// The bank a rollback would boot, when [`Options::rollback_config`] asked for it and it
+    /// has a readable configuration (why not is in the report's warnings).
+    pub rollback: Option<Config>,
+}
+
+/// [`inspect`], also handing back the decoded configurations, for checks that look at more
+/// than esx.conf (`lint`).
 pub fn inspect_with_config(
     target: &Path,
     opts: &Options,
-) -> Result<(Report, Option<Config>), InspectError> {
-    let (mut report, config) = inspect_inner(target)?;
+) -> Result<(Report, Configs), InspectError> {
+    let (mut report, config, rollback) = inspect_inner(target, opts.rollback_config)?;
     let config = config.map(|(cfg, source)| {
         apply_config(&cfg, source, &mut report);
         cfg
@@ -184,34 +197,20 @@ pub fn inspect_with_config(
         crate::enrich::enrich(&mut report, Path::new("/sys"), None, Some(target));
     }
     findings::sort(&mut report.findings);
-    Ok((report, config))
+    Ok((
+        report,
+        Configs {
+            next: config,
+            rollback,
+        },
+    ))
 }
 
-/// The configuration held by bank `partition` of a disk target (None when the bank has no
-/// configuration archive), for comparing the banks.
-pub fn bank_config(target: &Path, partition: u32) -> Result<Option<Config>, InspectError> {
-    let mut disk = Disk::open(target)?;
-    let head = disk.head(HEAD)?;
-    let found = find_banks(&mut disk, &head)?;
-    let Some(bank) = found.banks.iter().find(|b| b.partition == partition) else {
-        return Ok(None);
-    };
-    let Some(cf) = bank.config_file() else {
-        return Ok(None);
-    };
-    let Some(bytes) = bootbank::read_file(&mut disk, bank, &cf.effective.name)? else {
-        return Ok(None);
-    };
-    let label = format!(
-        "partition {partition} /{}",
-        cf.effective.name.to_ascii_lowercase()
-    );
-    Ok(Some(Config::from_state(&bytes, &label)?))
-}
+/// A configuration with where it came from, e.g. `partition 5 /state.tgz`.
+type Sourced = (Config, String);
+type Inner = (Report, Option<Sourced>, Option<Config>);
 
-type Inner = (Report, Option<(Config, String)>);
-
-fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
+fn inspect_inner(target: &Path, want_rollback: bool) -> Result<Inner, InspectError> {
     let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
         path: target.display().to_string(),
         source,
@@ -234,6 +233,7 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
         pci_ids: None,
     };
     let config: Option<(Config, String)>;
+    let mut rollback = None;
     if meta.is_dir() {
         report.kind = TargetKind::Directory;
         config = inspect_dir(target, &mut report)?;
@@ -272,11 +272,12 @@ fn inspect_inner(target: &Path) -> Result<Inner, InspectError> {
                 report.kind = TargetKind::Partition;
             }
             report.partition_table = found.table;
-            config = banks_and_config(&mut disk, found.banks, &mut report)?;
+            (config, rollback) =
+                banks_and_config(&mut disk, found.banks, &mut report, want_rollback)?;
             report.bytes_read = disk.bytes_read();
         }
     }
-    Ok((report, config))
+    Ok((report, config, rollback))
 }
 
 /// Archives are read and replaced as whole files by path; one inside a VMDK's flat extent
@@ -366,7 +367,8 @@ fn banks_and_config(
     disk: &mut Disk,
     banks: Vec<Bank>,
     report: &mut Report,
-) -> Result<Option<(Config, String)>, InspectError> {
+    want_rollback: bool,
+) -> Result<(Option<Sourced>, Option<Config>), InspectError> {
     let lone = report.kind == TargetKind::Partition;
     let candidates: Vec<Candidate> = banks
         .iter()
@@ -402,6 +404,25 @@ fn banks_and_config(
             fix: None,
         });
     }
+    let rollback = match prediction.banks.iter().find(|v| v.valid && !v.boots_next) {
+        Some(v) if want_rollback && !lone => {
+            let bank = banks
+                .iter()
+                .find(|b| b.partition == v.partition)
+                .expect("every verdict comes from a bank");
+            match bank_config(disk, bank) {
+                Ok(c) => c,
+                Err(e) => {
+                    report.warnings.push(format!(
+                        "partition {}: configuration not read: {e}",
+                        bank.partition
+                    ));
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
     // The configuration that matters is the next-boot bank's; with none bootable, show the
     // newest bank that has one, so the user still sees the settings.
     let chosen = match prediction.next_boot_partition {
@@ -411,7 +432,9 @@ fn banks_and_config(
             .filter(|b| b.state_file().is_some())
             .max_by_key(|b| b.boot_cfg.as_ref().map(|c| c.updated()).unwrap_or(0)),
     };
-    let Some(bank) = chosen else { return Ok(None) };
+    let Some(bank) = chosen else {
+        return Ok((None, rollback));
+    };
     let where_ = if lone {
         "this partition".to_string()
     } else {
@@ -427,7 +450,7 @@ fn banks_and_config(
             ),
             fix: None,
         });
-        return Ok(None);
+        return Ok((None, rollback));
     };
     if let Some(l) = &cf.leftover {
         report.findings.push(Finding {
@@ -446,7 +469,23 @@ fn banks_and_config(
         .ok_or_else(|| InspectError::NotEsxi(format!("{where_}: {name} vanished while reading")))?;
     let label = format!("{where_} /{name}");
     let cfg = Config::from_state(&bytes, &label)?;
-    Ok(Some((cfg, label)))
+    Ok((Some((cfg, label)), rollback))
+}
+
+/// The configuration a bank holds (None when it has none).
+fn bank_config(disk: &mut Disk, bank: &Bank) -> Result<Option<Config>, InspectError> {
+    let Some(cf) = bank.config_file() else {
+        return Ok(None);
+    };
+    let Some(bytes) = bootbank::read_file(disk, bank, &cf.effective.name)? else {
+        return Ok(None);
+    };
+    let label = format!(
+        "partition {} /{}",
+        bank.partition,
+        cf.effective.name.to_ascii_lowercase()
+    );
+    Ok(Some(Config::from_state(&bytes, &label)?))
 }
 
 pub(crate) fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> BankReport {

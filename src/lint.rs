@@ -44,7 +44,12 @@ impl LintReport {
 
 /// Lints one target (the same kinds `inspect` reads).
 pub fn lint(target: &Path, opts: &Options) -> Result<LintReport, InspectError> {
-    let (report, config) = inspect::inspect_with_config(target, opts)?;
+    let opts = Options {
+        rollback_config: true,
+        ..opts.clone()
+    };
+    let (report, configs) = inspect::inspect_with_config(target, &opts)?;
+    let config = configs.next;
     let mut out = LintReport {
         path: target.display().to_string(),
         findings: report.findings.clone(),
@@ -55,7 +60,12 @@ pub fn lint(target: &Path, opts: &Options) -> Result<LintReport, InspectError> {
         map_rules(cfg, &report, &mut out.findings);
     }
     if report.kind == TargetKind::Disk {
-        bank_rules(target, &report, config.as_ref(), &mut out)?;
+        bank_rules(
+            &report,
+            config.as_ref(),
+            configs.rollback.as_ref(),
+            &mut out,
+        );
     }
     findings::sort(&mut out.findings);
     Ok(out)
@@ -221,13 +231,13 @@ fn passthru_set(cfg: &Config) -> Option<BTreeSet<PciAddress>> {
 }
 
 fn bank_rules(
-    target: &Path,
     report: &Report,
     next_cfg: Option<&Config>,
+    other_cfg: Option<&Config>,
     out: &mut LintReport,
-) -> Result<(), InspectError> {
+) {
     let Some(next) = report.banks.iter().find(|b| b.boots_next) else {
-        return Ok(());
+        return;
     };
     let others: Vec<_> = report
         .banks
@@ -245,7 +255,7 @@ fn bank_rules(
             ),
             fix: None,
         });
-        return Ok(());
+        return;
     };
     let (p_next, p_other) = (next.partition.unwrap_or(0), other.partition.unwrap_or(0));
     if other.updated < next.updated {
@@ -263,17 +273,9 @@ fn bank_rules(
             fix: None,
         });
     }
-    let other_cfg = match inspect::bank_config(target, p_other) {
-        Ok(c) => c,
-        Err(e) => {
-            out.warnings
-                .push(format!("partition {p_other}: configuration not read: {e}"));
-            None
-        }
-    };
     if let (Some(a), Some(b)) = (
         next_cfg.and_then(passthru_set),
-        other_cfg.as_ref().and_then(passthru_set),
+        other_cfg.and_then(passthru_set),
     ) && a != b
     {
         let list = |s: Vec<&PciAddress>| {
@@ -301,7 +303,6 @@ fn bank_rules(
             )),
         });
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -530,6 +530,7 @@ fn sysfs_enrichment_marks_the_inspected_disk() {
     let opts = Options {
         sysfs: Some(common::fixture_path("sysfs/story-host")),
         disk_name: Some("sda".into()),
+        ..Options::default()
     };
     let r = inspect(&img, &opts).unwrap();
     let dev = r

@@ -11,7 +11,7 @@
 //! header fields ([`seal`]).
 
 use crate::deflate::Hunk;
-use flate2::{Compression, Crc, GzBuilder};
+use flate2::{Compression, GzBuilder};
 use std::io::Write;
 
 /// Decompressed archives larger than this are refused: a configuration is never near it, and the
@@ -117,6 +117,14 @@ impl GzipHeader {
             pos += 2;
         }
         Some((h, pos))
+    }
+
+    /// Whether the FHCRC of a header `len` bytes long at the start of `bytes` (as returned by
+    /// [`GzipHeader::parse`]) matches; true when the header carries none.
+    fn crc_matches(&self, bytes: &[u8], len: usize) -> bool {
+        !self.fhcrc
+            || (crate::deflate::crc32(&bytes[..len - 2]) as u16).to_le_bytes()
+                == bytes[len - 2..len]
     }
 }
 
@@ -227,13 +235,7 @@ fn gunzip_members(bytes: &[u8], label: &str) -> Result<Gunzipped, ArchiveError> 
     };
     // The last member's ISIZE (uncompressed length mod 2^32) sizes the output for the usual
     // single-member file; more members just grow it.
-    let hint = bytes
-        .len()
-        .checked_sub(4)
-        .map(|i| u32::from_le_bytes(bytes[i..].try_into().expect("4 bytes")) as u64)
-        .unwrap_or(0)
-        .min(MAX_DECOMPRESSED) as usize;
-    let mut data: Vec<u8> = Vec::with_capacity(hint.max(64 * 1024));
+    let mut data: Vec<u8> = Vec::with_capacity(size_hint(bytes).max(64 * 1024));
     let mut header = None;
     let mut members = 0;
     let mut pos = 0usize;
@@ -249,15 +251,11 @@ fn gunzip_members(bytes: &[u8], label: &str) -> Result<Gunzipped, ArchiveError> 
                 },
             ));
         };
-        if h.fhcrc {
-            let mut hc = Crc::new();
-            hc.update(&rest[..hlen - 2]);
-            if (hc.sum() as u16).to_le_bytes() != rest[hlen - 2..hlen] {
-                return Err(gzip_err(
-                    pos + hlen - 2,
-                    "gzip header CRC does not match".to_string(),
-                ));
-            }
+        if !h.crc_matches(rest, hlen) {
+            return Err(gzip_err(
+                pos + hlen - 2,
+                "gzip header CRC does not match".to_string(),
+            ));
         }
         if header.is_none() {
             header = Some(h);
@@ -300,6 +298,19 @@ fn gunzip_members(bytes: &[u8], label: &str) -> Result<Gunzipped, ArchiveError> 
         header: header.unwrap_or_default(),
         members,
     })
+}
+
+/// How large the decoded data of a gzip file will be, to size the buffer at once: the last
+/// member's ISIZE (its length mod 2^32), but never more than the compressed bytes can expand to
+/// (deflate's limit is 1032:1) nor [`MAX_DECOMPRESSED`]. The decode buffers are mapped in ahead of
+/// decoding, so a corrupt trailer must not make bootbank map in a gigabyte.
+fn size_hint(bytes: &[u8]) -> usize {
+    let isize = bytes
+        .len()
+        .checked_sub(4)
+        .map(|i| u32::from_le_bytes(bytes[i..].try_into().expect("4 bytes")) as u64)
+        .unwrap_or(0);
+    isize.min(bytes.len() as u64 * 1032).min(MAX_DECOMPRESSED) as usize
 }
 
 /// Decodes one raw deflate stream with the streaming decoder (flate2 over zlib-rs), appending to
@@ -347,18 +358,11 @@ fn inflate_streaming(
 /// reports errors precisely, and edits fall back to [`seal`].
 fn gunzip_mapped(bytes: &[u8]) -> Option<(Gunzipped, GzMap)> {
     let (header, hlen) = GzipHeader::parse(bytes)?;
-    if header.fhcrc {
-        let crc = crate::deflate::crc32(&bytes[..hlen - 2]);
-        if (crc as u16).to_le_bytes() != bytes[hlen - 2..hlen] {
-            return None;
-        }
+    if !header.crc_matches(bytes, hlen) {
+        return None;
     }
-    let isize_hint = bytes
-        .len()
-        .checked_sub(4)
-        .map(|i| u32::from_le_bytes(bytes[i..].try_into().expect("4 bytes")) as usize)?;
     let (data, blocks, used) =
-        crate::deflate::inflate_mapped(&bytes[hlen..], isize_hint, MAX_DECOMPRESSED as usize)
+        crate::deflate::inflate_mapped(&bytes[hlen..], size_hint(bytes), MAX_DECOMPRESSED as usize)
             .ok()?;
     let trailer = bytes.get(hlen + used..)?;
     if trailer.len() != 8
@@ -477,9 +481,7 @@ pub fn seal(tar: &[u8], like: &GzipHeader) -> Vec<u8> {
         // of the header bytes before it) after the header.
         let (_, len) = GzipHeader::parse(&out).expect("flate2 wrote a gzip header");
         out[3] |= FHCRC;
-        let mut crc = Crc::new();
-        crc.update(&out[..len]);
-        let crc16 = (crc.sum() as u16).to_le_bytes();
+        let crc16 = (crate::deflate::crc32(&out[..len]) as u16).to_le_bytes();
         out.splice(len..len, crc16);
     }
     out

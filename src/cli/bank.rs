@@ -3,7 +3,6 @@
 
 use bootbank::bank::{self, BankOpError, BankPlan, Method, Status};
 use clap::{Args, Subcommand};
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -233,21 +232,10 @@ pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>
         }
         return ExitCode::SUCCESS;
     }
-    if !w.yes {
-        if !std::io::stdin().is_terminal() {
-            return super::fail(
-                "not asking without a terminal: add --yes to write, or --dry-run to only look",
-                2,
-            );
-        }
-        match super::fix::ask(&format!("Write this to {}?", target.display())) {
-            Ok(true) => {}
-            Ok(false) => {
-                println!("Nothing written.");
-                return ExitCode::from(3);
-            }
-            Err(c) => return c,
-        }
+    if !w.yes
+        && let Err(c) = super::fix::confirm(&format!("Write this to {}?", target.display()))
+    {
+        return c;
     }
     let backup = w
         .backup_dir

@@ -199,6 +199,23 @@ pub(super) fn ask(question: &str) -> Result<bool, ExitCode> {
     Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
 }
 
+/// The question before a write: refused without a terminal (exit 2, the user is told which flag
+/// to add), declined with exit 3, nothing written either way. `Err` is the exit code to return.
+pub(super) fn confirm(question: &str) -> Result<(), ExitCode> {
+    if !std::io::stdin().is_terminal() {
+        return Err(super::fail(
+            "not asking without a terminal: add --yes to write, or --dry-run to only look",
+            2,
+        ));
+    }
+    if ask(question)? {
+        Ok(())
+    } else {
+        println!("Nothing written.");
+        Err(ExitCode::from(3))
+    }
+}
+
 fn execute(
     target: &Path,
     w: &WriteArgs,
@@ -230,21 +247,10 @@ fn execute(
         }
         return ExitCode::SUCCESS;
     }
-    if !w.yes {
-        if !std::io::stdin().is_terminal() {
-            return super::fail(
-                "not asking without a terminal: add --yes to write, or --dry-run to only look",
-                2,
-            );
-        }
-        match ask(&format!("Write these changes to {}?", target.display())) {
-            Ok(true) => {}
-            Ok(false) => {
-                println!("Nothing written.");
-                return ExitCode::from(3);
-            }
-            Err(c) => return c,
-        }
+    if !w.yes
+        && let Err(c) = confirm(&format!("Write these changes to {}?", target.display()))
+    {
+        return c;
     }
     let backup = w.backup_dir.clone().unwrap_or_else(fix::default_backup_dir);
     match fix::apply(&plan, &backup, &opts) {

@@ -1,5 +1,5 @@
 //! The deflate layer under gzip: decode a whole stream fast, map where its blocks begin, and
-//! re-encode only the blocks an edit touches.
+//! re-encode only the few symbols an edit touches.
 //!
 //! Reading (every command) decodes with libdeflate, which decodes a whole buffer about twice as
 //! fast as a streaming inflater; when it refuses the data, the caller decodes again with the
@@ -7,24 +7,28 @@
 //!
 //! Writing (`fix`, `config set`) changes one line of a file inside two levels of gzip. Compressing
 //! both levels again costs far more than everything else a fix does, so [`splice`] keeps the
-//! original compressed blocks wherever the data they decode to is unchanged. This is our own code
-//! because no crate re-encodes part of a deflate stream; the technique is the one zlib's own
-//! examples use (zran.c maps block boundaries with `Z_BLOCK`, gzappend primes a compressor with
-//! leftover bits):
+//! original compressed symbols wherever the data they decode to is unchanged. This is our own
+//! code because no crate re-encodes part of a deflate stream; it builds on what zlib's own
+//! examples do (zran.c maps block boundaries with `Z_BLOCK`, gzappend primes a compressor with
+//! leftover bits) and goes below block boundaries with a small symbol reader ([`symbols`]):
 //!
-//! - blocks that end before an edit are copied bit for bit;
-//! - from the block holding the edit to the first block boundary at least 32 KiB (the farthest a
-//!   back-reference reaches) after it, the new data is compressed again by zlib-rs, primed with
-//!   the bits of the last copied byte and given the 32 KiB before it as dictionary;
-//! - the remaining original blocks follow. They decode to the same bytes because their input and
-//!   their 32 KiB of history are unchanged.
+//! - everything before the symbol that makes the first changed byte is copied bit for bit, and
+//!   that block is closed there with its own end-of-block code;
+//! - the new data from there to the resume point is compressed by zlib-rs, primed with the bits
+//!   of the last copied byte and given the 32 KiB before it as dictionary;
+//! - the resume point is the first symbol boundary after which no symbol (within the 32 KiB a
+//!   back-reference can reach) copies changed bytes, or bytes that moved by a different amount
+//!   than itself. From there the original symbols follow behind a copy of their block's header,
+//!   and decode to the same bytes because what they read is unchanged.
 //!
-//! The re-encoded span is made to end on the same bit position (mod 8) as the original block it
+//! The re-encoded span is made to end on the same bit position (mod 8) as the original bits it
 //! hands over to, by choosing where to split its last few KiB into blocks and appending empty
 //! fixed-code blocks (10 bits each, as zlib's `Z_PARTIAL_FLUSH` writes them). Then the rest of
 //! the stream is copied byte for byte, so the archive that holds this one (local.tgz inside
 //! state.tgz) changes only in a short span too. When no split lines up, the rest is copied
 //! shifted by the difference, which is just as valid and only costs the outer level more.
+
+mod symbols;
 
 use libz_rs_sys as z;
 use std::ops::Range;
@@ -221,7 +225,10 @@ pub fn inflate_mapped(
         };
         let at_bit = st.s.total_in * 8 - (st.s.data_type & 7) as u64;
         match r {
-            z::Z_STREAM_END => {
+            // The end of the final block is the end of the stream. zlib-rs says so with
+            // Z_STREAM_END after a Huffman block, but after a final stored block it stops at the
+            // boundary (128) of the last block (64) and makes no further progress under Z_BLOCK.
+            _ if r == z::Z_STREAM_END || (r == z::Z_OK && st.s.data_type & 192 == 192) => {
                 let consumed = st.s.total_in as usize;
                 let map = BlockMap {
                     starts,
@@ -343,6 +350,11 @@ impl Bits {
         }
     }
 
+    /// Sets bit `at` (already written) to 0: a copied BFINAL that no longer ends the stream.
+    fn clear_bit(&mut self, at: u64) {
+        self.bytes[(at / 8) as usize] &= !(1u8 << (at % 8));
+    }
+
     /// Removes a partial last byte and returns `(bits in it, its value)`.
     fn take_partial(&mut self) -> (u32, u8) {
         let r = (self.len % 8) as u32;
@@ -352,22 +364,6 @@ impl Bits {
         self.len -= r as u64;
         (r, self.bytes.pop().expect("a partial byte exists"))
     }
-}
-
-/// Where [`splice`] goes back to copying original blocks after a change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Resume {
-    /// At the first block starting 32 KiB or more after the change: always correct, since no
-    /// back-reference of a later block can reach the changed bytes.
-    AfterWindow,
-    /// At the first block starting after the change: correct unless a later block refers back
-    /// into the changed bytes, which decoding the result and comparing shows. Re-encodes much
-    /// less when blocks are large; the caller tries it first and falls back to `AfterWindow`.
-    NextBlock,
-    /// `NextBlock` where decoding the original blocks up to the `AfterWindow` point with the new
-    /// history gives the new data (checked here, block by block, before anything is encoded),
-    /// else `AfterWindow`. Always correct, and never encodes more than needed.
-    Checked,
 }
 
 /// Whether the raw deflate data from bit `from_bit` on, decoded with `history` as the window,
@@ -420,98 +416,262 @@ fn decodes_to(raw: &[u8], from_bit: u64, history: &[u8], expected: &[u8]) -> boo
     st.s.avail_out == 0 && out == expected
 }
 
+/// Where [`splice`] resumes copying the original after a re-encoded span.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Resume {
+    /// Nothing is copied after the span: it ends the stream.
+    End,
+    /// At the start of an original block (its header included).
+    Block(u64),
+    /// Inside an original block: a copy of its header (bits `header`), then its symbols from
+    /// bit `at` on.
+    Inside { header: (u64, u64), at: u64 },
+}
+
 /// The new raw deflate stream for `new`, given the original stream `old_raw` that decodes to the
 /// original data, its block map, and the changes `hunks` (sorted, not overlapping, in original
 /// coordinates) that turn the original data into `new`. `level` is zlib's compression level for
-/// the re-encoded spans. The result should be decoded and compared before use; the caller falls
-/// back to compressing everything when anything here fails.
+/// the re-encoded spans.
+///
+/// Around each change the original is cut at symbol boundaries, not block boundaries: the block
+/// holding the first changed byte is closed early with its own end-of-block code, the new bytes
+/// up to the resume point are compressed by zlib-rs, and copying resumes at the first symbol
+/// after which no symbol's back-reference reads changed (or shifted) bytes, behind a copy of its
+/// block's header. So an edit of one line re-encodes a few hundred bytes however large the
+/// blocks are.
+///
+/// The result is checked before it is returned: from the start of each block that was cut,
+/// through the re-encoded span, to 32 KiB past it, it must decode to the new data. Past that
+/// point the decoder's window, bit position and codes are those of the original stream, which
+/// decoded to the same bytes there. Any error means: compress everything again.
 pub fn splice(
     old_raw: &[u8],
     map: &BlockMap,
     new: &[u8],
     hunks: &[Hunk],
     level: i32,
-    resume: Resume,
 ) -> Result<Vec<u8>, DeflateError> {
+    use symbols::{Block, Sym};
+    let fail = |why: &str| DeflateError::Encode(why.to_string());
     let starts = &map.starts;
     let mut total_delta: isize = 0;
-    for h in hunks {
+    for (n, h) in hunks.iter().enumerate() {
         if h.old.end > map.total_out || h.old.start > h.old.end {
             return Err(DeflateError::Encode(format!(
                 "change {:?} outside the {} decoded bytes",
                 h.old, map.total_out
             )));
         }
+        if n > 0 && hunks[n - 1].old.end > h.old.start {
+            return Err(fail("changes overlap or are out of order"));
+        }
         total_delta += h.new_len as isize - h.old.len() as isize;
     }
     if (map.total_out as isize + total_delta) as usize != new.len() {
-        return Err(DeflateError::Encode(
-            "the changes do not account for the new length".to_string(),
-        ));
+        return Err(fail("the changes do not account for the new length"));
     }
-    // Old position -> new position, for positions outside every hunk.
-    let to_new = |x: usize| -> usize {
-        let d: isize = hunks
+    // How far an unchanged original byte at x moves: by every change that ends at or before it;
+    // `after` also counts bytes inserted exactly at x (they come before it).
+    let shift = |x: usize, after: bool| -> isize {
+        hunks
             .iter()
-            .filter(|h| h.old.end <= x && !(h.old.is_empty() && h.old.start == x))
+            .filter(|h| h.old.end <= x && (after || !(h.old.is_empty() && h.old.start == x)))
             .map(|h| h.new_len as isize - h.old.len() as isize)
-            .sum();
-        (x as isize + d) as usize
+            .sum()
     };
-    // Spans of blocks to re-encode: (first block, block to resume at or None for the end).
-    let mut spans: Vec<(usize, Option<usize>)> = Vec::new();
-    for h in hunks {
-        let i = starts.partition_point(|s| s.1 <= h.old.start) - 1;
-        let resume_at = |reach: usize| {
-            Some(starts.partition_point(|s| s.1 < reach).max(i + 1)).filter(|&j| j < starts.len())
+    let to_new = |x: usize, after: bool| (x as isize + shift(x, after)) as usize;
+    // Whether a copy at original position p would read other bytes in the new data: its source
+    // holds changed bytes, or moved by a different amount than p did.
+    let dirty = |p: usize, sym: Sym| -> bool {
+        let Sym::Copy { len, dist } = sym else {
+            return false;
         };
-        let safe = resume_at(h.old.end + WINDOW);
-        let j = match resume {
-            Resume::AfterWindow => safe,
-            Resume::NextBlock => resume_at(h.old.end),
-            Resume::Checked => match resume_at(h.old.end) {
-                // The original blocks from the next one up to the safe point must decode to
-                // the new data after the change, given the new data before them as history.
-                Some(j) if Some(j) != safe => {
-                    let at = to_new(starts[j].1);
-                    let until = safe.map_or(new.len(), |k| to_new(starts[k].1));
-                    let same = until >= at
-                        && decodes_to(
-                            old_raw,
-                            starts[j].0,
-                            &new[at.saturating_sub(WINDOW)..at],
-                            &new[at..until],
-                        );
-                    if same { Some(j) } else { safe }
+        let Some(src) = p.checked_sub(dist as usize) else {
+            return true;
+        };
+        let end = src + len as usize;
+        shift(src, true) != shift(p, true)
+            || hunks.iter().any(|h| {
+                if h.old.is_empty() {
+                    src < h.old.start && h.old.start < end
+                } else {
+                    h.old.start < end && src < h.old.end
                 }
-                other => other,
-            },
-        };
-        match spans.last_mut() {
-            Some(last) if last.1.is_none_or(|lj| i <= lj) => {
-                last.1 = match (last.1, j) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    _ => None,
-                };
-            }
-            _ => spans.push((i, j)),
-        }
-    }
+            })
+    };
+
     let mut w = Bits::default();
     let mut copied_to = 0u64;
-    for &(i, j) in &spans {
-        let (bit_i, out_i) = starts[i];
-        w.append(old_raw, copied_to, bit_i);
+    // The block whose header was written again by a resume inside it: (its start in the
+    // original, the header's bit in `w`, the new offset decoding resumes at).
+    let mut reopened: Option<(u64, u64, usize)> = None;
+    // Ranges to check: (bit in `w` where a block begins, new offsets from..to it decodes).
+    let mut checks: Vec<(u64, usize, usize)> = Vec::new();
+    let mut k = 0;
+    while k < hunks.len() {
+        let first = &hunks[k];
+        // The cut: the first symbol whose output reaches the change.
+        let i = starts.partition_point(|s| s.1 <= first.old.start).max(1) - 1;
+        let mut blk = Block::read(old_raw, starts[i].0)?;
+        let (mut bit, mut out) = (blk.body, starts[i].1);
+        // Set when the change begins where the final block ends (data appended): the bit after
+        // that block.
+        let mut after_last = None;
+        loop {
+            let (sym, next) = blk.next(old_raw, bit)?;
+            if sym == Sym::End {
+                after_last = Some(next);
+                break;
+            }
+            if out + sym.out_len() > first.old.start {
+                break;
+            }
+            (bit, out) = (next, out + sym.out_len());
+        }
+        let cut = (bit, out);
+        let check_start = if bit == blk.body && after_last.is_none() {
+            // At the block's first symbol: no block needs closing.
+            if blk.start < copied_to {
+                return Err(fail("a change falls in a span already re-encoded"));
+            }
+            w.append(old_raw, copied_to, blk.start);
+            (w.len, to_new(out, false))
+        } else {
+            if bit < copied_to {
+                return Err(fail("a change falls in a span already re-encoded"));
+            }
+            let w_before = w.len;
+            w.append(old_raw, copied_to, after_last.unwrap_or(bit));
+            let header = match reopened {
+                Some((s, at, from)) if s == blk.start => (at, from),
+                _ => (
+                    w_before + (blk.start - copied_to),
+                    to_new(starts[i].1, true),
+                ),
+            };
+            if blk.last {
+                w.clear_bit(header.0);
+            }
+            // A block cut short is closed with its own end-of-block code (a whole block already
+            // has it, and a stored block needs none).
+            if after_last.is_none() {
+                let (code, n) = blk.end_code().expect("only Huffman blocks are cut inside");
+                w.push(code, n);
+            }
+            header
+        };
+        // The resume point: the boundary after the last symbol that must be re-encoded (it
+        // makes changed bytes, or reads them), looking 32 KiB past the last change.
+        let mut change_end = first.old.end;
+        k += 1;
+        let mut resume_at = (cut.0, cut.1, blk.start);
+        let mut stream_end = false;
+        loop {
+            if out >= change_end + WINDOW {
+                break;
+            }
+            let (sym, next) = blk.next(old_raw, bit)?;
+            if sym == Sym::End {
+                if blk.last {
+                    stream_end = true;
+                    break;
+                }
+                blk = Block::read(old_raw, next)?;
+                bit = blk.body;
+                continue;
+            }
+            let len = sym.out_len();
+            if k < hunks.len() && hunks[k].old.start < out + len {
+                // A later change joins this span, which then reaches at least to where it
+                // starts (an insertion just before this symbol leaves the symbol clean).
+                while k < hunks.len() && hunks[k].old.start < out + len {
+                    change_end = change_end.max(hunks[k].old.end);
+                    k += 1;
+                }
+                resume_at = (bit, out, blk.start);
+            }
+            let bad = out < change_end || dirty(out, sym);
+            (bit, out) = (next, out + len);
+            if bad {
+                resume_at = (bit, out, blk.start);
+            }
+        }
+        // Data appended at the very end joins the span, which then ends the stream.
+        let appended = stream_end && k < hunks.len();
+        k = if appended { hunks.len() } else { k };
+        let rblk = Block::read(old_raw, resume_at.2)?;
+        let resume = if appended {
+            Resume::End
+        } else if resume_at.0 == rblk.body {
+            Resume::Block(rblk.start)
+        } else {
+            match rblk.next(old_raw, resume_at.0)? {
+                (Sym::End, _) if rblk.last => Resume::End,
+                (Sym::End, next) => Resume::Block(next),
+                _ => Resume::Inside {
+                    header: (rblk.start, rblk.body),
+                    at: resume_at.0,
+                },
+            }
+        };
+        let a = to_new(cut.1, false);
+        let b = match resume {
+            Resume::End => new.len(),
+            _ => to_new(resume_at.1, true),
+        };
+        if a >= b {
+            return Err(fail("an empty span"));
+        }
+        // The span must end where the copied bits line up with the original's bytes.
+        let goal = match resume {
+            Resume::End => None,
+            Resume::Block(s) => Some((s % 8) as u32),
+            Resume::Inside { header, at } => {
+                Some((at as i64 - (header.1 - header.0) as i64).rem_euclid(8) as u32)
+            }
+        };
         let primed = w.take_partial();
-        let a = to_new(out_i);
-        let b = j.map_or(new.len(), |j| to_new(starts[j].1));
-        let dict = &new[a.saturating_sub(WINDOW)..a];
-        let goal = j.map(|j| (starts[j].0 % 8) as u32);
-        let part = encode(&new[a..b], dict, primed, level, goal)?;
+        let part = encode(
+            &new[a..b],
+            &new[a.saturating_sub(WINDOW)..a],
+            primed,
+            level,
+            goal,
+        )?;
         w.append(&part.bytes, 0, part.len);
-        copied_to = j.map_or(map.end_bit, |j| starts[j].0);
+        copied_to = match resume {
+            Resume::End => map.end_bit,
+            Resume::Block(s) => s,
+            Resume::Inside { header, at } => {
+                reopened = Some((header.0, w.len, b));
+                w.append(old_raw, header.0, header.1);
+                at
+            }
+        };
+        checks.push((check_start.0, check_start.1, (b + WINDOW).min(new.len())));
+        if resume == Resume::End {
+            break;
+        }
     }
     w.append(old_raw, copied_to, map.end_bit);
+    // Check each span (spans closer than 32 KiB are checked as one).
+    let mut merged: Vec<(u64, usize, usize)> = Vec::new();
+    for c in checks {
+        match merged.last_mut() {
+            Some(last) if c.1 <= last.2 => last.2 = last.2.max(c.2),
+            _ => merged.push(c),
+        }
+    }
+    for (bit, from, to) in merged {
+        if !decodes_to(
+            &w.bytes,
+            bit,
+            &new[from.saturating_sub(WINDOW)..from],
+            &new[from..to],
+        ) {
+            return Err(fail("the spliced stream does not decode to the new data"));
+        }
+    }
     Ok(w.bytes)
 }
 
@@ -775,12 +935,11 @@ mod tests {
     #[test]
     fn spliced_streams_decode_to_the_new_data_and_keep_the_rest() {
         let data = corpus(600_000, 11);
-        let raw = deflate(&data, 6);
-        let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
         let cases: Vec<Vec<(Range<usize>, Vec<u8>)>> = vec![
             vec![(100..108, b"vmkernel".to_vec())],
             vec![(300_000..300_008, b"passthru".to_vec())],
             vec![(599_990..600_000, b"end".to_vec())],
+            vec![(600_000..600_000, b"appended".to_vec())],
             vec![(0..0, b"prefix".to_vec())],
             vec![(250_000..250_100, Vec::new())],
             vec![
@@ -792,41 +951,128 @@ mod tests {
                 (20_000..20_001, b"yz".to_vec()),
             ],
         ];
-        let mut aligned = 0;
-        let runs = cases
-            .iter()
-            .flat_map(|c| [(c, Resume::AfterWindow), (c, Resume::Checked)]);
-        for (n, (edits, resume)) in runs.enumerate() {
-            let (new, hunks) = apply(&data, edits);
-            let out = splice(&raw, &map, &new, &hunks, 6, resume).unwrap();
-            assert_eq!(inflate_check(&out), new, "case {n}");
-            let mut fast = Vec::new();
-            assert_eq!(
-                inflate_fast(&out, &mut fast, 1 << 30),
-                Some(out.len()),
-                "case {n}"
-            );
-            assert_eq!(fast, new, "case {n}");
-            // The bytes before the first changed block are the original's.
-            let first = edits[0].0.start;
-            let keep = map.starts[map.starts.partition_point(|s| s.1 <= first) - 1].0 / 8;
-            assert_eq!(out[..keep as usize], raw[..keep as usize], "case {n}");
-            // Most of the original survives when the edit is early and small.
-            let p = out.iter().zip(&raw).take_while(|(a, b)| a == b).count();
-            let s = out
-                .iter()
-                .rev()
-                .zip(raw.iter().rev())
-                .take_while(|(a, b)| a == b)
-                .count();
-            if p + s + 80_000 > raw.len() {
-                aligned += 1;
+        // Level 0 stores every block (no symbols to cut between), 1 and 9 make other blocks.
+        for level in [0, 1, 6, 9] {
+            let raw = deflate(&data, level);
+            let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+            for (n, edits) in cases.iter().enumerate() {
+                let (new, hunks) = apply(&data, edits);
+                let out = splice(&raw, &map, &new, &hunks, 6).unwrap();
+                assert_eq!(inflate_check(&out), new, "level {level} case {n}");
+                let mut fast = Vec::new();
+                assert_eq!(
+                    inflate_fast(&out, &mut fast, 1 << 30),
+                    Some(out.len()),
+                    "level {level} case {n}"
+                );
+                assert_eq!(fast, new, "level {level} case {n}");
+                // The bytes before the first changed block are the original's.
+                let first = edits[0].0.start;
+                let keep =
+                    map.starts[map.starts.partition_point(|s| s.1 <= first).max(1) - 1].0 / 8;
+                assert_eq!(
+                    out[..keep as usize],
+                    raw[..keep as usize],
+                    "level {level} case {n}"
+                );
             }
         }
+    }
+
+    #[test]
+    fn a_small_edit_re_encodes_only_its_symbols() {
+        // Lines that are rarely repeated whole: little later copies the changed bytes (here one
+        // copy, 4.5 KB on), so a few KiB around them are re-encoded, inside a block that decodes
+        // to more than 100 KiB (which a splice at block boundaries would re-encode whole).
+        let mut data = Vec::new();
+        for i in 0..6000u32 {
+            data.extend_from_slice(
+                format!(
+                    "/device/{:03}:{:03}.{}/owner{i} = \"passthru{i}\"\n",
+                    i % 251,
+                    i / 7,
+                    i % 8
+                )
+                .as_bytes(),
+            );
+        }
+        let raw = deflate(&data, 6);
+        let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+        let at = data.len() / 2;
+        let i = map.starts.partition_point(|s| s.1 <= at) - 1;
+        let block_end = map.starts.get(i + 1).map_or(data.len(), |s| s.1);
+        assert!(block_end - map.starts[i].1 > 100 * 1024, "{:?}", map.starts);
+        let (new, hunks) = apply(&data, &[(at..at + 4, b"vmkr".to_vec())]);
+        let out = splice(&raw, &map, &new, &hunks, 6).unwrap();
+        assert_eq!(inflate_check(&out), new);
+        let p = out.iter().zip(&raw).take_while(|(a, b)| a == b).count();
+        let s = out
+            .iter()
+            .rev()
+            .zip(raw.iter().rev())
+            .take_while(|(a, b)| a == b)
+            .count();
+        // What differs: the closed block's end code, the new span, and a copy of the header of
+        // the block copying resumes in (a dynamic header is some tens of bytes).
         assert!(
-            aligned >= 5,
-            "only {aligned} splices kept the tail in place"
+            out.len() - p - s < 1500 && raw.len() - p - s < 1500,
+            "{} and {} bytes differ",
+            out.len() - p - s,
+            raw.len() - p - s
         );
+    }
+
+    #[test]
+    fn random_edits_at_every_level_decode_to_the_new_data() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n.max(1) as u64) as usize
+        };
+        for round in 0..400 {
+            let data = corpus(1 + rnd(150_000), round);
+            let level = [0, 1, 3, 6, 9][rnd(5)];
+            let raw = deflate(&data, level);
+            let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30)
+                .unwrap_or_else(|e| panic!("round {round} level {level} {}: {e}", data.len()));
+            let mut at: Vec<usize> = (0..1 + rnd(3) * 2).map(|_| rnd(data.len() + 1)).collect();
+            at.sort_unstable();
+            let edits: Vec<(Range<usize>, Vec<u8>)> = at
+                .chunks(2)
+                .map(|c| {
+                    let end = c.get(1).map_or(c[0], |&e| e.min(c[0] + rnd(40)));
+                    (
+                        c[0]..end,
+                        (0..rnd(12))
+                            .map(|i| b"vmkernel"[i % 8])
+                            .collect::<Vec<u8>>(),
+                    )
+                })
+                .filter(|(r, b)| !r.is_empty() || !b.is_empty())
+                .collect();
+            let (new, hunks) = apply(&data, &edits);
+            let out = splice(&raw, &map, &new, &hunks, 6)
+                .unwrap_or_else(|e| panic!("round {round} level {level} {edits:?}: {e}"));
+            assert_eq!(
+                inflate_check(&out),
+                new,
+                "round {round} level {level} {edits:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_final_block_cut_short_no_longer_ends_the_stream() {
+        // One fixed-code block (short input), which is also the final one.
+        let data = b"owner = passthru; owner = vmkernel; owner = passthru;".to_vec();
+        let raw = deflate(&data, 6);
+        let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+        assert_eq!(map.starts.len(), 1);
+        let (new, hunks) = apply(&data, &[(8..16, b"vmkernel".to_vec())]);
+        let out = splice(&raw, &map, &new, &hunks, 6).unwrap();
+        assert_eq!(inflate_check(&out), new);
     }
 
     #[test]
@@ -834,7 +1080,7 @@ mod tests {
         let data = corpus(100_000, 3);
         let raw = deflate(&data, 6);
         let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
-        let out = splice(&raw, &map, &data, &[], 6, Resume::AfterWindow).unwrap();
+        let out = splice(&raw, &map, &data, &[], 6).unwrap();
         assert_eq!(inflate_check(&out), data);
     }
 

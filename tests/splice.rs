@@ -142,21 +142,25 @@ fn fix_keeps_the_unchanged_deflate_blocks_at_both_levels() {
             "{diff}"
         );
 
-        // Most compressed bytes are the original's, at both levels: a splice, not a recompression
-        // (which keeps nothing past the gzip header).
-        let inner = kept(&old_local, &new_local);
-        assert!(
-            inner * 2 > old_local.len(),
-            "before {before_kib} KiB: local.tgz kept {inner} of {} bytes",
-            old_local.len()
-        );
+        // Nearly every compressed byte is the original's, at both levels: a splice at symbol
+        // boundaries re-encodes a few hundred bytes around each change, where a recompression
+        // keeps nothing past the gzip header (and a splice at block boundaries re-encoded whole
+        // blocks, which in these archives span hundreds of KiB).
         let (old_state, new_state) = (fs::read(&state).unwrap(), fs::read(&out).unwrap());
-        let outer = kept(&old_state, &new_state);
-        assert!(
-            outer * 2 > old_state.len(),
-            "before {before_kib} KiB: state.tgz kept {outer} of {} bytes",
-            old_state.len()
-        );
+        // In state.tgz, local.tgz's bytes after its changed span move (a block header is written
+        // again there), so copies that reach back across it are re-encoded too: up to the 32 KiB
+        // window of nearly incompressible data, about 34 chunks.
+        for (what, old, new, most) in [
+            ("local.tgz", &old_local, &new_local, 2),
+            ("state.tgz", &old_state, &new_state, 40),
+        ] {
+            let lost = old.len() / 1024 - kept(old, new) / 1024;
+            assert!(
+                lost <= most,
+                "before {before_kib} KiB: {what}: {lost} of {} KiB chunks changed (at most {most} expected)",
+                old.len() / 1024
+            );
+        }
         // The gzip headers are the original bytes (GNU gzip -n: no name, no time).
         assert_eq!(new_state[..10], old_state[..10]);
         assert_eq!(new_local[..10], old_local[..10]);

@@ -813,6 +813,7 @@ pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError>
         written: Vec::new(),
         recovered: Vec::new(),
         stats: WriteStats::default(),
+        decoded: Vec::new(),
     };
     if !plan.has_changes() {
         return Ok(outcome);

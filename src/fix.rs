@@ -20,6 +20,7 @@ use crate::pci::{PciAddress, Reading};
 use crate::transaction::{self, Names, TxError, WriteStats};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use std::cell::RefCell;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -738,6 +739,10 @@ pub struct Outcome {
     pub written: Vec<String>,
     pub recovered: Vec<String>,
     pub stats: WriteStats,
+    /// The configurations the read-back checks decoded from what was written: an `inspect` of
+    /// the result that reads the same bytes again need not decode them again.
+    #[serde(skip)]
+    pub decoded: Vec<inspect::Decoded>,
 }
 
 /// Backup manifest, written before the first write.
@@ -881,6 +886,7 @@ fn verifier<'a>(
     want: &'a [u8],
     bundle: bool,
     store: Option<(&'a [u8], &'a [StoreChange])>,
+    decoded: &'a RefCell<Vec<inspect::Decoded>>,
 ) -> impl Fn(&[u8]) -> Result<(), String> + 'a {
     move |bytes: &[u8]| {
         let state = if bundle {
@@ -893,6 +899,22 @@ fn verifier<'a>(
             bytes.to_vec()
         };
         let cfg = Config::from_state(&state, location).map_err(|e| e.to_string())?;
+        let cfg = check_config(cfg, want, store)?;
+        decoded.borrow_mut().push(inspect::Decoded {
+            bytes: state,
+            config: cfg,
+        });
+        Ok(())
+    }
+}
+
+/// The checks of [`verifier`] on a decoded configuration, which it hands back when they pass.
+fn check_config(
+    cfg: Config,
+    want: &[u8],
+    store: Option<(&[u8], &[StoreChange])>,
+) -> Result<Config, String> {
+    {
         let local = cfg.local.as_ref().ok_or("no local.tgz")?;
         let got = local.require(ESX_CONF).map_err(|e| e.to_string())?;
         if got != want {
@@ -922,8 +944,8 @@ fn verifier<'a>(
                 }
             }
         }
-        Ok(())
     }
+    Ok(cfg)
 }
 
 /// Carries out a plan: recovery of leftovers, backup, safe writes, read-back checks.
@@ -933,10 +955,12 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
         written: Vec::new(),
         recovered: Vec::new(),
         stats: WriteStats::default(),
+        decoded: Vec::new(),
     };
     if !plan.has_changes() {
         return Ok(outcome);
     }
+    let decoded = RefCell::new(Vec::new());
     // Take exclusive access first: a target in use must leave no backup behind either.
     let disk = match plan.kind {
         TargetKind::Disk | TargetKind::Partition => Some(Disk::open_rw(&plan.target_path)?),
@@ -956,6 +980,7 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
                     &step.new_esx_conf,
                     false,
                     step.store_check(),
+                    &decoded,
                 );
                 // Re-read the bank: its files may have changed since the plan, and again after
                 // a recovery changed them.
@@ -1006,12 +1031,14 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
                 &step.new_esx_conf,
                 plan.kind == TargetKind::ConfigBundle,
                 step.store_check(),
+                &decoded,
             );
             replace_file(&out, &step.new_bytes, &verify)?;
             outcome.stats.bytes_written += step.new_bytes.len() as u64;
             outcome.written.push(out.display().to_string());
         }
     }
+    outcome.decoded = decoded.into_inner();
     Ok(outcome)
 }
 

@@ -151,13 +151,24 @@ pub struct Options {
     /// Also decode the configuration of the bank a rollback (Shift+R) would boot, in the same
     /// pass over the disk (`lint` compares the two).
     pub rollback_config: bool,
+    /// Configurations already decoded from exact state.tgz bytes (`fix` decodes what it wrote,
+    /// read back from the disk, to check it). The next-boot bank's file is still read from the
+    /// target; when its bytes are one of these, that decoding is taken instead of repeating it.
+    pub decoded: Vec<Decoded>,
+}
+
+/// A configuration and the exact bytes it was decoded from.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub bytes: Vec<u8>,
+    pub config: Config,
 }
 
 /// Reads only the configuration of the bank that boots next (or of the archive), with where it
 /// came from, for the commands that need its files rather than a report (`config get`,
 /// `extract`). `None`: the bank holds no configuration.
 pub fn read_config(target: &Path) -> Result<Option<(Config, String)>, InspectError> {
-    let (_, cfg, _) = inspect_inner(target, false)?;
+    let (_, cfg, _) = inspect_inner(target, &Options::default())?;
     Ok(cfg)
 }
 
@@ -182,7 +193,7 @@ pub fn inspect_with_config(
     target: &Path,
     opts: &Options,
 ) -> Result<(Report, Configs), InspectError> {
-    let (mut report, config, rollback) = inspect_inner(target, opts.rollback_config)?;
+    let (mut report, config, rollback) = inspect_inner(target, opts)?;
     let config = config.map(|(cfg, source)| {
         apply_config(&cfg, source, &mut report);
         cfg
@@ -210,7 +221,7 @@ pub fn inspect_with_config(
 type Sourced = (Config, String);
 type Inner = (Report, Option<Sourced>, Option<Config>);
 
-fn inspect_inner(target: &Path, want_rollback: bool) -> Result<Inner, InspectError> {
+fn inspect_inner(target: &Path, opts: &Options) -> Result<Inner, InspectError> {
     let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
         path: target.display().to_string(),
         source,
@@ -272,8 +283,7 @@ fn inspect_inner(target: &Path, want_rollback: bool) -> Result<Inner, InspectErr
                 report.kind = TargetKind::Partition;
             }
             report.partition_table = found.table;
-            (config, rollback) =
-                banks_and_config(&mut disk, found.banks, &mut report, want_rollback)?;
+            (config, rollback) = banks_and_config(&mut disk, found.banks, &mut report, opts)?;
             report.bytes_read = disk.bytes_read();
         }
     }
@@ -367,8 +377,9 @@ fn banks_and_config(
     disk: &mut Disk,
     banks: Vec<Bank>,
     report: &mut Report,
-    want_rollback: bool,
+    opts: &Options,
 ) -> Result<(Option<Sourced>, Option<Config>), InspectError> {
+    let want_rollback = opts.rollback_config;
     let lone = report.kind == TargetKind::Partition;
     let candidates: Vec<Candidate> = banks
         .iter()
@@ -468,7 +479,10 @@ fn banks_and_config(
     let bytes = bootbank::read_file(disk, bank, &cf.effective.name)?
         .ok_or_else(|| InspectError::NotEsxi(format!("{where_}: {name} vanished while reading")))?;
     let label = format!("{where_} /{name}");
-    let cfg = Config::from_state(&bytes, &label)?;
+    let cfg = match opts.decoded.iter().find(|d| d.bytes == bytes) {
+        Some(d) => d.config.clone(),
+        None => Config::from_state(&bytes, &label)?,
+    };
     Ok((Some((cfg, label)), rollback))
 }
 

@@ -634,3 +634,44 @@ fn configstore_disagreeing_with_esx_conf_is_reported() {
             .any(|f| f.rule == "configstore-unclear" && f.device.as_deref() == Some("0000:02:00.0"))
     );
 }
+
+/// `fix` hands inspect the configuration it decoded from the file it wrote, to print the new
+/// verdict without decoding it twice. Inspect must take it only for a byte-identical file, never
+/// for one that merely has the same length.
+#[test]
+fn a_decoded_configuration_is_taken_only_for_identical_bytes() {
+    if !common::require_tools(&["mcopy", "sfdisk"]) {
+        return;
+    }
+    let img = common::manifest_dir().join("examples/demo.img");
+    let (report, configs) =
+        bootbank::inspect::inspect_with_config(&img, &Options::default()).unwrap();
+    assert!(!report.devices.is_empty());
+    let p = report.next_boot_partition.unwrap();
+    let bytes = common::read_fat_file(&img, p, "state.tgz");
+    // A stand-in that shows when it is used: the same archive without its esx.conf.
+    let mut stand_in = configs.next.unwrap();
+    stand_in.esx_conf = None;
+    let with = |key: Vec<u8>| {
+        let opts = Options {
+            decoded: vec![bootbank::inspect::Decoded {
+                bytes: key,
+                config: stand_in.clone(),
+            }],
+            ..Default::default()
+        };
+        inspect(&img, &opts).unwrap()
+    };
+    assert!(
+        with(bytes.clone()).devices.is_empty(),
+        "identical bytes: the decoding is taken"
+    );
+    let mut other = bytes;
+    let last = other.len() - 1;
+    other[last] ^= 1;
+    assert_eq!(
+        with(other).devices.len(),
+        report.devices.len(),
+        "one byte differs: the file is decoded"
+    );
+}

@@ -254,7 +254,7 @@ fn execute(
     }
     let backup = w.backup_dir.clone().unwrap_or_else(fix::default_backup_dir);
     match fix::apply(&plan, &backup, &opts) {
-        Ok(outcome) => {
+        Ok(mut outcome) => {
             if w.json {
                 super::print_json(
                     &serde_json::json!({"plan": plan, "outcome": outcome, "dry_run": false}),
@@ -270,7 +270,13 @@ fn execute(
                 );
                 // Read the target again from scratch and say what the host will do now.
                 let read_back = w.output.as_deref().unwrap_or(target);
-                match bootbank::inspect::inspect(read_back, &Default::default()) {
+                // The file is read again; decoding it again is skipped when its bytes are the
+                // ones the read-back check decoded.
+                let again = bootbank::inspect::Options {
+                    decoded: std::mem::take(&mut outcome.decoded),
+                    ..Default::default()
+                };
+                match bootbank::inspect::inspect(read_back, &again) {
                     Ok(r) => print!(
                         "Now: {}",
                         super::human::verdict(&r).trim_start_matches("VERDICT: ")

@@ -33,7 +33,7 @@ impl SysfsArgs {
         bootbank::inspect::Options {
             sysfs: self.sysfs,
             disk_name: self.disk,
-            rollback_config: false,
+            ..Default::default()
         }
     }
 }

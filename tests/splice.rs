@@ -1,8 +1,9 @@
-//! A fix re-encodes only the deflate blocks around the changed line (src/deflate.rs), at both
-//! gzip levels. Checked with GNU gzip and tar as oracles: the archives GNU tools wrote and
-//! bootbank changed must test clean with `gzip -t`, list the same members with the same
-//! metadata, and differ from the original only in the intended line; and most of the original
-//! compressed bytes must still be there, byte for byte, which only a splice can give.
+//! A fix re-encodes only the deflate symbols around the changed line (src/deflate.rs), at both
+//! gzip levels. Checked with GNU gzip and tar, and busybox (what ESXi writes and reads them
+//! with), as oracles: the archives these tools wrote and bootbank changed must test clean with
+//! `gzip -t`, list the same members with the same metadata, and differ from the original only in
+//! the intended line; and nearly all of the original compressed bytes must still be there, byte
+//! for byte, which only a splice can give.
 
 mod common;
 
@@ -165,4 +166,86 @@ fn fix_keeps_the_unchanged_deflate_blocks_at_both_levels() {
         assert_eq!(new_state[..10], old_state[..10]);
         assert_eq!(new_local[..10], old_local[..10]);
     }
+}
+
+/// ESXi writes local.tgz and state.tgz with busybox tar and gzip (reference, section on
+/// state.tgz). Archives busybox wrote are spliced like GNU gzip's, and busybox (what the host
+/// itself would use to read them) and GNU tar both read the result.
+#[test]
+fn archives_busybox_wrote_are_spliced_and_busybox_reads_the_result() {
+    if !common::require_tools(&["busybox", "tar", "gzip"]) {
+        return;
+    }
+    let dir = TempDir::new("splice-busybox");
+    let root = dir.path().join("root");
+    stage(&root, 64);
+    let bb = |args: &[&str], cwd: &Path| {
+        run(cmd("busybox").args(args).current_dir(cwd));
+    };
+    let inner = dir.path().join("inner");
+    fs::create_dir_all(&inner).unwrap();
+    bb(
+        &[
+            "tar",
+            "-czf",
+            inner.join("local.tgz").to_str().unwrap(),
+            "etc",
+            "var",
+        ],
+        &root,
+    );
+    let state = dir.path().join("state.tgz");
+    bb(
+        &["tar", "-czf", state.to_str().unwrap(), "local.tgz"],
+        &inner,
+    );
+    let out = dir.path().join("fixed.tgz");
+    let o = run(cmd(env!("CARGO_BIN_EXE_bootbank"))
+        .args(["fix"])
+        .arg(&state)
+        .args(["--device", STORY_DEVICE, "--yes", "--output"])
+        .arg(&out)
+        .arg("--backup-dir")
+        .arg(dir.path().join("backup")));
+    assert!(o.status.success());
+
+    // busybox lists and extracts both levels; GNU gzip tests them clean.
+    run(cmd("gzip").arg("-t").arg(&out));
+    let listing = |a: &Path| run_text(cmd("busybox").args(["tar", "-tzf"]).arg(a));
+    assert_eq!(listing(&out), listing(&state));
+    let x = dir.path().join("x");
+    fs::create_dir_all(&x).unwrap();
+    bb(&["tar", "-xzf", out.to_str().unwrap()], &x);
+    let (old_local, new_local) = (inner.join("local.tgz"), x.join("local.tgz"));
+    run(cmd("gzip").arg("-t").arg(&new_local));
+    assert_eq!(listing(&new_local), listing(&old_local));
+    assert_eq!(tar_listing(&new_local), tar_listing(&old_local));
+    let conf = |a: &Path| {
+        run(cmd("busybox")
+            .args(["tar", "-xzOf"])
+            .arg(a)
+            .arg("etc/vmware/esx.conf"))
+        .stdout
+    };
+    let (old_conf, new_conf) = (
+        String::from_utf8(conf(&old_local)).unwrap(),
+        String::from_utf8(conf(&new_local)).unwrap(),
+    );
+    let changed: Vec<(&str, &str)> = old_conf
+        .lines()
+        .zip(new_conf.lines())
+        .filter(|(a, b)| a != b)
+        .collect();
+    assert_eq!(
+        changed,
+        [(
+            "/device/000:022:00.0/owner = \"passthru\"",
+            "/device/000:022:00.0/owner = \"vmkernel\""
+        )]
+    );
+    assert_eq!(old_conf.lines().count(), new_conf.lines().count());
+    // Spliced, not recompressed: nearly every KiB of the original local.tgz is still there.
+    let (a, b) = (fs::read(&old_local).unwrap(), fs::read(&new_local).unwrap());
+    let lost = a.len() / 1024 - kept(&a, &b) / 1024;
+    assert!(lost <= 2, "{lost} of {} KiB chunks changed", a.len() / 1024);
 }

@@ -20,7 +20,8 @@ use crate::pci::{PciAddress, Reading};
 use crate::transaction::{self, Names, TxError, WriteStats};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
+use std::thread::ScopedJoinHandle;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -880,35 +881,86 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), FixError> {
 
 /// Checks that bytes decode to a configuration whose esx.conf is `want` and, when the step
 /// changes the ConfigStore, whose database is the intended one and reads back with every changed
-/// record owned by the vmkernel.
-fn verifier<'a>(
-    location: &'a str,
-    want: &'a [u8],
+/// record owned by the vmkernel. Hands back what it decoded.
+fn check_bytes(
+    bytes: &[u8],
+    location: &str,
+    want: &[u8],
     bundle: bool,
-    store: Option<(&'a [u8], &'a [StoreChange])>,
+    store: Option<(&[u8], &[StoreChange])>,
+) -> Result<inspect::Decoded, String> {
+    let state = if bundle {
+        let outer = Tgz::parse(bytes, location).map_err(|e| e.to_string())?;
+        outer
+            .require("state.tgz")
+            .map_err(|e| e.to_string())?
+            .to_vec()
+    } else {
+        bytes.to_vec()
+    };
+    let cfg = Config::from_state(&state, location).map_err(|e| e.to_string())?;
+    let config = check_config(cfg, want, store)?;
+    Ok(inspect::Decoded {
+        bytes: state,
+        config,
+    })
+}
+
+/// The read-back check of one step, started on another thread before the backup is written:
+/// decoding both archive levels is CPU work that overlaps the backup's and the new file's fsyncs.
+/// The write path reads the new file back and requires it to be exactly the bytes checked here
+/// (so what is on the storage is what decoded correctly) before [`Prechecked::verify`] waits for
+/// this check and passes its verdict on.
+struct Prechecked<'scope, 'a> {
+    new: &'a [u8],
+    job: Cell<Option<ScopedJoinHandle<'scope, Result<inspect::Decoded, String>>>>,
+    verdict: RefCell<Option<Result<(), String>>>,
     decoded: &'a RefCell<Vec<inspect::Decoded>>,
-) -> impl Fn(&[u8]) -> Result<(), String> + 'a {
-    move |bytes: &[u8]| {
-        let state = if bundle {
-            let outer = Tgz::parse(bytes, location).map_err(|e| e.to_string())?;
-            outer
-                .require("state.tgz")
-                .map_err(|e| e.to_string())?
-                .to_vec()
-        } else {
-            bytes.to_vec()
-        };
-        let cfg = Config::from_state(&state, location).map_err(|e| e.to_string())?;
-        let cfg = check_config(cfg, want, store)?;
-        decoded.borrow_mut().push(inspect::Decoded {
-            bytes: state,
-            config: cfg,
+}
+
+impl<'scope, 'a: 'scope> Prechecked<'scope, 'a> {
+    fn start(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        step: &'a Step,
+        bundle: bool,
+        decoded: &'a RefCell<Vec<inspect::Decoded>>,
+    ) -> Self {
+        let job = s.spawn(move || {
+            check_bytes(
+                &step.new_bytes,
+                &step.location,
+                &step.new_esx_conf,
+                bundle,
+                step.store_check(),
+            )
         });
-        Ok(())
+        Prechecked {
+            new: &step.new_bytes,
+            job: Cell::new(Some(job)),
+            verdict: RefCell::new(None),
+            decoded,
+        }
+    }
+
+    fn verify(&self, read_back: &[u8]) -> Result<(), String> {
+        if read_back != self.new {
+            return Err("the bytes read back are not the ones checked".to_string());
+        }
+        if let Some(job) = self.job.take() {
+            let verdict = job
+                .join()
+                .unwrap_or_else(|_| Err("the check stopped unexpectedly".to_string()))
+                .map(|d| self.decoded.borrow_mut().push(d));
+            *self.verdict.borrow_mut() = Some(verdict);
+        }
+        self.verdict
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| Err("not checked".to_string()))
     }
 }
 
-/// The checks of [`verifier`] on a decoded configuration, which it hands back when they pass.
+/// The checks of [`check_bytes`] on a decoded configuration, which it hands back when they pass.
 fn check_config(
     cfg: Config,
     want: &[u8],
@@ -966,78 +1018,78 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
         TargetKind::Disk | TargetKind::Partition => Some(Disk::open_rw(&plan.target_path)?),
         _ => None,
     };
-    if plan.steps.iter().any(|s| !s.changes.is_empty()) {
-        write_backup(plan, backup_dir)?;
-        outcome.backup_dir = Some(backup_dir.display().to_string());
-    }
-    match (plan.kind, disk) {
-        (TargetKind::Disk | TargetKind::Partition, Some(mut disk)) => {
-            let head = disk.head(inspect::HEAD)?;
-            for step in &plan.steps {
-                let names = step.names.clone().expect("disk steps have names");
-                let verify = verifier(
-                    &step.location,
-                    &step.new_esx_conf,
-                    false,
-                    step.store_check(),
-                    &decoded,
-                );
-                // Re-read the bank: its files may have changed since the plan, and again after
-                // a recovery changed them.
-                let p = step.partition.unwrap_or(0);
-                let find = |banks: Vec<Bank>| {
-                    banks
-                        .into_iter()
-                        .find(|b| b.partition == p)
-                        .ok_or_else(|| FixError::Refused(format!("partition {p} vanished")))
-                };
-                let mut bank = find(disk_banks(&mut disk, &head)?)?;
-                if let Some(l) = &step.leftover {
-                    let msg = transaction::recover(&mut disk, &bank, &names, l, &verify_any)?;
-                    outcome.recovered.push(format!("{}: {msg}", step.location));
-                    bank = find(disk_banks(&mut disk, &head)?)?;
+    let bundle = plan.kind == TargetKind::ConfigBundle;
+    std::thread::scope(|s| -> Result<(), FixError> {
+        let checks: Vec<Option<Prechecked>> = plan
+            .steps
+            .iter()
+            .map(|step| {
+                (!step.changes.is_empty()).then(|| Prechecked::start(s, step, bundle, &decoded))
+            })
+            .collect();
+        if plan.steps.iter().any(|s| !s.changes.is_empty()) {
+            write_backup(plan, backup_dir)?;
+            outcome.backup_dir = Some(backup_dir.display().to_string());
+        }
+        match (plan.kind, disk) {
+            (TargetKind::Disk | TargetKind::Partition, Some(mut disk)) => {
+                let head = disk.head(inspect::HEAD)?;
+                for (step, check) in plan.steps.iter().zip(&checks) {
+                    let names = step.names.clone().expect("disk steps have names");
+                    // Re-read the bank: its files may have changed since the plan, and again
+                    // after a recovery changed them.
+                    let p = step.partition.unwrap_or(0);
+                    let find = |banks: Vec<Bank>| {
+                        banks
+                            .into_iter()
+                            .find(|b| b.partition == p)
+                            .ok_or_else(|| FixError::Refused(format!("partition {p} vanished")))
+                    };
+                    let mut bank = find(disk_banks(&mut disk, &head)?)?;
+                    if let Some(l) = &step.leftover {
+                        let msg = transaction::recover(&mut disk, &bank, &names, l, &verify_any)?;
+                        outcome.recovered.push(format!("{}: {msg}", step.location));
+                        bank = find(disk_banks(&mut disk, &head)?)?;
+                    }
+                    let Some(check) = check else {
+                        continue;
+                    };
+                    let bank = &bank;
+                    let current = bank
+                        .config_file()
+                        .and_then(|c| {
+                            bootbank::read_file(&mut disk, bank, &c.effective.name).transpose()
+                        })
+                        .transpose()?
+                        .unwrap_or_default();
+                    if current != step.old_bytes {
+                        return Err(FixError::Refused(format!(
+                            "{}: the configuration changed since the plan was made; run again",
+                            step.location
+                        )));
+                    }
+                    let st = transaction::replace(&mut disk, bank, &names, &step.new_bytes, &|b| {
+                        check.verify(b)
+                    })?;
+                    outcome.stats.bytes_written += st.bytes_written;
+                    outcome.stats.write_calls += st.write_calls;
+                    outcome.written.push(step.location.clone());
                 }
-                if step.changes.is_empty() {
-                    continue;
-                }
-                let bank = &bank;
-                let current = bank
-                    .config_file()
-                    .and_then(|c| {
-                        bootbank::read_file(&mut disk, bank, &c.effective.name).transpose()
-                    })
-                    .transpose()?
-                    .unwrap_or_default();
-                if current != step.old_bytes {
-                    return Err(FixError::Refused(format!(
-                        "{}: the configuration changed since the plan was made; run again",
-                        step.location
-                    )));
-                }
-                let st = transaction::replace(&mut disk, bank, &names, &step.new_bytes, &verify)?;
-                outcome.stats.bytes_written += st.bytes_written;
-                outcome.stats.write_calls += st.write_calls;
-                outcome.written.push(step.location.clone());
+            }
+            _ => {
+                let step = &plan.steps[0];
+                let out = opts
+                    .output
+                    .clone()
+                    .unwrap_or_else(|| plan.target_path.clone());
+                let check = checks[0].as_ref().expect("a step with changes");
+                replace_file(&out, &step.new_bytes, &|b| check.verify(b))?;
+                outcome.stats.bytes_written += step.new_bytes.len() as u64;
+                outcome.written.push(out.display().to_string());
             }
         }
-        _ => {
-            let step = &plan.steps[0];
-            let out = opts
-                .output
-                .clone()
-                .unwrap_or_else(|| plan.target_path.clone());
-            let verify = verifier(
-                &step.location,
-                &step.new_esx_conf,
-                plan.kind == TargetKind::ConfigBundle,
-                step.store_check(),
-                &decoded,
-            );
-            replace_file(&out, &step.new_bytes, &verify)?;
-            outcome.stats.bytes_written += step.new_bytes.len() as u64;
-            outcome.written.push(out.display().to_string());
-        }
-    }
+        Ok(())
+    })?;
     outcome.decoded = decoded.into_inner();
     Ok(outcome)
 }

@@ -779,9 +779,42 @@ impl Tgz {
 /// data is compared with the old aligned at their ends (a re-encoded gzip member: the changed
 /// blocks, then the original blocks moved by the change in length, then a new CRC). Equal runs
 /// shorter than 64 bytes are not worth keeping apart and count as changed.
+/// Length of the common beginning of `a` and `b`, compared a chunk at a time (memcmp) before
+/// byte by byte: archives are hundreds of KiB that differ in a few places.
+fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    const CHUNK: usize = 256;
+    let n = a.len().min(b.len());
+    let mut k = 0;
+    while k + CHUNK <= n && a[k..k + CHUNK] == b[k..k + CHUNK] {
+        k += CHUNK;
+    }
+    k + a[k..n]
+        .iter()
+        .zip(&b[k..n])
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
+/// Length of the common end of `a` and `b`, as [`common_prefix`].
+fn common_suffix(a: &[u8], b: &[u8]) -> usize {
+    const CHUNK: usize = 256;
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[a.len() - n..], &b[b.len() - n..]);
+    let mut k = 0;
+    while k + CHUNK <= n && a[n - k - CHUNK..n - k] == b[n - k - CHUNK..n - k] {
+        k += CHUNK;
+    }
+    k + a[..n - k]
+        .iter()
+        .rev()
+        .zip(b[..n - k].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+}
+
 fn diff_hunks(old: &[u8], new: &[u8]) -> Vec<Hunk> {
     const MIN_RUN: usize = 64;
-    let p = old.iter().zip(new).take_while(|(x, y)| x == y).count();
+    let p = common_prefix(old, new);
     if p == old.len() && p == new.len() {
         return Vec::new();
     }
@@ -794,10 +827,8 @@ fn diff_hunks(old: &[u8], new: &[u8]) -> Vec<Hunk> {
     let mut diff_end: Option<usize> = None;
     while x > lo {
         // Length of the equal run ending at x.
-        let mut run = 0;
-        while x - run > lo && old[x - run - 1] == new[((x - run - 1) as isize + d) as usize] {
-            run += 1;
-        }
+        let nx = (x as isize + d) as usize;
+        let run = common_suffix(&old[lo..x], &new[(lo as isize + d) as usize..nx]);
         if run >= MIN_RUN || (run > 0 && x - run == lo && diff_end.is_none()) {
             if let Some(end) = diff_end.take() {
                 tail.push(Hunk {
@@ -1286,6 +1317,29 @@ mod tests {
         }
         out.extend_from_slice(&old[at..]);
         out
+    }
+
+    #[test]
+    fn common_prefix_and_suffix_agree_with_a_byte_by_byte_count() {
+        let a: Vec<u8> = (0..3000u32).map(|i| (i * 31 % 253) as u8).collect();
+        for at in [0, 1, 255, 256, 257, 511, 512, 1000, 2999] {
+            let mut b = a.clone();
+            b[at] ^= 0x55;
+            let slow_p = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+            let slow_s = a
+                .iter()
+                .rev()
+                .zip(b.iter().rev())
+                .take_while(|(x, y)| x == y)
+                .count();
+            assert_eq!(common_prefix(&a, &b), slow_p, "{at}");
+            assert_eq!(common_suffix(&a, &b), slow_s, "{at}");
+            // Different lengths: compared from each end.
+            assert_eq!(common_prefix(&a, &b[..at]), at);
+            assert_eq!(common_suffix(&a[at + 1..], &b), a.len() - at - 1);
+        }
+        assert_eq!(common_prefix(&a, &a), a.len());
+        assert_eq!(common_suffix(&[], &a), 0);
     }
 
     #[test]

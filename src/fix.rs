@@ -21,9 +21,9 @@ use crate::transaction::{self, Names, TxError, WriteStats};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
-use std::thread::ScopedJoinHandle;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::thread::ScopedJoinHandle;
 
 /// Which banks to change besides the one that boots next.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -1068,9 +1068,10 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
                             step.location
                         )));
                     }
-                    let st = transaction::replace(&mut disk, bank, &names, &step.new_bytes, &|b| {
-                        check.verify(b)
-                    })?;
+                    let st =
+                        transaction::replace(&mut disk, bank, &names, &step.new_bytes, &|b| {
+                            check.verify(b)
+                        })?;
                     outcome.stats.bytes_written += st.bytes_written;
                     outcome.stats.write_calls += st.write_calls;
                     outcome.written.push(step.location.clone());

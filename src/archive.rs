@@ -153,7 +153,6 @@ pub struct GzMap {
     pub header_len: usize,
     /// Length of the deflate data after it.
     pub deflate_len: usize,
-    pub blocks: crate::deflate::BlockMap,
 }
 
 /// What went wrong in which archive, with the offset that shows where.
@@ -356,36 +355,6 @@ fn inflate_streaming(
 /// Decodes a single-member gzip file block by block, keeping the map [`reseal`] needs. `None`
 /// for anything else (several members, bad data): the caller reads it the ordinary way, which
 /// reports errors precisely, and edits fall back to [`seal`].
-fn gunzip_mapped(bytes: &[u8]) -> Option<(Gunzipped, GzMap)> {
-    let (header, hlen) = GzipHeader::parse(bytes)?;
-    if !header.crc_matches(bytes, hlen) {
-        return None;
-    }
-    let (data, blocks, used) =
-        crate::deflate::inflate_mapped(&bytes[hlen..], size_hint(bytes), MAX_DECOMPRESSED as usize)
-            .ok()?;
-    let trailer = bytes.get(hlen + used..)?;
-    if trailer.len() != 8
-        || crate::deflate::crc32(&data).to_le_bytes() != trailer[..4]
-        || (data.len() as u32).to_le_bytes() != trailer[4..]
-    {
-        return None;
-    }
-    let map = GzMap {
-        header_len: hlen,
-        deflate_len: used,
-        blocks,
-    };
-    Some((
-        Gunzipped {
-            data,
-            header,
-            members: 1,
-        },
-        map,
-    ))
-}
-
 /// The compression level gzip used, as XFL tells it (2: best, 4: fastest, otherwise the default).
 fn level_of(xfl: u8) -> u32 {
     match xfl {
@@ -402,7 +371,7 @@ fn level_of(xfl: u8) -> u32 {
 /// tar is compressed again with [`seal`], which is always correct, only slower.
 pub fn reseal(original: &[u8], old: &Tgz, tar: &[u8], hunks: Option<&[Hunk]>) -> Vec<u8> {
     if let (Some(map), Some(hunks)) = (&old.map, hunks)
-        && let Some(out) = splice_gzip(original, map, old.gzip.xfl, tar, hunks)
+        && let Some(out) = splice_gzip(original, map, old.gzip.xfl, old.tar.len(), tar, hunks)
     {
         return out;
     }
@@ -413,6 +382,7 @@ fn splice_gzip(
     original: &[u8],
     map: &GzMap,
     xfl: u8,
+    old_len: usize,
     tar: &[u8],
     hunks: &[Hunk],
 ) -> Option<Vec<u8>> {
@@ -425,7 +395,7 @@ fn splice_gzip(
     };
     // The splice checks what it re-encoded (and the 32 KiB after) by decoding it; an error
     // means compressing everything again.
-    let body = crate::deflate::splice(raw, &map.blocks, tar, hunks, level).ok()?;
+    let body = crate::deflate::splice_stream(raw, old_len, tar, hunks, level).ok()?;
     let mut out = Vec::with_capacity(map.header_len + body.len() + 8);
     out.extend_from_slice(&original[..map.header_len]);
     out.extend_from_slice(&body);
@@ -501,14 +471,25 @@ impl Tgz {
         })
     }
 
-    /// Like [`Tgz::parse`], but also maps the deflate blocks (slower) so that [`reseal`] can
-    /// re-encode only what an edit changes. Files it cannot map (several gzip members) read as
-    /// with [`Tgz::parse`].
+    /// Like [`Tgz::parse`], but also notes where the deflate data lies so that [`reseal`] can
+    /// re-encode only what an edit changes (it maps the blocks it needs then). A file of several
+    /// gzip members is compressed whole again instead.
     pub fn parse_for_edit(bytes: &[u8], label: &str) -> Result<Tgz, ArchiveError> {
-        let Some((g, map)) = gunzip_mapped(bytes) else {
-            return Self::parse(bytes, label);
-        };
-        Self::listed(bytes.len(), g, label, Some(map))
+        let mut t = Self::parse(bytes, label)?;
+        if t.gzip_members == 1
+            && let Some((_, header_len)) = GzipHeader::parse(bytes)
+        {
+            // One member and nothing after it (anything else is refused by the decoder): the
+            // deflate data runs up to the 8-byte trailer.
+            t.map = bytes
+                .len()
+                .checked_sub(header_len + 8)
+                .map(|deflate_len| GzMap {
+                    header_len,
+                    deflate_len,
+                });
+        }
+        Ok(t)
     }
 
     /// The same archive with its tar replaced by `tar` (e.g. the result of [`Tgz::replace_member`])

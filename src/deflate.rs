@@ -48,6 +48,10 @@ pub enum DeflateError {
     TooLarge { limit: u64 },
     #[error("cannot re-encode the changed span: {0}")]
     Encode(String),
+    /// The rest of the stream must be copied shifted by some bits, which needs the exact end
+    /// (a map that stopped early knows it only to the byte): map the whole stream.
+    #[error("the end of the stream is needed to the bit")]
+    InexactEnd,
 }
 
 /// CRC-32 (gzip's) of `data`, with libdeflate's carry-less-multiply code where the CPU has it.
@@ -143,8 +147,10 @@ fn populate(out: &mut Vec<u8>, from: usize) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockMap {
     pub starts: Vec<(u64, usize)>,
-    /// Bit offset just after the final block's end-of-block code.
+    /// Bit offset just after the final block's end-of-block code; with `end_exact` false, only
+    /// the end of the last byte (the map stopped early).
     pub end_bit: u64,
+    pub end_exact: bool,
     /// Length of the decoded data.
     pub total_out: usize,
 }
@@ -172,14 +178,13 @@ fn stream_size() -> i32 {
     std::mem::size_of::<z::z_stream>() as i32
 }
 
-/// Decodes a raw deflate stream like [`inflate_fast`] but block by block, recording where each
-/// block begins. Returns the data, the map and the number of input bytes the stream took.
-/// Slower than [`inflate_fast`]; used only on archives about to be edited.
-pub fn inflate_mapped(
-    input: &[u8],
-    size_hint: usize,
-    limit: usize,
-) -> Result<(Vec<u8>, BlockMap, usize), DeflateError> {
+/// Where the blocks of a raw deflate stream begin, found with zlib's `Z_BLOCK` decoding into a
+/// small scratch buffer (libdeflate decodes the data itself; it cannot say where blocks begin).
+/// Decoding stops once the data passes byte `until` (an edit needs the blocks up to the one
+/// holding its first changed byte; [`splice`] reads any block after that itself), so an edit near
+/// the start of a large archive maps almost nothing. `total_out` is the decoded length, known
+/// from the decode. Without reaching the end the end bit is only known to the byte.
+pub fn map_blocks(input: &[u8], until: usize, total_out: usize) -> Result<BlockMap, DeflateError> {
     let corrupt = |offset: u64, detail: &str| DeflateError::Corrupt {
         offset,
         detail: detail.to_string(),
@@ -199,43 +204,32 @@ pub fn inflate_mapped(
     }
     st.s.next_in = input.as_ptr();
     st.s.avail_in = avail_in;
-    let mut out: Vec<u8> = Vec::with_capacity(size_hint.max(64 * 1024).min(limit.max(1)));
-    populate(&mut out, 0);
+    // zlib keeps its own 32 KiB window, so the output space is only scratch.
+    let mut scratch = vec![0u8; 64 * 1024];
     let mut starts = vec![(0u64, 0usize)];
     loop {
-        if out.len() == out.capacity() {
-            if out.len() >= limit {
-                return Err(DeflateError::TooLarge {
-                    limit: limit as u64,
-                });
-            }
-            out.reserve(out.capacity().min(limit - out.len()).max(1));
-        }
-        let spare = (out.capacity() - out.len()).min(u32::MAX as usize);
-        // SAFETY: next_out points into the Vec's spare capacity with `spare` bytes available;
-        // the bytes zlib reports as written (total_out grows by them) are then counted.
+        // SAFETY: next_out points at the scratch buffer, `scratch.len()` bytes long, which
+        // outlives the call; zlib writes only within it.
         let (r, produced) = unsafe {
-            st.s.next_out = out.as_mut_ptr().add(out.len());
-            st.s.avail_out = spare as u32;
+            st.s.next_out = scratch.as_mut_ptr();
+            st.s.avail_out = scratch.len() as u32;
             let before = st.s.total_out;
             let r = z::inflate(&mut *st.s, z::Z_BLOCK);
-            let produced = (st.s.total_out - before) as usize;
-            out.set_len(out.len() + produced);
-            (r, produced)
+            (r, (st.s.total_out - before) as usize)
         };
+        let out = st.s.total_out as usize;
         let at_bit = st.s.total_in * 8 - (st.s.data_type & 7) as u64;
         match r {
             // The end of the final block is the end of the stream. zlib-rs says so with
             // Z_STREAM_END after a Huffman block, but after a final stored block it stops at the
             // boundary (128) of the last block (64) and makes no further progress under Z_BLOCK.
             _ if r == z::Z_STREAM_END || (r == z::Z_OK && st.s.data_type & 192 == 192) => {
-                let consumed = st.s.total_in as usize;
-                let map = BlockMap {
+                return Ok(BlockMap {
                     starts,
                     end_bit: at_bit,
-                    total_out: out.len(),
-                };
-                return Ok((out, map, consumed));
+                    end_exact: true,
+                    total_out: out,
+                });
             }
             z::Z_OK | z::Z_BUF_ERROR => {
                 // A boundary, unless it is the end of the final block (64: the last block has
@@ -244,7 +238,15 @@ pub fn inflate_mapped(
                     && st.s.data_type & 64 == 0
                     && starts.last().map(|s| s.0) != Some(at_bit)
                 {
-                    starts.push((at_bit, out.len()));
+                    starts.push((at_bit, out));
+                }
+                if out > until {
+                    return Ok(BlockMap {
+                        starts,
+                        end_bit: input.len() as u64 * 8,
+                        end_exact: false,
+                        total_out,
+                    });
                 }
                 if st.s.avail_in == 0 && produced == 0 && st.s.avail_out > 0 {
                     return Err(corrupt(
@@ -653,6 +655,10 @@ pub fn splice(
             break;
         }
     }
+    if !map.end_exact && copied_to < map.end_bit && w.len % 8 != copied_to % 8 {
+        // Copied shifted, the padding bits of the last byte could spill into one byte more.
+        return Err(DeflateError::InexactEnd);
+    }
     w.append(old_raw, copied_to, map.end_bit);
     // Check each span (spans closer than 32 KiB are checked as one).
     let mut merged: Vec<(u64, usize, usize)> = Vec::new();
@@ -673,6 +679,27 @@ pub fn splice(
         }
     }
     Ok(w.bytes)
+}
+
+/// [`splice`] of the raw deflate stream `old_raw` (which decodes to `old_len` bytes), mapping its
+/// blocks only as far as the changes need, and the whole stream when the end must be known to
+/// the bit.
+pub fn splice_stream(
+    old_raw: &[u8],
+    old_len: usize,
+    new: &[u8],
+    hunks: &[Hunk],
+    level: i32,
+) -> Result<Vec<u8>, DeflateError> {
+    let until = hunks.last().map_or(0, |h| h.old.start);
+    let map = map_blocks(old_raw, until, old_len)?;
+    match splice(old_raw, &map, new, hunks, level) {
+        Err(DeflateError::InexactEnd) => {
+            let whole = map_blocks(old_raw, usize::MAX, old_len)?;
+            splice(old_raw, &whole, new, hunks, level)
+        }
+        other => other,
+    }
 }
 
 /// Compresses `data` as deflate blocks that follow `primed` bits, with `dict` as the history.
@@ -918,8 +945,17 @@ mod tests {
             let mut fast = Vec::new();
             assert_eq!(inflate_fast(&raw, &mut fast, 1 << 30), Some(raw.len()));
             assert_eq!(fast, data);
-            let (mapped, map, used) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
-            assert_eq!((mapped.as_slice(), used), (data.as_slice(), raw.len()));
+            let map = map_blocks(&raw, usize::MAX, data.len()).unwrap();
+            assert!(map.end_exact);
+            assert_eq!(map.total_out, data.len());
+            // A map that stops early is the beginning of the whole one, up to the block holding
+            // the byte it was asked for.
+            let until = data.len() / 3;
+            let part = map_blocks(&raw, until, data.len()).unwrap();
+            assert!(!part.end_exact);
+            assert_eq!(part.starts, map.starts[..part.starts.len()]);
+            let upto = |m: &BlockMap| m.starts.iter().filter(|s| s.1 <= until).count();
+            assert_eq!(upto(&part), upto(&map));
             assert!(
                 map.starts.len() >= 2,
                 "{level}: {} blocks",
@@ -954,7 +990,7 @@ mod tests {
         // Level 0 stores every block (no symbols to cut between), 1 and 9 make other blocks.
         for level in [0, 1, 6, 9] {
             let raw = deflate(&data, level);
-            let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+            let map = map_blocks(&raw, usize::MAX, data.len()).unwrap();
             for (n, edits) in cases.iter().enumerate() {
                 let (new, hunks) = apply(&data, edits);
                 let out = splice(&raw, &map, &new, &hunks, 6).unwrap();
@@ -997,7 +1033,7 @@ mod tests {
             );
         }
         let raw = deflate(&data, 6);
-        let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+        let map = map_blocks(&raw, usize::MAX, data.len()).unwrap();
         let at = data.len() / 2;
         let i = map.starts.partition_point(|s| s.1 <= at) - 1;
         let block_end = map.starts.get(i + 1).map_or(data.len(), |s| s.1);
@@ -1035,8 +1071,6 @@ mod tests {
             let data = corpus(1 + rnd(150_000), round);
             let level = [0, 1, 3, 6, 9][rnd(5)];
             let raw = deflate(&data, level);
-            let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30)
-                .unwrap_or_else(|e| panic!("round {round} level {level} {}: {e}", data.len()));
             let mut at: Vec<usize> = (0..1 + rnd(3) * 2).map(|_| rnd(data.len() + 1)).collect();
             at.sort_unstable();
             let edits: Vec<(Range<usize>, Vec<u8>)> = at
@@ -1053,7 +1087,8 @@ mod tests {
                 .filter(|(r, b)| !r.is_empty() || !b.is_empty())
                 .collect();
             let (new, hunks) = apply(&data, &edits);
-            let out = splice(&raw, &map, &new, &hunks, 6)
+            // As archives do it: blocks mapped only as far as the changes need.
+            let out = splice_stream(&raw, data.len(), &new, &hunks, 6)
                 .unwrap_or_else(|e| panic!("round {round} level {level} {edits:?}: {e}"));
             assert_eq!(
                 inflate_check(&out),
@@ -1068,7 +1103,7 @@ mod tests {
         // One fixed-code block (short input), which is also the final one.
         let data = b"owner = passthru; owner = vmkernel; owner = passthru;".to_vec();
         let raw = deflate(&data, 6);
-        let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+        let map = map_blocks(&raw, usize::MAX, data.len()).unwrap();
         assert_eq!(map.starts.len(), 1);
         let (new, hunks) = apply(&data, &[(8..16, b"vmkernel".to_vec())]);
         let out = splice(&raw, &map, &new, &hunks, 6).unwrap();
@@ -1079,7 +1114,7 @@ mod tests {
     fn no_hunks_gives_the_original_stream() {
         let data = corpus(100_000, 3);
         let raw = deflate(&data, 6);
-        let (_, map, _) = inflate_mapped(&raw, 0, 1 << 30).unwrap();
+        let map = map_blocks(&raw, usize::MAX, data.len()).unwrap();
         let out = splice(&raw, &map, &data, &[], 6).unwrap();
         assert_eq!(inflate_check(&out), data);
     }
@@ -1088,18 +1123,14 @@ mod tests {
     fn corrupt_and_truncated_streams_are_errors() {
         let data = corpus(100_000, 5);
         let raw = deflate(&data, 6);
-        assert!(inflate_mapped(&raw[..raw.len() / 2], 0, 1 << 30).is_err());
+        assert!(map_blocks(&raw[..raw.len() / 2], usize::MAX, data.len()).is_err());
         assert_eq!(
             inflate_fast(&raw[..raw.len() / 2], &mut Vec::new(), 1 << 30),
             None
         );
         let mut bad = raw.clone();
         bad[0] = 0xff;
-        assert!(inflate_mapped(&bad, 0, 1 << 30).is_err() || inflate_check_ok(&bad));
-        assert!(matches!(
-            inflate_mapped(&raw, 0, 1000),
-            Err(DeflateError::TooLarge { .. })
-        ));
+        assert!(map_blocks(&bad, usize::MAX, data.len()).is_err() || inflate_check_ok(&bad));
     }
 
     fn inflate_check_ok(raw: &[u8]) -> bool {

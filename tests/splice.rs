@@ -63,6 +63,20 @@ fn stage(root: &Path, before_kib: usize) {
     common::write_tree(root, &files);
 }
 
+/// `bootbank fix STATE --device <story> --yes --output DIR/fixed.tgz`; returns that path.
+fn fix_to_file(state: &Path, dir: &Path) -> std::path::PathBuf {
+    let out = dir.join("fixed.tgz");
+    let o = run(cmd(env!("CARGO_BIN_EXE_bootbank"))
+        .args(["fix"])
+        .arg(state)
+        .args(["--device", STORY_DEVICE, "--yes", "--output"])
+        .arg(&out)
+        .arg("--backup-dir")
+        .arg(dir.join("backup")));
+    assert!(o.status.success());
+    out
+}
+
 /// Bytes of `old`, in whole KiB chunks, found verbatim somewhere in `new`. A recompressed
 /// stream keeps none past the gzip header; a splice keeps every block it did not re-encode
 /// (moved, when a re-encoded span before it changed length).
@@ -84,15 +98,7 @@ fn fix_keeps_the_unchanged_deflate_blocks_at_both_levels() {
         stage(&root, before_kib);
         let state = dir.path().join("state.tgz");
         common::mkstate(&root, &state, None);
-        let out = dir.path().join("fixed.tgz");
-        let o = run(cmd(env!("CARGO_BIN_EXE_bootbank"))
-            .args(["fix"])
-            .arg(&state)
-            .args(["--device", STORY_DEVICE, "--yes", "--output"])
-            .arg(&out)
-            .arg("--backup-dir")
-            .arg(dir.path().join("backup")));
-        assert!(o.status.success());
+        let out = fix_to_file(&state, dir.path());
 
         // GNU gzip and tar accept both levels and list the same members with the same metadata.
         run(cmd("gzip").arg("-t").arg(&out));
@@ -199,15 +205,7 @@ fn archives_busybox_wrote_are_spliced_and_busybox_reads_the_result() {
         &["tar", "-czf", state.to_str().unwrap(), "local.tgz"],
         &inner,
     );
-    let out = dir.path().join("fixed.tgz");
-    let o = run(cmd(env!("CARGO_BIN_EXE_bootbank"))
-        .args(["fix"])
-        .arg(&state)
-        .args(["--device", STORY_DEVICE, "--yes", "--output"])
-        .arg(&out)
-        .arg("--backup-dir")
-        .arg(dir.path().join("backup")));
-    assert!(o.status.success());
+    let out = fix_to_file(&state, dir.path());
 
     // busybox lists and extracts both levels; GNU gzip tests them clean.
     run(cmd("gzip").arg("-t").arg(&out));

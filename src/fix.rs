@@ -1083,10 +1083,12 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
                     .output
                     .clone()
                     .unwrap_or_else(|| plan.target_path.clone());
-                let check = checks[0].as_ref().expect("a step with changes");
-                replace_file(&out, &step.new_bytes, &|b| check.verify(b))?;
-                outcome.stats.bytes_written += step.new_bytes.len() as u64;
-                outcome.written.push(out.display().to_string());
+                // An archive's only step has changes whenever the plan has (no leftovers).
+                if let Some(check) = &checks[0] {
+                    replace_file(&out, &step.new_bytes, &|b| check.verify(b))?;
+                    outcome.stats.bytes_written += step.new_bytes.len() as u64;
+                    outcome.written.push(out.display().to_string());
+                }
             }
         }
         Ok(())

@@ -808,13 +808,7 @@ pub use crate::fix::Outcome;
 
 /// Carries out a plan: exclusive access, backup, recovery of leftovers, the writes, read-back.
 pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError> {
-    let mut outcome = Outcome {
-        backup_dir: None,
-        written: Vec::new(),
-        recovered: Vec::new(),
-        stats: WriteStats::default(),
-        decoded: Vec::new(),
-    };
+    let mut outcome = Outcome::default();
     if !plan.has_changes() {
         return Ok(outcome);
     }

@@ -734,7 +734,7 @@ pub fn unified_diff(old: &[u8], new: &[u8], location: &str) -> String {
 }
 
 /// What was written (by `fix`, `config`, `restore` and `bank`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {
     pub backup_dir: Option<String>,
     pub written: Vec<String>,
@@ -1002,13 +1002,7 @@ fn check_config(
 
 /// Carries out a plan: recovery of leftovers, backup, safe writes, read-back checks.
 pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, FixError> {
-    let mut outcome = Outcome {
-        backup_dir: None,
-        written: Vec::new(),
-        recovered: Vec::new(),
-        stats: WriteStats::default(),
-        decoded: Vec::new(),
-    };
+    let mut outcome = Outcome::default();
     if !plan.has_changes() {
         return Ok(outcome);
     }

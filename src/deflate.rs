@@ -161,6 +161,24 @@ struct Stream {
     deflate: bool,
 }
 
+impl Stream {
+    /// A raw (headerless) inflate stream; `None` when zlib cannot start one.
+    fn inflater() -> Option<Stream> {
+        let mut st = Stream {
+            s: Box::default(),
+            deflate: false,
+        };
+        // SAFETY: a zeroed (default) z_stream with a valid version string and size.
+        let r = unsafe { z::inflateInit2_(&mut *st.s, -15, z::zlibVersion(), stream_size()) };
+        if r != z::Z_OK {
+            // Not initialised: nothing to end.
+            std::mem::forget(st);
+            return None;
+        }
+        Some(st)
+    }
+}
+
 impl Drop for Stream {
     fn drop(&mut self) {
         // SAFETY: the stream was initialised by inflateInit2_/deflateInit2_/deflateCopy.
@@ -191,17 +209,7 @@ pub fn map_blocks(input: &[u8], until: usize, total_out: usize) -> Result<BlockM
     };
     let avail_in =
         u32::try_from(input.len()).map_err(|_| corrupt(0, "compressed data larger than 4 GiB"))?;
-    let mut st = Stream {
-        s: Box::default(),
-        deflate: false,
-    };
-    // SAFETY: a zeroed (default) z_stream with a valid version string and size.
-    let r = unsafe { z::inflateInit2_(&mut *st.s, -15, z::zlibVersion(), stream_size()) };
-    if r != z::Z_OK {
-        // Not initialised: nothing to end.
-        std::mem::forget(st);
-        return Err(corrupt(0, "cannot start the decoder"));
-    }
+    let mut st = Stream::inflater().ok_or_else(|| corrupt(0, "cannot start the decoder"))?;
     st.s.next_in = input.as_ptr();
     st.s.avail_in = avail_in;
     // zlib keeps its own 32 KiB window, so the output space is only scratch.
@@ -380,15 +388,9 @@ fn decodes_to(raw: &[u8], from_bit: u64, history: &[u8], expected: &[u8]) -> boo
     else {
         return false;
     };
-    let mut st = Stream {
-        s: Box::default(),
-        deflate: false,
-    };
-    // SAFETY: a default z_stream with a valid version string and size.
-    if unsafe { z::inflateInit2_(&mut *st.s, -15, z::zlibVersion(), stream_size()) } != z::Z_OK {
-        std::mem::forget(st);
+    let Some(mut st) = Stream::inflater() else {
         return false;
-    }
+    };
     let mut out = vec![0u8; expected.len()];
     // SAFETY: initialised stream; the pointers and lengths come from live slices that outlive
     // the calls.

@@ -31,7 +31,7 @@ use common::{
 };
 use std::collections::BTreeSet;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -903,19 +903,7 @@ fn demo_dry_run_refusal_and_lock_write_nothing() {
     let img = fresh(&t, &demo, "locked");
     let dir = img.parent().unwrap();
     let backup = dir.join("backup");
-    let mut holder = cmd("flock")
-        .arg("-x")
-        .arg(&img)
-        .args(["-c", "echo locked; read line"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let holder = common::HeldLock::hold(&img);
     let o = bootbank(
         dir,
         &[
@@ -928,11 +916,7 @@ fn demo_dry_run_refusal_and_lock_write_nothing() {
             p(&backup),
         ],
     );
-    // release the lock: `read` returns at end of input
-    let mut stdin = holder.stdin.take().unwrap();
-    let _ = stdin.write_all(b"\n");
-    drop(stdin);
-    assert!(holder.wait().unwrap().success());
+    holder.release();
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     assert!(output_text(&o).contains("in use"), "{}", output_text(&o));
     assert_eq!(sha256_file(&img), want, "a locked image was written");

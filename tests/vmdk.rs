@@ -19,9 +19,7 @@ use common::{
     story_bank,
 };
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 fn tools() -> bool {
     common::builder_available() && common::require_tools(&["qemu-img", "flock", "sha256sum", "dd"])
@@ -218,19 +216,7 @@ fn a_lock_on_the_flat_extent_refuses_the_write() {
     let (dir, _raw, vmdk) = demo_pair(&t, "demo");
     let flat = dir.join("disk-flat.vmdk");
     let want = sha256_file(&flat);
-    let mut holder = cmd("flock")
-        .arg("-x")
-        .arg(&flat)
-        .args(["-c", "echo locked; read line"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(holder.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert_eq!(line.trim(), "locked");
+    let holder = common::HeldLock::hold(&flat);
     let backup = dir.join("backup");
     let o = bootbank(
         &dir,
@@ -244,10 +230,7 @@ fn a_lock_on_the_flat_extent_refuses_the_write() {
             p(&backup),
         ],
     );
-    let mut stdin = holder.stdin.take().unwrap();
-    let _ = stdin.write_all(b"\n");
-    drop(stdin);
-    assert!(holder.wait().unwrap().success());
+    holder.release();
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("in use"), "{}", output_text(&o));

@@ -1046,3 +1046,35 @@ pub fn fsck_fat_partitions(img: &Path, scratch: &Path) -> Vec<u32> {
     }
     checked
 }
+
+/// An exclusive lock on a file held by another process (the `flock` tool), as a user's other
+/// program would hold it; returns once the lock is taken.
+pub struct HeldLock(std::process::Child);
+
+impl HeldLock {
+    pub fn hold(path: &Path) -> HeldLock {
+        use std::io::BufRead;
+        let mut child = cmd("flock")
+            .arg("-x")
+            .arg(path)
+            .args(["-c", "echo locked; read line"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "locked");
+        HeldLock(child)
+    }
+
+    /// Releases the lock (`read` returns at end of input) and checks the holder ended well.
+    pub fn release(mut self) {
+        let mut stdin = self.0.stdin.take().unwrap();
+        let _ = stdin.write_all(b"\n");
+        drop(stdin);
+        assert!(self.0.wait().unwrap().success());
+    }
+}

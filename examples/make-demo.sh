@@ -6,11 +6,11 @@
 # usage: examples/make-demo.sh [OUT_IMG]        (default: examples/demo.img)
 #
 # Bank 5 (partition 5, UUID bce53c44-7c409452-6d9c-54f415677c86): installed
-#   7.0.3-0.105.22348816, updated=3, bootstate=0 -> the bank that boots next. Its
+#   6.7.0-0.0.14320388, updated=3, bootstate=0 -> the bank that boots next. Its
 #   state.tgz > local.tgz > etc/vmware/esx.conf has the story's line
 #   /device/000:022:00.0/owner = "passthru" (vmkname vmhba2, the boot disk's controller).
 # Bank 6 (UUID 6250e3f8-944fc3bd-ee94-ccd1286a4e05): the older build
-#   7.0.3-0.95.21930508, updated=2, bootstate=0, with the healthy config ("vmkernel").
+#   6.7.0-0.0.13981272, updated=2, bootstate=0, with the healthy config ("vmkernel").
 # Both hold dummy payload files for every boot.cfg module. state.tgz is the plain
 # (pre-7.0U2) kind: state.tgz holding local.tgz.
 set -euo pipefail
@@ -26,7 +26,7 @@ trap 'rm -rf "$work"' EXIT
 
 modules="jumpstrt.gz useropts.gz features.gz k.b00 uc_intel.b00 uc_amd.b00 uc_hygon.b00
 procfs.b00 vmx.v00 vim.v00 tpm.v00 sb.v00 s.v00 lsi_mr3.v00 nvme_pci.v00 vmkusb.v00
-esx_ui.v00 tools.t00 xorg.v00 gc.v00 imgdb.tgz basemisc.tgz resvibs.tgz"
+esx_ui.v00 tools.t00 xorg.v00 gc.v00 imgdb.tgz"
 
 # the same text as boot_cfg() in tests/common/mod.rs
 boot_cfg() {   # build updated bootstate
@@ -63,8 +63,8 @@ bank() {       # n build updated bootstate esx.conf
   bash "$tools/mkstate" "$root" "$dir/state.tgz"
 }
 
-bank 5 7.0.3-0.105.22348816 3 0 "$conf/story.conf"
-bank 6 7.0.3-0.95.21930508 2 0 "$conf/healthy.conf"
+bank 5 6.7.0-0.0.14320388 3 0 "$conf/story.conf"
+bank 6 6.7.0-0.0.13981272 2 0 "$conf/healthy.conf"
 bash "$tools/mkdisk" --layout demo --out "$out" --bank5 "$work/bank5" --bank6 "$work/bank6"
 bash "$tools/fsck-banks" -q "$out"
 echo "built $out"

@@ -1,7 +1,8 @@
 //! Findings: what will go wrong at the next boot, with a stable rule id and what to do about it.
 
+use crate::configstore::{ConfigStore, Ownership};
+use crate::devices::{HostDevice, Obeyed, Store};
 use crate::envelope::Encryption;
-use crate::esxconf::Device;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -47,47 +48,165 @@ pub const NO_CONFIGURATION: &str = "no-configuration";
 pub const INTERRUPTED_WRITE: &str = "interrupted-write";
 /// Rule: esx.conf and the ConfigStore (7.0+) disagree about passing a device through.
 pub const CONFIGSTORE_DISAGREES: &str = "configstore-disagrees";
-/// Rule: a ConfigStore PCI record whose passthrough setting is not in a field bootbank knows.
+/// Rule: a ConfigStore pci_devices record that cannot be read as ESXi reads it (columns that
+/// disagree, a value or field its schema does not allow).
 pub const CONFIGSTORE_UNCLEAR: &str = "configstore-unclear";
 /// Rule: the configuration is encrypted (7.0U2+).
 pub const CONFIG_ENCRYPTED: &str = "config-encrypted";
 
-/// Findings about PCI devices in esx.conf. `where_` names the configuration, for messages;
-/// `target` is the path to put in the suggested `bootbank fix` command.
-pub fn device_findings(devices: &[Device], where_: &str, target: &str) -> Vec<Finding> {
+/// Rule: the host's ConfigStore schema for a key bootbank edits differs from the one it knows.
+pub const CONFIGSTORE_SCHEMA: &str = "configstore-schema-differs";
+
+/// The fix command line for devices, naming each in the hex form the host's tools use.
+fn fix_command(target: &str, d: &HostDevice) -> String {
+    let mut what = Vec::new();
+    if let Some(s) = &d.configstore
+        && d.store_owner() == Some(Ownership::Passthru)
+    {
+        what.push(format!(
+            "sets owner from OWNER_PASSTHRU to OWNER_VMKERNEL in ConfigStore esx/hardware/pci_devices {}",
+            s.identifier.as_deref().unwrap_or(&d.pci_address)
+        ));
+    }
+    if d.esx_owner() == Some(Ownership::Passthru) {
+        what.push(format!(
+            "sets /device/{}/owner from \"passthru\" to \"vmkernel\" in esx.conf",
+            d.esx_address
+        ));
+    }
+    format!(
+        "bootbank fix {} --device {} --both-banks   ({})",
+        shell_quote(target),
+        d.pci_address,
+        what.join("; ")
+    )
+}
+
+/// Where a device's owner was read and what it says, for messages:
+/// `esx.conf /device/000:022:00.0/owner = "passthru"` or
+/// `ConfigStore esx/hardware/pci_devices 0000:16:00.0: owner OWNER_PASSTHRU in UserValue`.
+fn owner_place(d: &HostDevice) -> String {
+    let raw = d.owner_raw.as_deref().unwrap_or("?");
+    match d.owner_source {
+        Some(Store::EsxConf) => format!("esx.conf /device/{}/owner = \"{raw}\"", d.esx_address),
+        Some(Store::ConfigStore) => {
+            let s = d.configstore.as_ref();
+            match s.and_then(|s| s.identifier.as_deref()) {
+                Some(id) => format!(
+                    "ConfigStore esx/hardware/pci_devices {id}: owner {raw} in {}",
+                    s.map(|s| s.owner_from.join(", ")).unwrap_or_default()
+                ),
+                None => format!("ConfigStore: no pci_devices record, so the default owner {raw}"),
+            }
+        }
+        None => "no store says".to_string(),
+    }
+}
+
+/// Findings about a configuration's PCI devices: storage adapters and other devices whose
+/// effective owner is passthrough, and devices the two stores disagree about. `obeyed` says
+/// which store the build reads; `target` is the path to put in the suggested `bootbank fix`.
+pub fn device_findings(devices: &[HostDevice], obeyed: &Obeyed, target: &str) -> Vec<Finding> {
     let mut out = Vec::new();
-    for d in devices.iter().filter(|d| d.is_passthru()) {
+    for d in devices {
         let vmk = d.vmkname.as_deref().unwrap_or("no vmkname");
-        if d.is_storage() {
+        if d.is_passthru() && d.is_storage() {
             out.push(Finding {
                 severity: Severity::Critical,
                 rule: PASSTHRU_STORAGE,
                 device: Some(d.pci_address.clone()),
                 message: format!(
-                    "storage adapter {vmk} at {} (esx.conf /device/{}) is set to passthrough: at the next boot ESXi hands it to VMs and loses every disk behind it, usually its own boot disk and datastores",
-                    d.pci_address, d.esx_address
+                    "storage adapter {vmk} at {} is set to passthrough ({}): at the next boot ESXi hands it to VMs and loses every disk behind it, usually its own boot disk and datastores",
+                    d.all_forms(),
+                    owner_place(d),
                 ),
-                fix: Some(format!(
-                    "bootbank fix {} --device {} --both-banks   (sets /device/{}/owner from \"passthru\" to \"vmkernel\" in {where_})",
-                    shell_quote(target),
-                    d.pci_address,
-                    d.esx_address
-                )),
+                fix: Some(fix_command(target, d)),
             });
-        } else {
+        } else if d.is_passthru() {
             out.push(Finding {
                 severity: Severity::Info,
                 rule: PASSTHRU_DEVICE,
                 device: Some(d.pci_address.clone()),
                 message: format!(
-                    "device {} ({vmk}, esx.conf /device/{}) is set to passthrough",
-                    d.pci_address, d.esx_address
+                    "device {vmk} at {} is set to passthrough ({})",
+                    d.all_forms(),
+                    owner_place(d)
+                ),
+                fix: None,
+            });
+        }
+        if d.stores_disagree() {
+            let e = d.esx_conf.as_ref().expect("disagreeing devices have both");
+            let s = d
+                .configstore
+                .as_ref()
+                .expect("disagreeing devices have both");
+            let obeys = match obeyed.store {
+                Some(st) => format!("ESXi obeys the {st} ({})", obeyed.why),
+                None => format!("which one ESXi obeys is not known ({})", obeyed.why),
+            };
+            out.push(Finding {
+                severity: Severity::Warning,
+                rule: CONFIGSTORE_DISAGREES,
+                device: Some(d.pci_address.clone()),
+                message: format!(
+                    "esx.conf and the ConfigStore disagree about {}: esx.conf line {} says \"{}\", the ConfigStore says {} ({}); {obeys}",
+                    d.all_forms(),
+                    e.owner_line.map(|l| l.to_string()).unwrap_or_else(|| "?".into()),
+                    e.owner.as_deref().unwrap_or("?"),
+                    s.owner_raw.as_deref().unwrap_or("?"),
+                    match &s.identifier {
+                        Some(id) => format!("record {id}, {}", s.owner_from.join(", ")),
+                        None => "no pci_devices record: the schema default".to_string(),
+                    }
+                ),
+                fix: (d.esx_owner() == Some(Ownership::Passthru)
+                    || d.store_owner() == Some(Ownership::Passthru))
+                .then(|| fix_command(target, d)),
+            });
+        }
+        if let Some(s) = &d.configstore
+            && (!s.problems.is_empty() || (s.identifier.is_some() && d.store_owner().is_none()))
+        {
+            out.push(Finding {
+                severity: Severity::Warning,
+                rule: CONFIGSTORE_UNCLEAR,
+                device: Some(d.pci_address.clone()),
+                message: format!(
+                    "ConfigStore record esx/hardware/pci_devices {} cannot be read as ESXi reads it (owner {}): {}; bootbank will not change it",
+                    s.identifier.as_deref().unwrap_or("?"),
+                    s.owner_raw.as_deref().unwrap_or("not known"),
+                    if s.problems.is_empty() {
+                        "its owner is none of the schema's values".to_string()
+                    } else {
+                        s.problems.join("; ")
+                    }
                 ),
                 fix: None,
             });
         }
     }
     out
+}
+
+/// Findings about the ConfigStore as a whole: a schema that differs from what bootbank knows.
+pub fn schema_findings(store: &ConfigStore) -> Vec<Finding> {
+    store
+        .schemas
+        .differences
+        .iter()
+        .map(|(key, d)| Finding {
+            severity: Severity::Warning,
+            rule: CONFIGSTORE_SCHEMA,
+            device: None,
+            message: format!(
+                "the host's ConfigStore schema of {key} differs from the one bootbank knows ({}): {}; its records are read with the host's schema, and bootbank refuses to change them",
+                store.schemas.get(*key).source,
+                d.join("; ")
+            ),
+            fix: None,
+        })
+        .collect()
 }
 
 /// Finding for an encrypted configuration. `key_id` is set when it was decrypted offline.

@@ -10,7 +10,8 @@
 use crate::archive::{self, ArchiveError, Tgz};
 use crate::bootbank::{self, Bank, BankError};
 use crate::config::{Config, ConfigError, ESX_CONF};
-use crate::configstore::{self, ConfigStore, Ownership};
+use crate::configstore::{self, ColumnChange, ConfigStore, ConfigStoreError, Ownership};
+use crate::devices::HostDevice;
 use crate::disk::{Disk, DiskError};
 use crate::envelope::Encryption;
 use crate::esxconf::{self, Change, Edit, EsxConf, EsxConfError};
@@ -70,6 +71,16 @@ pub enum FixError {
     },
     #[error("{0}")]
     Device(String),
+    /// The ConfigStore holds a change the fix needs, and it cannot be made. Nothing is written.
+    #[error(
+        "{location} > local.tgz > {}: {source}; nothing was written",
+        configstore::MEMBER
+    )]
+    Store {
+        location: String,
+        #[source]
+        source: ConfigStoreError,
+    },
     #[error("{0}")]
     Refused(String),
     #[error("write failed: {0}")]
@@ -126,23 +137,30 @@ pub struct Step {
     names: Option<Names>,
 }
 
-/// One field of a ConfigStore record changed by `fix` (see [`ConfigStore::set_owner`]).
+/// One ConfigStore record changed by `fix` (see [`ConfigStore::set_owner`]): the row before and
+/// after, for the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreChange {
     /// The database's member in local.tgz.
     pub member: String,
+    /// `esx/hardware/pci_devices`.
+    pub key: String,
     pub identifier: String,
     pub rowid: i64,
-    pub column: String,
-    /// JSON pointer of the field inside the column's JSON.
-    pub pointer: String,
-    pub old_owner: Ownership,
-    pub new_owner: Ownership,
-    /// The column's JSON text before and after.
-    pub old_text: String,
-    pub new_text: String,
-    /// The JSON text was re-serialised instead of having only the value replaced.
-    pub reserialised: bool,
+    /// The device in every form: lspci hex, esx.conf decimal, ConfigStore bus address.
+    pub pci_address: String,
+    pub esx_address: String,
+    pub bus_address: String,
+    /// The owner before and after, as the store writes it.
+    pub old_owner: String,
+    pub new_owner: String,
+    /// Each value column that holds `owner`: its JSON text before and after.
+    pub columns: Vec<ColumnChange>,
+    /// Set by the store's triggers, as when ESXi edits the record.
+    pub modified_time_before: Option<String>,
+    pub modified_time_after: Option<String>,
+    pub revision_before: Option<i64>,
+    pub revision_after: Option<i64>,
 }
 
 /// The whole plan, shown before anything is written.
@@ -163,12 +181,22 @@ pub struct DeviceChoice {
     pub typed: String,
     pub read_as: Reading,
     pub pci_address: String,
+    /// esx.conf's decimal form (as written there when esx.conf has the device).
     pub esx_address: Option<String>,
+    /// The ConfigStore's bus-address form, `p0000:16:00.0`.
+    pub bus_address: String,
     pub vmkname: Option<String>,
+    /// The owner ESXi will apply, and where it was read.
     pub owner: Option<String>,
+    pub owner_source: Option<crate::devices::Store>,
 }
 
 impl Step {
+    /// Whether this step changes the configuration (esx.conf or the ConfigStore).
+    pub fn changes_anything(&self) -> bool {
+        !self.changes.is_empty() || !self.store_changes.is_empty()
+    }
+
     /// The new ConfigStore and what changed in it, for the read-back check.
     fn store_check(&self) -> Option<(&[u8], &[StoreChange])> {
         self.new_store
@@ -193,7 +221,7 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         self.steps
             .iter()
-            .any(|s| !s.changes.is_empty() || s.leftover.is_some())
+            .any(|s| s.changes_anything() || s.leftover.is_some())
     }
 }
 
@@ -331,9 +359,12 @@ fn plan_disk(
         let file = cf.effective.name.to_ascii_lowercase();
         let old_bytes = bootbank::read_file(disk, bank, &cf.effective.name)?.unwrap_or_default();
         let location = format!("{where_} /{file}");
-        let mut step = build_step(&old_bytes, &location, what, &mut resolved, plan, |state| {
-            Ok(state)
-        })?;
+        let build = bank
+            .boot_cfg
+            .as_ref()
+            .ok()
+            .map(|c| (c.build().to_string(), "boot.cfg"));
+        let mut step = build_step(&old_bytes, &location, build, what, &mut resolved, plan, Ok)?;
         step.partition = (!lone).then_some(p);
         step.bank_uuid = Some(bank.uuid.clone());
         step.file = cf.names.current.clone();
@@ -361,9 +392,19 @@ fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), Fix
     if outer.member("state.tgz").is_some() {
         plan.kind = TargetKind::ConfigBundle;
         let inner = outer.require("state.tgz")?.to_vec();
+        let build = outer.member("Manifest.txt").and_then(|m| {
+            String::from_utf8_lossy(outer.data(m))
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("RELEASELEVEL=")
+                        .map(|v| v.trim().to_string())
+                })
+                .map(|b| (b, "Manifest.txt"))
+        });
         let mut step = build_step(
             &inner,
             "bundle > state.tgz",
+            build,
             what,
             &mut resolved,
             plan,
@@ -382,7 +423,7 @@ fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), Fix
     } else {
         TargetKind::StateArchive
     };
-    let mut step = build_step(bytes, &file, what, &mut resolved, plan, Ok)?;
+    let mut step = build_step(bytes, &file, None, what, &mut resolved, plan, Ok)?;
     step.file = file;
     plan.steps.push(step);
     Ok(())
@@ -393,6 +434,7 @@ fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), Fix
 fn build_step(
     state_bytes: &[u8],
     location: &str,
+    build: Option<(String, &'static str)>,
     what: &Request,
     resolved: &mut Option<Vec<PciAddress>>,
     plan: &mut Plan,
@@ -445,18 +487,44 @@ fn build_step(
     let local = cfg.local.as_ref().expect("plain configs have local.tgz");
     let old_conf = local.require(ESX_CONF)?;
     let mut notes = Vec::new();
-    let mut given_back = Vec::new();
+    let mut store_changes = Vec::new();
+    let mut new_store = None;
     let edits = match what {
         Request::Edits(e) => e.clone(),
-        Request::AllStorage | Request::Devices(_) => device_edits(
-            conf,
-            what,
-            resolved,
-            plan,
-            &mut notes,
-            &mut given_back,
-            location,
-        )?,
+        Request::AllStorage | Request::Devices(_) => {
+            let store = match ConfigStore::from_local(local) {
+                Ok(s) => s,
+                Err(source) => {
+                    // Unreadable: on a build that reads esx.conf it does not matter; anywhere
+                    // else it may hold the very setting to fix, so nothing is written.
+                    let (obeyed, _) = inspect::devices_of(Some(conf), None, build.clone());
+                    if obeyed.store != Some(crate::devices::Store::EsxConf) {
+                        return Err(FixError::Store {
+                            location: location.to_string(),
+                            source,
+                        });
+                    }
+                    notes.push(format!(
+                        "the ConfigStore (local.tgz > {}) cannot be read ({source}); {}, so it is left unchanged",
+                        configstore::MEMBER,
+                        obeyed.why
+                    ));
+                    None
+                }
+            };
+            let (_, devices) = inspect::devices_of(Some(conf), store.as_ref(), build);
+            let wanted =
+                resolve_devices(conf, &devices, what, resolved, plan, &mut notes, location)?;
+            let (edits, store_given_back) = device_edits(&devices, &wanted, &mut notes);
+            if let Some(store) = &store {
+                new_store = store_edits(store, &devices, &store_given_back, &mut store_changes)
+                    .map_err(|source| FixError::Store {
+                        location: location.to_string(),
+                        source,
+                    })?;
+            }
+            edits
+        }
     };
     let (new_conf, changes) =
         esxconf::apply(old_conf, &edits).map_err(|source| FixError::EsxConf {
@@ -464,17 +532,14 @@ fn build_step(
             source,
         })?;
     let diff = unified_diff(old_conf, &new_conf, location);
-    let mut store_changes = Vec::new();
-    let new_store = if changes.is_empty() {
-        None
-    } else {
-        store_edits(local, &given_back, &mut notes, &mut store_changes)
-    };
-    let new_bytes = if changes.is_empty() {
+    let new_bytes = if changes.is_empty() && new_store.is_none() {
         state_bytes.to_vec()
     } else {
-        let (mut tar, mut hunks) = local.replace_member_hunks(ESX_CONF, &new_conf)?;
-        if let Some(db) = &new_store {
+        let (mut tar, mut hunks) = match (&new_store, changes.is_empty()) {
+            (Some(db), true) => local.replace_member_hunks(configstore::MEMBER, db)?,
+            _ => local.replace_member_hunks(ESX_CONF, &new_conf)?,
+        };
+        if let (Some(db), false) = (&new_store, changes.is_empty()) {
             tar = local
                 .with_tar(tar)?
                 .replace_member(configstore::MEMBER, db)?;
@@ -532,113 +597,85 @@ fn build_step(
     })
 }
 
-/// The ConfigStore side of giving `given_back` to the vmkernel: every record of one of these
-/// devices whose owner is plainly passthru in a recognised field gets that field set to
-/// vmkernel in a copy of the database; every other record is left alone, with a note when it
-/// is unclear or already says vmkernel. Returns the new database when anything changed. A store
-/// that cannot be read or changed is left as it is, and the plan says so: esx.conf is still
-/// fixed.
+/// The ConfigStore side of giving devices back to the vmkernel: every pci_devices record of
+/// `given_back` whose owner is OWNER_PASSTHRU is set to OWNER_VMKERNEL, one after the other in
+/// the same copy of the database. Any record that cannot be changed (schema that differs,
+/// record that breaks its schema, unknown triggers...) fails the whole fix before anything is
+/// written. Returns the new database when anything changed.
 fn store_edits(
-    local: &archive::Tgz,
+    store: &ConfigStore,
+    devices: &[HostDevice],
     given_back: &[PciAddress],
-    notes: &mut Vec<String>,
     out: &mut Vec<StoreChange>,
-) -> Option<Vec<u8>> {
-    if given_back.is_empty() {
-        return None;
-    }
-    let member = configstore::MEMBER;
-    let mut store = match ConfigStore::from_local(local) {
-        Ok(Some(s)) => s,
-        Ok(None) => return None,
-        Err(e) => {
-            notes.push(format!(
-                "the ConfigStore (local.tgz > {member}) cannot be read ({e}): it is left unchanged; check `esxcli hardware pci pcipassthru list` on the host after it boots"
-            ));
-            return None;
-        }
-    };
+) -> Result<Option<Vec<u8>>, ConfigStoreError> {
+    let mut current = store.clone();
     let mut bytes = None;
     for addr in given_back {
-        for r in store
-            .pci_devices()
-            .into_iter()
-            .filter(|r| r.address == Some(*addr))
-        {
-            let id = &r.identifier;
-            match (r.owner, &r.recognised_field, r.rowid) {
-                (Some(Ownership::Passthru), Some((column, pointer)), Some(rowid)) => {
-                    match store.set_owner(rowid, column, pointer, Ownership::Vmkernel) {
-                        Ok(e) => {
-                            if e.reserialised {
-                                notes.push(format!(
-                                    "ConfigStore record {id}: the JSON text of {column} could not be changed in place, so it is re-serialised (same content; key order and spacing may differ)"
-                                ));
-                            }
-                            out.push(StoreChange {
-                                member: member.to_string(),
-                                identifier: id.clone(),
-                                rowid,
-                                column: column.clone(),
-                                pointer: pointer.clone(),
-                                old_owner: Ownership::Passthru,
-                                new_owner: Ownership::Vmkernel,
-                                old_text: e.old_text,
-                                new_text: e.new_text,
-                                reserialised: e.reserialised,
-                            });
-                            bytes = Some(e.bytes);
-                        }
-                        Err(e) => notes.push(format!(
-                            "ConfigStore record {id} says passthru in {column}{pointer} but could not be changed ({e}): it is left unchanged; check `esxcli hardware pci pcipassthru list` on the host after it boots"
-                        )),
-                    }
-                }
-                (Some(Ownership::Passthru), _, _) => notes.push(format!(
-                    "ConfigStore record {id} says passthru but its row cannot be addressed (no rowid): it is left unchanged; check `esxcli hardware pci pcipassthru list` on the host after it boots"
-                )),
-                (Some(Ownership::Vmkernel), field, _) => notes.push(format!(
-                    "ConfigStore record {id} already says vmkernel{}: unchanged",
-                    field
-                        .as_ref()
-                        .map(|(c, p)| format!(" ({c}{p})"))
-                        .unwrap_or_default()
-                )),
-                (None, _, _) => notes.push(format!(
-                    "ConfigStore record {id} for {addr} is unclear ({}): it is left unchanged; check `esxcli hardware pci pcipassthru list` on the host after it boots",
-                    r.unclear.as_deref().unwrap_or("no recognised owner field")
-                )),
-            }
-        }
+        let Some(rec) = current.pci_device(*addr).cloned() else {
+            continue;
+        };
+        let rowid = rec.record.rowid.ok_or_else(|| {
+            configstore::EditRefusal::ReadBack(format!(
+                "record {} has no rowid to address it by",
+                rec.identifier
+            ))
+        })?;
+        let e = current.set_owner(rowid, Ownership::Vmkernel)?;
+        let d = devices.iter().find(|d| d.address == *addr);
+        out.push(StoreChange {
+            member: configstore::MEMBER.to_string(),
+            key: configstore::schema::PCI_DEVICES.to_string(),
+            identifier: e.identifier.clone(),
+            rowid,
+            pci_address: addr.to_pci_string(),
+            esx_address: d
+                .map(|d| d.esx_address.clone())
+                .unwrap_or_else(|| addr.to_esx_string()),
+            bus_address: format!("p{}", addr.to_pci_string()),
+            old_owner: rec.owner_raw.clone().unwrap_or_default(),
+            new_owner: Ownership::Vmkernel.store_value().to_string(),
+            columns: e.columns.clone(),
+            modified_time_before: e.modified_time.0.clone(),
+            modified_time_after: e.modified_time.1.clone(),
+            revision_before: e.revision.0,
+            revision_after: e.revision.1,
+        });
+        bytes = Some(e.bytes);
+        current = *e.after;
     }
-    bytes
+    Ok(bytes)
 }
 
-fn device_edits(
+/// The devices the user named (or every storage adapter in passthrough), resolved once against
+/// the configuration of the first bank chosen and then matched by value in every bank.
+fn resolve_devices(
     conf: &EsxConf,
+    devices: &[HostDevice],
     what: &Request,
     resolved: &mut Option<Vec<PciAddress>>,
     plan: &mut Plan,
     notes: &mut Vec<String>,
-    given_back: &mut Vec<PciAddress>,
     location: &str,
-) -> Result<Vec<Edit>, FixError> {
-    let devices = conf.devices();
-    let wanted: Vec<PciAddress> = match (what, resolved.as_ref()) {
-        (_, Some(r)) => r.clone(),
-        (Request::AllStorage, None) => {
+) -> Result<Vec<PciAddress>, FixError> {
+    if let Some(r) = resolved.as_ref() {
+        return Ok(r.clone());
+    }
+    let says_passthru = |d: &HostDevice| {
+        d.esx_owner() == Some(Ownership::Passthru) || d.store_owner() == Some(Ownership::Passthru)
+    };
+    let v: Vec<PciAddress> = match what {
+        Request::AllStorage => {
             let v: Vec<PciAddress> = devices
                 .iter()
-                .filter(|d| d.is_storage() && d.is_passthru())
+                .filter(|d| d.is_storage() && says_passthru(d))
                 .map(|d| d.address)
                 .collect();
             if v.is_empty() {
                 notes.push("no storage adapter is set to passthrough".to_string());
             }
-            *resolved = Some(v.clone());
             v
         }
-        (Request::Devices(typed), None) => {
+        Request::Devices(typed) => {
             let mut v = Vec::new();
             for t in typed {
                 let (addr, reading) = PciAddress::parse_user(t, |s| conf.has_device_text(s))
@@ -647,68 +684,109 @@ fn device_edits(
                 plan.devices.push(DeviceChoice {
                     typed: t.clone(),
                     read_as: reading,
-                    pci_address: addr.to_string(),
-                    esx_address: d.map(|d| d.esx_address.clone()),
+                    pci_address: addr.to_pci_string(),
+                    esx_address: Some(
+                        d.map(|d| d.esx_address.clone())
+                            .unwrap_or_else(|| addr.to_esx_string()),
+                    ),
+                    bus_address: format!("p{}", addr.to_pci_string()),
                     vmkname: d.and_then(|d| d.vmkname.clone()),
-                    owner: d.and_then(|d| d.owner.clone()),
+                    owner: d.and_then(|d| d.owner.map(|o| o.to_string())),
+                    owner_source: d.and_then(|d| d.owner_source),
                 });
                 if d.is_none() {
                     return Err(FixError::Device(format!(
-                        "--device {t}: read as {} {} (esx.conf form {}), but {location} has no such device; devices set to passthrough: {}",
+                        "--device {t}: read as {} {} (esx.conf form {}, ConfigStore form p{}), but {location} has no such device in esx.conf or the ConfigStore; devices set to passthrough: {}",
                         match reading {
                             Reading::Esx => "ESXi decimal address, lspci",
                             Reading::Pci => "lspci address",
+                            Reading::Bus => "ConfigStore bus address, lspci",
                         },
                         addr,
                         addr.to_esx_string(),
-                        passthru_list(&devices)
+                        addr.to_pci_string(),
+                        passthru_list(devices)
                     )));
                 }
                 v.push(addr);
             }
-            *resolved = Some(v.clone());
             v
         }
-        (Request::Edits(_), None) => Vec::new(),
+        Request::Edits(_) => Vec::new(),
     };
+    *resolved = Some(v.clone());
+    Ok(v)
+}
+
+/// The esx.conf edits that give `wanted` back to the vmkernel, and the devices whose ConfigStore
+/// record must change too. Both stores are changed wherever they say passthrough, whichever one
+/// the build obeys: a stale line left saying passthrough would mislead the next reader.
+fn device_edits(
+    devices: &[HostDevice],
+    wanted: &[PciAddress],
+    notes: &mut Vec<String>,
+) -> (Vec<Edit>, Vec<PciAddress>) {
     let mut edits = Vec::new();
+    let mut store = Vec::new();
     for addr in wanted {
-        let Some(d) = devices.iter().find(|d| d.address == addr) else {
+        let Some(d) = devices.iter().find(|d| d.address == *addr) else {
             notes.push(format!("{addr}: not in this configuration; left alone"));
             continue;
         };
-        match d.owner.as_deref() {
-            Some("passthru") => {
-                edits.push(Edit::Set {
-                    key: format!("/device/{}/owner", d.esx_address),
-                    value: "vmkernel".to_string(),
-                    create: false,
-                });
-                given_back.push(addr);
+        let vmk = d.vmkname.as_deref().unwrap_or("no vmkname");
+        let mut any = false;
+        if d.esx_owner() == Some(Ownership::Passthru) {
+            edits.push(Edit::Set {
+                key: format!("/device/{}/owner", d.esx_address),
+                value: "vmkernel".to_string(),
+                create: false,
+            });
+            any = true;
+        }
+        if d.store_owner() == Some(Ownership::Passthru) {
+            store.push(*addr);
+            any = true;
+        }
+        if !any {
+            let mut said = Vec::new();
+            if let Some(o) = d.esx_conf.as_ref().and_then(|e| e.owner.as_deref()) {
+                said.push(format!("esx.conf \"{o}\""));
             }
-            Some(other) => notes.push(format!(
-                "{} ({}) is already owned by {other}: nothing to change",
-                d.pci_address,
-                d.vmkname.as_deref().unwrap_or("no vmkname")
-            )),
-            None => notes.push(format!(
-                "{} has no owner line in esx.conf; bootbank never adds one",
-                d.pci_address
-            )),
+            if let Some(s) = &d.configstore {
+                said.push(format!(
+                    "ConfigStore {} ({})",
+                    s.owner_raw.as_deref().unwrap_or("not known"),
+                    s.owner_from.join(", ")
+                ));
+            }
+            if said.is_empty() {
+                notes.push(format!(
+                    "{} ({vmk}) has no owner in esx.conf or the ConfigStore; bootbank never adds one",
+                    d.all_forms()
+                ));
+            } else {
+                notes.push(format!(
+                    "{} ({vmk}) is not set to passthrough ({}): nothing to change",
+                    d.all_forms(),
+                    said.join(", ")
+                ));
+            }
         }
     }
-    Ok(edits)
+    (edits, store)
 }
 
-fn passthru_list(devices: &[crate::esxconf::Device]) -> String {
+fn passthru_list(devices: &[HostDevice]) -> String {
     let v: Vec<String> = devices
         .iter()
-        .filter(|d| d.is_passthru())
+        .filter(|d| {
+            d.esx_owner() == Some(Ownership::Passthru)
+                || d.store_owner() == Some(Ownership::Passthru)
+        })
         .map(|d| {
             format!(
-                "{} (esx.conf {}, {})",
-                d.pci_address,
-                d.esx_address,
+                "{} ({})",
+                d.all_forms(),
                 d.vmkname.as_deref().unwrap_or("no vmkname")
             )
         })
@@ -789,7 +867,7 @@ pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
     let files: Vec<BackupFile> = plan
         .steps
         .iter()
-        .filter(|s| !s.changes.is_empty())
+        .filter(|s| s.changes_anything())
         .map(|s| BackupFile {
             partition: s.partition,
             bank_uuid: s.bank_uuid.clone(),
@@ -979,16 +1057,15 @@ fn check_config(
             if got != db {
                 return Err("the ConfigStore database differs from the intended one".to_string());
             }
-            let s = ConfigStore::open(got).map_err(|e| e.to_string())?;
-            let records = s.pci_devices();
+            let s = ConfigStore::from_local(local)
+                .map_err(|e| e.to_string())?
+                .ok_or("no ConfigStore")?;
             for c in changed {
-                let r = records.iter().find(|r| r.rowid == Some(c.rowid));
-                if r.map(|r| (r.owner, r.recognised_field.clone()))
-                    != Some((
-                        Some(c.new_owner),
-                        Some((c.column.clone(), c.pointer.clone())),
-                    ))
-                {
+                let r = s
+                    .pci_devices
+                    .iter()
+                    .find(|r| r.record.rowid == Some(c.rowid));
+                if r.and_then(|r| r.owner_raw.as_deref()) != Some(c.new_owner.as_str()) {
                     return Err(format!(
                         "ConfigStore record {} does not read back as {}",
                         c.identifier, c.new_owner
@@ -1018,10 +1095,11 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
             .steps
             .iter()
             .map(|step| {
-                (!step.changes.is_empty()).then(|| Prechecked::start(s, step, bundle, &decoded))
+                step.changes_anything()
+                    .then(|| Prechecked::start(s, step, bundle, &decoded))
             })
             .collect();
-        if plan.steps.iter().any(|s| !s.changes.is_empty()) {
+        if plan.steps.iter().any(Step::changes_anything) {
             write_backup(plan, backup_dir)?;
             outcome.backup_dir = Some(backup_dir.display().to_string());
         }

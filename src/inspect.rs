@@ -9,9 +9,10 @@ use crate::archive::{self, ArchiveError, Tgz};
 use crate::bootbank::{self, Bank, BankError};
 use crate::bootcfg::BootCfg;
 use crate::config::{Config, ConfigError, MemberSummary};
+use crate::configstore::{ConfigStore, DeviceName, PciDeviceRecord, SchemaSource};
+use crate::devices::{self, HostDevice, Obeyed};
 use crate::disk::{Disk, DiskError};
 use crate::envelope::Encryption;
-use crate::esxconf::Device;
 use crate::fat::FileInfo;
 use crate::findings::{self, Finding, Severity};
 use crate::nextboot::{self, Candidate};
@@ -69,6 +70,8 @@ pub struct ConfigReport {
     pub esx_conf_lines: Option<usize>,
     /// Host name from `/adv/Misc/HostName`, when present.
     pub hostname: Option<String>,
+    /// Which store ESXi reads device ownership from on this build (None when sealed by a TPM).
+    pub device_ownership: Option<Obeyed>,
 }
 
 /// A config bundle's manifest.
@@ -78,19 +81,58 @@ pub struct BundleReport {
     pub uuid: Option<String>,
 }
 
-/// The ConfigStore's PCI device records and how they compare with esx.conf.
+/// The ConfigStore (7.0+): its device records, merged as ESXi merges them, and the schemas
+/// they were read with.
 #[derive(Debug, Clone, Serialize)]
 pub struct ConfigStoreReport {
-    pub records: Vec<crate::configstore::PciRecord>,
-    pub disagreements: Vec<crate::configstore::Disagreement>,
-    pub unclear: Vec<crate::configstore::Unclear>,
+    /// Rows of the `Config` table, all keys.
+    pub rows: u64,
+    pub schema: SchemaReport,
+    /// `esx/hardware/pci_devices` records, in table order.
+    pub pci_devices: Vec<PciDeviceRecord>,
+    /// `esx/system/device_data` records (vmkernel device names), in table order.
+    pub device_names: Vec<DeviceName>,
 }
 
-/// A device as reported: esx.conf's view, plus what the rescue system's sysfs says.
+/// Where the ConfigStore's schemas came from and how they compare with bootbank's.
+#[derive(Debug, Clone, Serialize)]
+pub struct SchemaReport {
+    /// local.tgz holds the host's schema store.
+    pub host_store: bool,
+    /// The schema store's VIB ids (the build that wrote it).
+    pub vib_ids: Vec<String>,
+    /// Per key bootbank reads: where its schema was read.
+    pub sources: std::collections::BTreeMap<String, SchemaSource>,
+    /// Per key: where the host's schema differs from the one bootbank knows.
+    pub differences: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl SchemaReport {
+    fn new(store: &ConfigStore) -> SchemaReport {
+        let s = &store.schemas;
+        SchemaReport {
+            host_store: s.host_store,
+            vib_ids: s.vib_ids.clone(),
+            sources: s
+                .schemas
+                .iter()
+                .map(|x| (x.key.to_string(), x.source.clone()))
+                .collect(),
+            differences: s
+                .differences
+                .iter()
+                .map(|(k, d)| (k.to_string(), d.clone()))
+                .collect(),
+        }
+    }
+}
+
+/// A device as reported: what the configuration says (both stores), plus what the rescue
+/// system's sysfs says.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceReport {
     #[serde(flatten)]
-    pub conf: Device,
+    pub conf: HostDevice,
     pub sysfs: Option<crate::sysfs::SysfsDevice>,
 }
 
@@ -169,7 +211,7 @@ pub struct Decoded {
 /// `extract`). `None`: the bank holds no configuration.
 pub fn read_config(target: &Path) -> Result<Option<(Config, String)>, InspectError> {
     let (_, cfg, _) = inspect_inner(target, &Options::default())?;
-    Ok(cfg)
+    Ok(cfg.map(|s| (s.config, s.source)))
 }
 
 /// Inspects a target.
@@ -194,9 +236,9 @@ pub fn inspect_with_config(
     opts: &Options,
 ) -> Result<(Report, Configs), InspectError> {
     let (mut report, config, rollback) = inspect_inner(target, opts)?;
-    let config = config.map(|(cfg, source)| {
-        apply_config(&cfg, source, &mut report);
-        cfg
+    let config = config.map(|s| {
+        apply_config(&s.config, s.source, s.build, &mut report);
+        s.config
     });
     let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
         path: target.display().to_string(),
@@ -217,8 +259,13 @@ pub fn inspect_with_config(
     ))
 }
 
-/// A configuration with where it came from, e.g. `partition 5 /state.tgz`.
-type Sourced = (Config, String);
+/// A configuration with where it came from, e.g. `partition 5 /state.tgz`, and the build that
+/// boots with it with where that was read (`boot.cfg`, `Manifest.txt`).
+pub(crate) struct Sourced {
+    config: Config,
+    source: String,
+    build: Option<(String, &'static str)>,
+}
 type Inner = (Report, Option<Sourced>, Option<Config>);
 
 fn inspect_inner(target: &Path, opts: &Options) -> Result<Inner, InspectError> {
@@ -243,7 +290,7 @@ fn inspect_inner(target: &Path, opts: &Options) -> Result<Inner, InspectError> {
         sysfs_root: None,
         pci_ids: None,
     };
-    let config: Option<(Config, String)>;
+    let config: Option<Sourced>;
     let mut rollback = None;
     if meta.is_dir() {
         report.kind = TargetKind::Directory;
@@ -483,7 +530,19 @@ fn banks_and_config(
         Some(d) => d.config.clone(),
         None => Config::from_state(&bytes, &label)?,
     };
-    Ok((Some((cfg, label)), rollback))
+    let build = bank
+        .boot_cfg
+        .as_ref()
+        .ok()
+        .map(|c| (c.build().to_string(), "boot.cfg"));
+    Ok((
+        Some(Sourced {
+            config: cfg,
+            source: label,
+            build,
+        }),
+        rollback,
+    ))
 }
 
 /// The configuration a bank holds (None when it has none).
@@ -522,7 +581,7 @@ pub(crate) fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> Ba
 }
 
 /// A directory holding a copied or mounted bank.
-fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<(Config, String)>, InspectError> {
+fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<Sourced>, InspectError> {
     let io = |path: &Path, source| InspectError::Io {
         path: path.display().to_string(),
         source,
@@ -538,6 +597,7 @@ fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<(Config, String
             dir.display()
         )));
     }
+    let mut build = None;
     if boot_cfg_path.is_file() {
         let bytes = std::fs::read(&boot_cfg_path).map_err(|e| io(&boot_cfg_path, e))?;
         let boot_cfg = BootCfg::parse(&bytes).map_err(|e| e.to_string());
@@ -570,6 +630,11 @@ fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<(Config, String
             partition: 0,
             boot_cfg: bank.boot_cfg.as_ref().map_err(|e| e.clone()),
         }]);
+        build = bank
+            .boot_cfg
+            .as_ref()
+            .ok()
+            .map(|c| (c.build().to_string(), "boot.cfg"));
         let mut br = bank_report(&bank, &verdict.banks[0], true);
         br.uuid = None;
         report.will_boot = Some(verdict.next_boot_partition.is_some());
@@ -580,15 +645,15 @@ fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<(Config, String
     };
     let bytes = std::fs::read(&state_path).map_err(|e| io(&state_path, e))?;
     let label = state_path.display().to_string();
-    Ok(Some((Config::from_state(&bytes, &label)?, label)))
+    Ok(Some(Sourced {
+        config: Config::from_state(&bytes, &label)?,
+        source: label,
+        build,
+    }))
 }
 
 /// A gzip'd tar given directly: a config bundle, a state.tgz, or a local.tgz.
-fn inspect_archive(
-    bytes: &[u8],
-    name: &str,
-    report: &mut Report,
-) -> Result<(Config, String), InspectError> {
+fn inspect_archive(bytes: &[u8], name: &str, report: &mut Report) -> Result<Sourced, InspectError> {
     let outer = Tgz::parse(bytes, &format!("archive {name}"))?;
     if outer.member("state.tgz").is_none() && outer.member("Manifest.txt").is_some() {
         return Err(InspectError::NotEsxi(format!(
@@ -611,7 +676,16 @@ fn inspect_archive(
         }
         let label = format!("config bundle {name} > state.tgz");
         let cfg = Config::from_state(outer.require("state.tgz")?, &label)?;
-        return Ok((cfg, label));
+        let build = report
+            .bundle
+            .as_ref()
+            .and_then(|b| b.release_level.clone())
+            .map(|b| (b, "Manifest.txt"));
+        return Ok(Sourced {
+            config: cfg,
+            source: label,
+            build,
+        });
     }
     let is_local = outer.member(crate::config::ESX_CONF).is_some();
     report.kind = if is_local {
@@ -624,10 +698,19 @@ fn inspect_archive(
         if is_local { "local.tgz" } else { "state.tgz" }
     );
     let cfg = Config::from_state(bytes, &label)?;
-    Ok((cfg, label))
+    Ok(Sourced {
+        config: cfg,
+        source: label,
+        build: None,
+    })
 }
 
-fn apply_config(cfg: &Config, source: String, report: &mut Report) {
+fn apply_config(
+    cfg: &Config,
+    source: String,
+    build: Option<(String, &'static str)>,
+    report: &mut Report,
+) {
     report.config = Some(ConfigReport {
         source: source.clone(),
         encryption: cfg.encryption,
@@ -641,6 +724,7 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
             .as_ref()
             .and_then(|c| c.get("/adv/Misc/HostName"))
             .map(str::to_string),
+        device_ownership: None,
     });
     let key_id = cfg.sealed.as_ref().map(|s| s.key.key_id.clone());
     if let Some(f) = findings::encryption_finding(
@@ -650,59 +734,70 @@ fn apply_config(cfg: &Config, source: String, report: &mut Report) {
     ) {
         report.findings.push(f);
     }
-    if let Some(conf) = &cfg.esx_conf {
-        let devices = conf.devices();
-        let where_ = format!("etc/vmware/esx.conf ({source} > local.tgz)");
-        report
-            .findings
-            .extend(findings::device_findings(&devices, &where_, &report.target));
-        if let Some(local) = &cfg.local {
-            match crate::configstore::ConfigStore::from_local(local) {
-                Ok(Some(store)) => {
-                    let records = store.pci_devices();
-                    let disagreements = crate::configstore::disagreements(&devices, &records);
-                    let unclear = crate::configstore::unclear(&records);
-                    for d in &disagreements {
-                        report.findings.push(Finding {
-                            severity: Severity::Warning,
-                            rule: findings::CONFIGSTORE_DISAGREES,
-                            device: Some(d.address().to_string()),
-                            message: format!("esx.conf and the ConfigStore disagree: {d}"),
-                            fix: None,
-                        });
-                    }
-                    for u in &unclear {
-                        report.findings.push(Finding {
-                            severity: Severity::Info,
-                            rule: findings::CONFIGSTORE_UNCLEAR,
-                            device: u.address.map(|a| a.to_string()),
-                            message: format!(
-                                "ConfigStore record {} does not say plainly whether it is passed through: {}",
-                                u.identifier, u.reason
-                            ),
-                            fix: None,
-                        });
-                    }
-                    report.configstore = Some(ConfigStoreReport {
-                        records,
-                        disagreements,
-                        unclear,
-                    });
-                }
-                Ok(None) => {}
-                Err(e) => report.warnings.push(format!(
-                    "{source} > local.tgz: ConfigStore not readable: {e}"
-                )),
-            }
+    let Some(local) = &cfg.local else {
+        return;
+    };
+    let store = match ConfigStore::from_local(local) {
+        Ok(s) => s,
+        Err(e) => {
+            report.warnings.push(format!(
+                "{source} > local.tgz: ConfigStore not readable: {e}"
+            ));
+            None
         }
-        report.devices = devices
-            .into_iter()
-            .map(|d| DeviceReport {
-                conf: d,
-                sysfs: None,
-            })
-            .collect();
+    };
+    let devices = devices_of(cfg.esx_conf.as_ref(), store.as_ref(), build);
+    let (obeyed, devices) = devices;
+    report
+        .findings
+        .extend(findings::device_findings(&devices, &obeyed, &report.target));
+    if let Some(store) = &store {
+        report.findings.extend(findings::schema_findings(store));
+        report.configstore = Some(ConfigStoreReport {
+            rows: store.rows,
+            schema: SchemaReport::new(store),
+            pci_devices: store.pci_devices.clone(),
+            device_names: store.device_names.clone(),
+        });
     }
+    if let Some(c) = report.config.as_mut() {
+        c.device_ownership = Some(obeyed);
+    }
+    report.devices = devices
+        .into_iter()
+        .map(|d| DeviceReport {
+            conf: d,
+            sysfs: None,
+        })
+        .collect();
+}
+
+/// The devices of a configuration and which store the build obeys: decided by the build that
+/// boots it (`build`, with where it was read) or else the build that wrote its schema store.
+pub(crate) fn devices_of(
+    conf: Option<&crate::esxconf::EsxConf>,
+    store: Option<&ConfigStore>,
+    build: Option<(String, &'static str)>,
+) -> (Obeyed, Vec<HostDevice>) {
+    let (build, from) = match build {
+        Some((b, f)) => (Some(b), f),
+        None => (None, "boot.cfg"),
+    };
+    let obeyed = Obeyed::decide(&[
+        (build, from),
+        (
+            store.and_then(|s| s.schemas.esx_base_build()),
+            "schema store",
+        ),
+    ]);
+    let mut obeyed = obeyed;
+    if obeyed.store == Some(devices::Store::ConfigStore) && store.is_none() {
+        obeyed.why.push_str(
+            "; this configuration has no readable ConfigStore, so esx.conf's /device/ lines are taken instead",
+        );
+    }
+    let list = devices::host_devices(conf, store, &obeyed);
+    (obeyed, list)
 }
 
 /// The esx.conf that the bank booting next (or the archive) holds, with where it came from; for

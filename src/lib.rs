@@ -7,6 +7,7 @@ pub mod bootcfg;
 pub mod config;
 pub mod configstore;
 pub mod deflate;
+pub mod devices;
 pub mod disk;
 pub mod enrich;
 pub mod envelope;

@@ -218,11 +218,22 @@ fn map_rules(cfg: &Config, report: &Report, out: &mut Vec<Finding>) {
     }
 }
 
-/// Devices passed through by a configuration.
-fn passthru_set(cfg: &Config) -> Option<BTreeSet<PciAddress>> {
+/// Devices a configuration passes through, read where its build reads them (esx.conf or the
+/// ConfigStore); `build` is the bank's boot.cfg build.
+fn passthru_set(cfg: &Config, build: Option<&str>) -> Option<BTreeSet<PciAddress>> {
     let conf = cfg.esx_conf.as_ref()?;
+    let store = cfg.local.as_ref().and_then(|l| {
+        crate::configstore::ConfigStore::from_local(l)
+            .ok()
+            .flatten()
+    });
+    let (_, devices) = inspect::devices_of(
+        Some(conf),
+        store.as_ref(),
+        build.map(|b| (b.to_string(), "boot.cfg")),
+    );
     Some(
-        conf.devices()
+        devices
             .into_iter()
             .filter(|d| d.is_passthru())
             .map(|d| d.address)
@@ -274,8 +285,8 @@ fn bank_rules(
         });
     }
     if let (Some(a), Some(b)) = (
-        next_cfg.and_then(passthru_set),
-        other_cfg.and_then(passthru_set),
+        next_cfg.and_then(|c| passthru_set(c, next.build.as_deref())),
+        other_cfg.and_then(|c| passthru_set(c, other.build.as_deref())),
     ) && a != b
     {
         let list = |s: Vec<&PciAddress>| {

@@ -46,6 +46,10 @@ pub enum Reading {
     Esx,
     /// lspci/esxcli hexadecimal form.
     Pci,
+    /// The ConfigStore's bus-address form: `p` + hex `SSSS:BB:DD.F` (`p0000:16:00.0`), as
+    /// `esx/system/device_data` writes it.
+    #[serde(rename = "configstore")]
+    Bus,
 }
 
 impl PciAddress {
@@ -83,7 +87,10 @@ impl PciAddress {
         if let Some(rest) = strip_prefix_ci(t, "pci:") {
             return Ok((Self::parse_pci(rest)?, Reading::Pci));
         }
-        if is_esx_key(t)
+        if let Some(a) = crate::configstore::parse_bus_address(t) {
+            return Ok((a, Reading::Bus));
+        }
+        if (is_esx_key(t) || esx_only_shape(t))
             && let Ok(a) = Self::parse_esx(t)
         {
             return Ok((a, Reading::Esx));
@@ -103,6 +110,21 @@ impl PciAddress {
             "{:03}:{:03}:{:02}.{}",
             self.segment, self.bus, self.device, self.function
         )
+    }
+}
+
+/// A shape only esx.conf writes (reference section 6): a three-digit bus (`BBB:SS.F`,
+/// `SSS:BBB:SS.F`, `SSSSS:BBB:SS.F`) or a three- or five-digit segment. lspci and esxcli print a
+/// two-digit bus and a four-digit segment, so such a text is ESXi's decimal form even when
+/// esx.conf has no key written so (from 7.0U2 on it has no `/device/` keys at all).
+fn esx_only_shape(t: &str) -> bool {
+    let Some((head, _)) = t.rsplit_once('.') else {
+        return false;
+    };
+    match head.split(':').collect::<Vec<_>>().as_slice() {
+        [b, _] => b.len() == 3,
+        [s, b, _] => b.len() == 3 || s.len() == 3 || s.len() == 5,
+        _ => false,
     }
 }
 
@@ -269,5 +291,30 @@ mod tests {
             PciAddress::parse_user("PCI:00:10.0", has).unwrap(),
             (PciAddress::new(0, 0, 0x10, 0), Reading::Pci)
         );
+    }
+
+    /// From 7.0U2 on esx.conf has no `/device/` keys to look the text up in: a shape lspci
+    /// never prints is still read as ESXi's decimal form, and the ConfigStore's `p` form as hex.
+    #[test]
+    fn user_addresses_without_esx_keys() {
+        let none = |_: &str| false;
+        for (text, want, reading) in [
+            ("000:022:00.0", PciAddress::new(0, 22, 0, 0), Reading::Esx),
+            ("022:00.0", PciAddress::new(0, 22, 0, 0), Reading::Esx),
+            ("00000:022:00.0", PciAddress::new(0, 22, 0, 0), Reading::Esx),
+            ("0000:16:00.0", PciAddress::new(0, 0x16, 0, 0), Reading::Pci),
+            ("16:00.0", PciAddress::new(0, 0x16, 0, 0), Reading::Pci),
+            (
+                "p0000:16:00.0",
+                PciAddress::new(0, 0x16, 0, 0),
+                Reading::Bus,
+            ),
+        ] {
+            assert_eq!(
+                PciAddress::parse_user(text, none).unwrap(),
+                (want, reading),
+                "{text}"
+            );
+        }
     }
 }

@@ -41,7 +41,7 @@ fn status_agrees_with_inspect_on_every_bank_scenario() {
     if !tools() {
         return;
     }
-    let mut tie6 = BankSpec::installed("7.0.3-0.95.1", 7, 0, &esxconf("story.conf"));
+    let mut tie6 = BankSpec::installed("6.7.0-0.0.1", 7, 0, &esxconf("story.conf"));
     tie6.boot_cfg = tie6.boot_cfg.replace("bootstate=0\n", "");
     let mut nonnum = story_bank(9, 0);
     nonnum.boot_cfg = nonnum.boot_cfg.replace("updated=9", "updated=nine");
@@ -56,7 +56,7 @@ fn status_agrees_with_inspect_on_every_bank_scenario() {
             "fresh",
             demo(
                 healthy_bank(1, 0),
-                BankSpec::boot_cfg_only(&boot_cfg("7.0.3-0.105.22348816", 2, 3)),
+                BankSpec::boot_cfg_only(&boot_cfg("6.7.0-0.0.14320388", 2, 3)),
             ),
             Some(5),
             None,
@@ -76,7 +76,7 @@ fn status_agrees_with_inspect_on_every_bank_scenario() {
         (
             "tie",
             demo(
-                BankSpec::installed("7.0.3-0.95.1", 7, 0, &esxconf("healthy.conf")),
+                BankSpec::installed("6.7.0-0.0.1", 7, 0, &esxconf("healthy.conf")),
                 tie6,
             ),
             Some(5),
@@ -462,7 +462,7 @@ fn select_refusals_write_nothing() {
             "empty",
             demo(
                 healthy_bank(1, 0),
-                BankSpec::boot_cfg_only(&boot_cfg("7.0.3-0.105.22348816", 2, 3)),
+                BankSpec::boot_cfg_only(&boot_cfg("6.7.0-0.0.14320388", 2, 3)),
             ),
             "6",
             "empty bank",

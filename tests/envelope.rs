@@ -10,7 +10,7 @@ mod common;
 
 use bootbank::envelope::{ATTR_IV, DerivedKey, EncryptionInfo, Envelope, EnvelopeError, fresh_iv};
 use common::TempDir;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
@@ -30,27 +30,7 @@ fn key() -> &'static DerivedKey {
 
 /// The oracle's python, or None (skip) when it cannot be installed outside CI.
 fn oracle() -> Option<&'static Path> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PY.get_or_init(|| {
-        let why = match Command::new(common::tool("oracle-venv")).output() {
-            Ok(o) if o.status.success() => {
-                let py = String::from_utf8_lossy(&o.stdout).trim().to_string();
-                return Some(PathBuf::from(py));
-            }
-            Ok(o) => format!(
-                "oracle-venv failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => format!("cannot run oracle-venv: {e}"),
-        };
-        if common::in_ci() {
-            panic!("independent decryptor missing (CI=true): {why}");
-        }
-        eprintln!("SKIPPED: independent decryptor (dissect.hypervisor) unavailable: {why}");
-        None
-    })
-    .as_deref()
+    common::oracle_python()
 }
 
 /// What the oracle said: the plaintext, or its error message.

@@ -1,306 +1,451 @@
-//! `bootbank fix` and the ConfigStore database in local.tgz (issue 4), end to end through the
-//! binary, with oracles nobody here wrote: the store is built with Python's sqlite3 module
-//! (`tests/tools/mkconfigstore`), taken out of the fixed disk with mtools and GNU tar, and read
-//! back with Python's sqlite3 (never rusqlite): the record's owner field is vmkernel, every other
-//! row and column is as it was, and `PRAGMA integrity_check` says ok. GNU tar lists local.tgz's
-//! members with the same metadata, and every member but esx.conf and the store extracts
-//! byte-identical.
+//! `bootbank inspect`, `lint` and `fix` on ESXi 7.0U2+ configurations as real hosts write them:
+//! the real 7.0.2 host's local.tgz (`../shared/real/`, read at test time) with a storage adapter
+//! set to passthrough the way 7.0U2 and later store it (an `esx/hardware/pci_devices` row with
+//! owner OWNER_PASSTHRU in UserValue and an `esx/system/device_data` row naming it vmhba2),
+//! added by Python's sqlite3 (`tests/tools/mkrealhost`); esx.conf has no `/device/` line. Plain
+//! (state.tgz > local.tgz) and encrypted (state.tgz > local.tgz.ve + the real encryption.info,
+//! mode NONE) banks, on disks built with mkfs.fat and mtools.
+//!
+//! Oracles nobody here wrote: mtools takes state.tgz off the fixed disk, GNU tar lists and
+//! extracts both archive levels, the independent decryptor (dissect.hypervisor) opens every
+//! envelope bootbank wrote, and Python's sqlite3 reads the database row by row: only the device's
+//! row differs, in it only UserValue, ModifiedTime and Revision (the store's own triggers), and
+//! `PRAGMA integrity_check` says ok. Every other local.tgz member keeps its bytes and header.
+//!
+//! Also: a 6.x host upgraded to 7.0U2 with a stale `/device/` line, and a configuration whose
+//! schema differs from what bootbank knows (reported, refused, nothing written).
 
 mod common;
 
 use common::{
-    Scenario, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, healthy_bank, mkconfigstore, p,
-    run, story_bank, tar_entries, untar,
+    REAL_BUILD, Scenario, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, output_text, p, run,
+    tar_entries, untar,
 };
+use serde_json::{Value, json};
 use std::fs;
 use std::path::{Path, PathBuf};
 
 const STORE: &str = "var/lib/vmware/configstore/backup/current-store-1";
 const ESX_CONF: &str = "etc/vmware/esx.conf";
+const RAID: &str = "0000:16:00.0";
 
 fn tools() -> bool {
-    common::builder_available() && common::require_tools(&["python3", "mcopy", "tar"])
+    common::builder_available()
+        && common::require_tools(&["python3", "mcopy", "tar", "gzip", "cmp"])
+        && common::require_real()
 }
 
-/// A demo-layout disk whose bank 5 has the story esx.conf (000:022:00.0 passthru) and `store`
-/// in its local.tgz.
-fn disk_with_store(dir: &Path, store: Vec<u8>) -> PathBuf {
-    let mut b5 = story_bank(3, 0);
-    b5.local_files.push((STORE.to_string(), store));
-    let b6 = healthy_bank(2, 0);
+/// A demo-layout disk whose banks 5 and 6 hold `state` (bank 5 boots next).
+fn disk(dir: &Path, state: &[u8]) -> PathBuf {
     let img = Scenario::new()
         .layout("demo")
-        .bank(5, b5)
-        .bank(6, b6)
+        .bank(5, common::real_bank(3, 0, state.to_vec()))
+        .bank(6, common::real_bank(2, 0, state.to_vec()))
         .build(dir);
     common::fsck_banks(&img);
     img
 }
 
-/// Extracts bank 5's state.tgz (mtools) and its local.tgz (GNU tar) into `into`; returns the
-/// path of local.tgz.
-fn extract_local(img: &Path, into: &Path) -> PathBuf {
+/// A 7.0U2 state.tgz from the real host: plain (local.tgz inside) or encrypted.
+fn real_state(dir: &Path, encrypted: bool, args: &[&str]) -> Vec<u8> {
+    let local = common::mkrealhost(dir, "local.tgz", args);
+    let state = dir.join("state.tgz");
+    if encrypted {
+        common::real_encrypted_state(dir, &local, &state);
+    } else {
+        run(cmd("bash")
+            .arg("-c")
+            .arg("tar -C \"$(dirname \"$1\")\" --format=gnu --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -cf - local.tgz | gzip -n > \"$2\"")
+            .arg("tar")
+            .arg(&local)
+            .arg(&state));
+    }
+    fs::read(&state).unwrap()
+}
+
+/// Bank `n`'s state.tgz taken off the disk with mtools, its local.tgz out of it with GNU tar
+/// (decrypted by the independent decryptor when encrypted), extracted into `into/local`.
+/// Returns the path of local.tgz.
+fn extract_local(img: &Path, n: u32, into: &Path) -> PathBuf {
     let _ = fs::remove_dir_all(into);
     fs::create_dir_all(into).unwrap();
     let state = into.join("state.tgz");
-    common::copy_fat_file(img, 5, "state.tgz", &state);
+    common::copy_fat_file(img, n, "state.tgz", &state);
     run(cmd("tar").arg("-xzf").arg(&state).arg("-C").arg(into));
     let local = into.join("local.tgz");
-    assert!(local.exists(), "no local.tgz in state.tgz");
+    if !local.exists() {
+        let ve = into.join("local.tgz.ve");
+        assert!(
+            ve.exists(),
+            "state.tgz holds neither local.tgz nor local.tgz.ve"
+        );
+        let py = common::oracle_python().expect("the independent decryptor");
+        let o = run(cmd(py)
+            .arg(common::tool("oracle-decrypt"))
+            .arg(into.join("encryption.info"))
+            .arg(&ve)
+            .arg(&local));
+        assert!(o.status.success(), "the independent decryptor refused it");
+    }
     untar(&local, &into.join("local"));
     local
 }
 
-/// Python's sqlite3 reading a database: integrity_check, and every row of Config with its rowid
-/// and every column as (typeof, value), as JSON.
-fn py_dump(db: &Path) -> serde_json::Value {
-    let script = r#"
-import json, sqlite3, sys
-con = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
-ic = [r[0] for r in con.execute("PRAGMA integrity_check")]
-cur = con.execute("SELECT rowid, * FROM Config ORDER BY rowid")
-names = [d[0] for d in cur.description]
-rows = []
-for r in cur.fetchall():
-    rows.append({n: [type(v).__name__, v if not isinstance(v, bytes) else v.hex()] for n, v in zip(names, r)})
-print(json.dumps({"integrity": ic, "rows": rows}))
-"#;
-    let o = run(cmd("python3").arg("-c").arg(script).arg(db));
-    serde_json::from_slice(&o.stdout).expect("python output is JSON")
+fn inspect_json(cwd: &Path, img: &Path) -> Value {
+    let out = bootbank_ok(cwd, &["inspect", "--json", p(img)]);
+    serde_json::from_str(&out).unwrap_or_else(|e| panic!("inspect --json: {e}\n{out}"))
 }
 
-fn findings(img: &Path, cwd: &Path) -> Vec<String> {
-    let o = bootbank(cwd, &["inspect", p(img), "--json"]);
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
-        panic!(
-            "inspect --json: {e}: {}",
-            String::from_utf8_lossy(&o.stdout)
-        )
-    });
+fn rules(v: &Value) -> Vec<(String, String)> {
     v["findings"]
         .as_array()
-        .expect("findings array")
+        .unwrap()
         .iter()
-        .map(|f| f["rule"].as_str().unwrap_or("").to_string())
+        .map(|f| {
+            (
+                f["severity"].as_str().unwrap().to_string(),
+                f["rule"].as_str().unwrap().to_string(),
+            )
+        })
         .collect()
 }
 
+fn has(v: &Value, severity: &str, rule: &str) -> bool {
+    rules(v).contains(&(severity.to_string(), rule.to_string()))
+}
+
+/// The story on a real 7.0.2 configuration, plain and encrypted: seen, linted, fixed with the
+/// store's own UPDATE, checked by outside tools.
 #[test]
-fn fix_sets_the_store_record_to_vmkernel_and_nothing_else() {
+fn passthrough_in_the_configstore_is_seen_and_fixed() {
     if !tools() {
         return;
     }
-    let t = TempDir::new("fixcs");
-    let store = mkconfigstore(
-        t.path(),
-        "store.db",
-        &[
-            "--device",
-            "0000:16:00.0:passthru",
-            "--unclear",
-            "0000:02:00.0",
-        ],
-    );
-    let pristine = disk_with_store(&t.join("build"), store);
-    // before: esx.conf and the store agree (both passthru); after: both vmkernel
-    assert!(!findings(&pristine, t.path()).contains(&"configstore-disagrees".to_string()));
-    let img = t.join("disk.img");
-    copy_sparse(&pristine, &img);
+    for encrypted in [false, true] {
+        let t = TempDir::new(if encrypted { "cs-real-enc" } else { "cs-real" });
+        let state = real_state(t.path(), encrypted, &["--passthru", "0000:16:00.0=vmhba2"]);
+        let pristine = disk(&t.join("build"), &state);
+        let img = t.join("disk.img");
+        copy_sparse(&pristine, &img);
 
-    // --dry-run shows the planned store change and writes nothing
-    let before = fs::read(&img).unwrap();
-    let out = bootbank_ok(
-        t.path(),
-        &["fix", p(&img), "--device", "0000:16:00.0", "--dry-run"],
-    );
-    assert!(
-        out.contains(&format!(
-            "ConfigStore (local.tgz > {STORE}) record 0000:16:00.0"
-        )) && out.contains("UserValue/owner passthru -> vmkernel"),
-        "{out}"
-    );
-    assert!(fs::read(&img).unwrap() == before, "--dry-run wrote");
-    eprintln!("--dry-run plan:\n{out}");
-
-    let backup = t.join("backup");
-    let out = bootbank_ok(
-        t.path(),
-        &[
-            "fix",
-            p(&img),
-            "--device",
-            "0000:16:00.0",
-            "--yes",
-            "--backup-dir",
-            p(&backup),
-        ],
-    );
-    assert!(
-        out.contains("UserValue/owner passthru -> vmkernel"),
-        "{out}"
-    );
-    assert!(out.contains("Written and verified"), "{out}");
-
-    let a = extract_local(&pristine, &t.join("before"));
-    let b = extract_local(&img, &t.join("after"));
-    // GNU tar: same members, order and metadata; sizes equal except the two changed members
-    let (la, lb) = (tar_entries(&a), tar_entries(&b));
-    assert_eq!(la.len(), lb.len());
-    for (x, y) in la.iter().zip(&lb) {
+        // inspect: the critical finding, from the ConfigStore, with a fix in hex form.
+        let v = inspect_json(t.path(), &img);
+        assert!(has(&v, "critical", "passthru-storage-adapter"), "{v}");
+        let f = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["rule"] == "passthru-storage-adapter")
+            .unwrap();
+        assert_eq!(f["device"], RAID);
+        assert!(
+            f["fix"].as_str().unwrap().contains("--device 0000:16:00.0"),
+            "{f}"
+        );
+        let o = &v["config"]["device_ownership"];
+        assert_eq!(o["store"], "configstore", "{o}");
+        assert_eq!(o["build"], REAL_BUILD);
+        let dev = v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["pci_address"] == RAID)
+            .unwrap_or_else(|| panic!("{v}"));
+        assert_eq!(dev["owner"], "passthru");
+        assert_eq!(dev["owner_raw"], "OWNER_PASSTHRU");
+        assert_eq!(dev["owner_source"], "configstore");
+        assert_eq!(dev["sources"], json!(["configstore"]));
+        assert_eq!(dev["vmkname"], "vmhba2");
+        assert_eq!(dev["esx_address"], "000:022:00.0");
         assert_eq!(
-            (&x.mode, &x.owner, &x.mtime, &x.name),
-            (&y.mode, &y.owner, &y.mtime, &y.name),
-            "metadata of {}",
-            x.name
+            dev["esx_conf"],
+            Value::Null,
+            "esx.conf has no /device/ line"
         );
-        if x.name != ESX_CONF && x.name != STORE {
-            assert_eq!(x.size, y.size, "size of {}", x.name);
-        }
-    }
-    for name in la
-        .iter()
-        .filter(|e| e.mode.starts_with('-'))
-        .map(|e| &e.name)
-    {
-        let (x, y) = (
-            fs::read(t.join("before/local").join(name)).unwrap(),
-            fs::read(t.join("after/local").join(name)).unwrap(),
-        );
-        if name == ESX_CONF || name == STORE {
-            assert!(x != y, "{name} did not change");
-        } else {
-            assert!(x == y, "member {name} differs");
-        }
-    }
-    let conf = fs::read_to_string(t.join("after/local").join(ESX_CONF)).unwrap();
-    assert!(conf.contains("/device/000:022:00.0/owner = \"vmkernel\""));
+        assert_eq!(v["config"]["esx_conf_lines"], 206, "the real esx.conf");
+        // Each device appears once.
+        let addrs: Vec<&Value> = v["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| &d["pci_address"])
+            .collect();
+        let mut uniq = addrs.clone();
+        uniq.dedup();
+        assert_eq!(addrs, uniq);
 
-    // Python's sqlite3 reads the new store
-    let old = py_dump(&t.join("before/local").join(STORE));
-    let new = py_dump(&t.join("after/local").join(STORE));
-    assert_eq!(new["integrity"], serde_json::json!(["ok"]), "{new}");
-    let (ro, rn) = (
-        old["rows"].as_array().unwrap(),
-        new["rows"].as_array().unwrap(),
-    );
-    assert_eq!(ro.len(), rn.len());
-    let mut changed = 0;
-    for (x, y) in ro.iter().zip(rn) {
-        let target = x["Component"][1] == "esx"
-            && x["ConfigGroup"][1] == "hardware"
-            && x["Name"][1] == "pci_devices"
-            && x["Identifier"][1] == "0000:16:00.0";
-        if !target {
-            assert_eq!(x, y, "an unrelated row changed");
-            continue;
+        // lint: exit 1 on the critical finding.
+        let o = bootbank(t.path(), &["lint", p(&img)]);
+        assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+
+        // The dry run shows the row before and after in every address form, writes nothing.
+        let before = fs::read(&img).unwrap();
+        let out = bootbank_ok(
+            t.path(),
+            &["fix", p(&img), "--device", "p0000:16:00.0", "--dry-run"],
+        );
+        for want in [
+            "lspci 0000:16:00.0 = esx.conf 000:022:00.0 = ConfigStore p0000:16:00.0",
+            "esx/hardware/pci_devices record 0000:16:00.0",
+            "owner OWNER_PASSTHRU -> OWNER_VMKERNEL",
+            r#"UserValue before: {"sbdf":"0000:16:00.0","owner":"OWNER_PASSTHRU"}"#,
+            r#"UserValue after:  {"sbdf":"0000:16:00.0","owner":"OWNER_VMKERNEL"}"#,
+            "set by the store's own triggers",
+        ] {
+            assert!(out.contains(want), "missing {want:?} in\n{out}");
         }
-        changed += 1;
-        for (k, v) in x.as_object().unwrap() {
-            if k != "UserValue" {
-                assert_eq!(v, &y[k], "column {k} of the fixed record changed");
+        assert!(fs::read(&img).unwrap() == before, "--dry-run wrote");
+
+        // The fix, naming the device in esx.conf's decimal form.
+        let out = bootbank_ok(
+            t.path(),
+            &[
+                "fix",
+                p(&img),
+                "--device",
+                "000:022:00.0",
+                "--both-banks",
+                "--yes",
+                "--backup-dir",
+                p(&t.join("backup")),
+            ],
+        );
+        assert!(out.contains("Written and verified"), "{out}");
+        assert!(out.contains("no critical findings"), "{out}");
+        common::fsck_banks(&img);
+
+        for bank in [5, 6] {
+            let a = extract_local(&pristine, bank, &t.join(format!("before{bank}")));
+            let b = extract_local(&img, bank, &t.join(format!("after{bank}")));
+            // GNU tar: same members, order and metadata; only the store's content differs.
+            let (la, lb) = (tar_entries(&a), tar_entries(&b));
+            assert_eq!(la.len(), 36);
+            assert_eq!(la.len(), lb.len());
+            for (x, y) in la.iter().zip(&lb) {
+                assert_eq!(
+                    (&x.mode, &x.owner, &x.mtime, &x.name, &x.size),
+                    (&y.mode, &y.owner, &y.mtime, &y.name, &y.size),
+                    "header of {}",
+                    x.name
+                );
+                let (ba, bb) = (
+                    fs::read(t.join(format!("before{bank}/local")).join(&x.name)).unwrap(),
+                    fs::read(t.join(format!("after{bank}/local")).join(&x.name)).unwrap(),
+                );
+                assert_eq!(ba == bb, x.name != STORE, "member {}", x.name);
             }
+            // Python's sqlite3, row by row.
+            let rows =
+                |d: &str| common::configstore_rows(&t.join(format!("{d}{bank}/local")).join(STORE));
+            let (old, new) = (rows("before"), rows("after"));
+            assert_eq!(old.len(), new.len());
+            let changed: Vec<(&Value, &Value)> =
+                old.iter().zip(&new).filter(|(a, b)| a != b).collect();
+            assert_eq!(changed.len(), 1, "exactly one row differs");
+            let (a, b) = changed[0];
+            assert_eq!(a["table"], "Config");
+            assert_eq!(a["row"]["Identifier"], RAID);
+            assert_eq!(a["row"]["Name"], "pci_devices");
+            let (ar, br) = (a["row"].as_object().unwrap(), b["row"].as_object().unwrap());
+            let differ: Vec<&String> = ar.keys().filter(|k| ar[*k] != br[*k]).collect();
+            assert_eq!(differ, ["ModifiedTime", "Revision", "UserValue"]);
+            assert_eq!(
+                br["Revision"].as_i64(),
+                ar["Revision"].as_i64().map(|r| r + 1)
+            );
+            assert_eq!(
+                br["UserValue"],
+                json!(r#"{"sbdf":"0000:16:00.0","owner":"OWNER_VMKERNEL"}"#)
+            );
+            assert_eq!(new.last().unwrap()["integrity_check"], json!(["ok"]));
+            // esx.conf is untouched: ESXi 7.0U2 does not read device lines from it.
+            assert!(
+                fs::read(t.join(format!("before{bank}/local")).join(ESX_CONF)).unwrap()
+                    == fs::read(t.join(format!("after{bank}/local")).join(ESX_CONF)).unwrap()
+            );
         }
-        let (ot, nt) = (
-            x["UserValue"][1].as_str().unwrap(),
-            y["UserValue"][1].as_str().unwrap(),
+        let v = inspect_json(t.path(), &img);
+        assert!(!has(&v, "critical", "passthru-storage-adapter"), "{v}");
+        // Undo puts both banks back byte for byte.
+        let out = bootbank_ok(
+            t.path(),
+            &["restore", p(&img), "--from", p(&t.join("backup")), "--yes"],
         );
-        assert_eq!(y["UserValue"][0], "str");
-        // only the value token changed
-        assert_eq!(nt, ot.replace("\"passthru\"", "\"vmkernel\""));
-        let j: serde_json::Value = serde_json::from_str(nt).unwrap();
-        assert_eq!(j["owner"], "vmkernel");
+        assert!(out.contains("Written and verified"), "{out}");
+        for bank in [5, 6] {
+            assert!(
+                common::read_fat_file(&img, bank, "state.tgz")
+                    == common::read_fat_file(&pristine, bank, "state.tgz"),
+                "bank {bank} restored"
+            );
+        }
     }
-    assert_eq!(changed, 1);
-
-    let f = findings(&img, t.path());
-    assert!(!f.contains(&"configstore-disagrees".to_string()), "{f:?}");
 }
 
+/// `--all-storage` finds the adapter through device_data; a passthrough NIC-like device without
+/// a vmhba name is left alone.
 #[test]
-fn unclear_record_is_left_byte_identical_and_the_plan_says_so() {
+fn all_storage_finds_adapters_through_device_data() {
     if !tools() {
         return;
     }
-    let t = TempDir::new("fixcs-unclear");
-    let store = mkconfigstore(t.path(), "store.db", &["--unclear", "0000:16:00.0"]);
-    let pristine = disk_with_store(&t.join("build"), store.clone());
-    let img = t.join("disk.img");
-    copy_sparse(&pristine, &img);
-    let backup = t.join("backup");
-    let out = bootbank_ok(
+    let t = TempDir::new("cs-real-all");
+    let state = real_state(
         t.path(),
+        false,
         &[
-            "fix",
-            p(&img),
-            "--device",
-            "0000:16:00.0",
-            "--yes",
-            "--backup-dir",
-            p(&backup),
+            "--passthru",
+            "0000:16:00.0=vmhba2",
+            "--passthru",
+            "0000:3b:00.0=vmnic4",
         ],
     );
-    assert!(
-        out.contains("ConfigStore record 0000:16:00.0 for 0000:16:00.0 is unclear")
-            && out.contains("left unchanged"),
-        "{out}"
-    );
-    assert!(!out.contains("-> vmkernel\n      -"), "{out}");
-    extract_local(&img, &t.join("after"));
-    let got = fs::read(t.join("after/local").join(STORE)).unwrap();
-    assert!(got == store, "the unclear store changed");
-    let conf = fs::read_to_string(t.join("after/local").join(ESX_CONF)).unwrap();
-    assert!(conf.contains("/device/000:022:00.0/owner = \"vmkernel\""));
+    let img = disk(&t.join("build"), &state);
+    let v = inspect_json(t.path(), &img);
+    assert!(has(&v, "critical", "passthru-storage-adapter"), "{v}");
+    assert!(has(&v, "info", "passthru-device"), "{v}");
+    let out = bootbank_ok(t.path(), &["fix", p(&img), "--all-storage", "--dry-run"]);
+    assert!(out.contains("record 0000:16:00.0"), "{out}");
+    assert!(!out.contains("record 0000:3b:00.0"), "{out}");
 }
 
+/// A 6.x host upgraded to 7.0U2 that still carries `/device/` lines in esx.conf: ESXi 7.0U2
+/// obeys the ConfigStore. A stale passthru line alone is a warning (the stores disagree), not
+/// the critical finding; with the ConfigStore saying passthrough too, it is critical, and the fix
+/// changes both.
 #[test]
-fn boolean_field_is_set_to_false() {
+fn stale_esx_conf_lines_after_an_upgrade() {
     if !tools() {
         return;
     }
-    let t = TempDir::new("fixcs-bool");
-    let store = mkconfigstore(
-        t.path(),
-        "store.db",
-        &["--device", "0000:16:00.0:enabled=true"],
+    let stale = [
+        "--esxconf-line",
+        "/device/000:022:00.0/owner = \"passthru\"",
+        "--esxconf-line",
+        "/device/000:022:00.0/vmkname = \"vmhba2\"",
+    ];
+    // Only esx.conf says passthru.
+    let t = TempDir::new("cs-real-stale");
+    let mut args = stale.to_vec();
+    args.extend(["--alias", "0000:16:00.0=vmhba2"]);
+    let img = disk(&t.join("build"), &real_state(t.path(), false, &args));
+    let v = inspect_json(t.path(), &img);
+    assert!(!has(&v, "critical", "passthru-storage-adapter"), "{v}");
+    assert!(has(&v, "warning", "configstore-disagrees"), "{v}");
+    let dev = v["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["pci_address"] == RAID)
+        .unwrap();
+    assert_eq!(dev["owner"], "vmkernel", "the ConfigStore's default: {dev}");
+    assert_eq!(dev["owner_source"], "configstore");
+    assert_eq!(dev["sources"], json!(["esx.conf", "configstore"]));
+    assert_eq!(dev["esx_conf"]["owner"], "passthru");
+    let o = bootbank(t.path(), &["lint", p(&img)]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "warnings only: {}",
+        output_text(&o)
     );
-    let pristine = disk_with_store(&t.join("build"), store);
+
+    // Both say passthru: critical, and the fix changes the line and the row.
+    let t = TempDir::new("cs-real-stale2");
+    let mut args = stale.to_vec();
+    args.extend(["--passthru", "0000:16:00.0=vmhba2"]);
+    let pristine = disk(&t.join("build"), &real_state(t.path(), false, &args));
     let img = t.join("disk.img");
     copy_sparse(&pristine, &img);
+    let v = inspect_json(t.path(), &img);
+    assert!(has(&v, "critical", "passthru-storage-adapter"), "{v}");
+    assert!(!has(&v, "warning", "configstore-disagrees"), "{v}");
     let out = bootbank_ok(
         t.path(),
         &[
             "fix",
             p(&img),
             "--device",
-            "0000:16:00.0",
+            RAID,
             "--yes",
             "--backup-dir",
             p(&t.join("backup")),
         ],
     );
-    assert!(
-        out.contains("DesiredValue/passthru_enabled passthru -> vmkernel"),
-        "{out}"
+    assert!(out.contains("Written and verified"), "{out}");
+    extract_local(&pristine, 5, &t.join("before"));
+    extract_local(&img, 5, &t.join("after"));
+    let diff = cmd("diff")
+        .arg(t.join("before/local").join(ESX_CONF))
+        .arg(t.join("after/local").join(ESX_CONF))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&diff.stdout)
+            .lines()
+            .filter(|l| l.starts_with(['<', '>']))
+            .collect::<Vec<_>>(),
+        [
+            "< /device/000:022:00.0/owner = \"passthru\"",
+            "> /device/000:022:00.0/owner = \"vmkernel\""
+        ]
     );
-    extract_local(&pristine, &t.join("before"));
-    extract_local(&img, &t.join("after"));
-    let old = py_dump(&t.join("before/local").join(STORE));
-    let new = py_dump(&t.join("after/local").join(STORE));
-    assert_eq!(new["integrity"], serde_json::json!(["ok"]));
-    let row = |d: &serde_json::Value| {
-        d["rows"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|r| r["Component"][1] == "esx" && r["Identifier"][1] == "0000:16:00.0")
-            .unwrap()["DesiredValue"][1]
+    let rows = common::configstore_rows(&t.join("after/local").join(STORE));
+    assert!(rows.iter().any(|r| r["row"]["Identifier"] == RAID
+        && r["row"]["UserValue"] == json!(r#"{"sbdf":"0000:16:00.0","owner":"OWNER_VMKERNEL"}"#)));
+}
+
+/// A host whose schema of `esx/hardware/pci_devices` differs from what bootbank knows: the
+/// finding is raised from the host's own schema, the difference reported, the fix refused with
+/// exit 2, nothing written.
+#[test]
+fn a_schema_that_differs_is_reported_and_refused() {
+    if !tools() {
+        return;
+    }
+    let t = TempDir::new("cs-real-schema");
+    let state = real_state(
+        t.path(),
+        false,
+        &[
+            "--passthru",
+            "0000:16:00.0=vmhba2",
+            "--schema-set",
+            "esx/hardware/pci_devices",
+            "/items/properties/owner/enum/-",
+            "\"OWNER_SRIOV\"",
+        ],
+    );
+    let img = disk(&t.join("build"), &state);
+    let v = inspect_json(t.path(), &img);
+    assert!(has(&v, "critical", "passthru-storage-adapter"), "{v}");
+    assert!(has(&v, "warning", "configstore-schema-differs"), "{v}");
+    assert!(
+        v["configstore"]["schema"]["differences"]["esx/hardware/pci_devices"][0]
             .as_str()
             .unwrap()
-            .to_string()
-    };
-    assert_eq!(
-        row(&new),
-        row(&old).replace("\"passthru_enabled\": true", "\"passthru_enabled\": false")
+            .contains("/items/properties/owner/enum")
     );
-    assert!(!findings(&img, t.path()).contains(&"configstore-disagrees".to_string()));
+    let before = fs::read(&img).unwrap();
+    let o = bootbank(
+        t.path(),
+        &[
+            "fix",
+            p(&img),
+            "--device",
+            RAID,
+            "--yes",
+            "--backup-dir",
+            p(&t.join("b")),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    let text = output_text(&o);
+    assert!(
+        text.contains("differs from the one bootbank knows"),
+        "{text}"
+    );
+    assert!(text.contains("nothing was written"), "{text}");
+    assert!(fs::read(&img).unwrap() == before, "nothing written");
+    assert!(!t.join("b").exists(), "no backup either");
 }

@@ -35,7 +35,6 @@ use common::{
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
 use std::time::Instant;
 
 const ESX_CONF: &str = "etc/vmware/esx.conf";
@@ -73,27 +72,7 @@ fn critical_findings(report: &serde_json::Value) -> Vec<String> {
 
 /// The oracle's python, or None (skip) when it cannot be installed outside CI.
 fn oracle() -> Option<&'static Path> {
-    static PY: OnceLock<Option<PathBuf>> = OnceLock::new();
-    PY.get_or_init(|| {
-        let why = match Command::new(common::tool("oracle-venv")).output() {
-            Ok(o) if o.status.success() => {
-                let py = String::from_utf8_lossy(&o.stdout).trim().to_string();
-                return Some(PathBuf::from(py));
-            }
-            Ok(o) => format!(
-                "oracle-venv failed ({}): {}",
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => format!("cannot run oracle-venv: {e}"),
-        };
-        if common::in_ci() {
-            panic!("independent decryptor missing (CI=true): {why}");
-        }
-        eprintln!("SKIPPED: independent decryptor (dissect.hypervisor) unavailable: {why}");
-        None
-    })
-    .as_deref()
+    common::oracle_python()
 }
 
 /// `oracle-decrypt INFO VE OUT`: the plaintext written to OUT; checks the key id it derived.
@@ -506,7 +485,7 @@ fn make_bench_fixture() {
     };
     assert!(tools(), "the fixture builder's tools are missing");
     fs::create_dir_all(&dir).unwrap();
-    // Like bench/inspect's banks: 40 hostd VM files and a 512 KiB ConfigStore stand-in of
+    // Like bench/inspect's banks: 40 hostd VM files and a 512 KiB database-sized member of
     // pseudo-random hex (compresses about 2:1).
     let mut files: Vec<(String, Vec<u8>)> = (1..=40)
         .map(|i| {
@@ -526,7 +505,7 @@ fn make_bench_fixture() {
         })
         .collect();
     files.push((
-        "var/lib/vmware/configstore/backup/current-store-1".into(),
+        "var/lib/vmware/configstore/backup/datafile-store".into(),
         store.into_bytes(),
     ));
     for (name, encrypted) in [("encrypted.img", Some("NONE")), ("plain.img", None)] {

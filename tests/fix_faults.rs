@@ -152,7 +152,7 @@ fn inspect(img: &Path) -> Result<(Option<String>, Vec<&'static str>), String> {
         .devices
         .iter()
         .find(|d| d.conf.pci_address == DEVICE)
-        .and_then(|d| d.conf.owner.clone());
+        .and_then(|d| d.conf.owner_raw.clone());
     Ok((owner, r.findings.iter().map(|f| f.rule).collect()))
 }
 

@@ -23,8 +23,8 @@ const MAGIC: &[u8; 16] = b"VMWARE FAT16    ";
 const UUID5_ESX: &str = "bce53c44-7c409452-6d9c-54f415677c86";
 const UUID6_ESX: &str = "6250e3f8-944fc3bd-ee94-ccd1286a4e05";
 
-const BUILD_NEW: &str = "7.0.3-0.105.22348816";
-const BUILD_OLD: &str = "7.0.3-0.95.21930508";
+const BUILD_NEW: &str = "6.7.0-0.0.14320388";
+const BUILD_OLD: &str = "6.7.0-0.0.13981272";
 
 /// (num, first LBA, last LBA, type) for every partition, sorted by number.
 fn table(img: &Path) -> Vec<(u32, u64, u64, String)> {

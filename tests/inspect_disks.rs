@@ -45,13 +45,10 @@ fn story_on_7x_layout_with_4gib_banks() {
     let s = Scenario::new()
         .layout("7x")
         .size("16G")
-        .bank(
-            5,
-            BankSpec::installed("7.0.3-0.105.22348816", 3, 0, &story()),
-        )
+        .bank(5, BankSpec::installed("6.7.0-0.0.14320388", 3, 0, &story()))
         .bank(
             6,
-            BankSpec::installed("7.0.3-0.95.22317775", 2, 0, &healthy()),
+            BankSpec::installed("6.7.0-0.0.13644319", 2, 0, &healthy()),
         );
     let Some((_d, img)) = build(s, "story7x") else {
         return;
@@ -59,7 +56,7 @@ fn story_on_7x_layout_with_4gib_banks() {
     let r = run(&img);
     assert_eq!(r.kind, TargetKind::Disk);
     assert_eq!(r.next_boot_partition, Some(5));
-    assert_eq!(bank(&r, 5).build.as_deref(), Some("7.0.3-0.105.22348816"));
+    assert_eq!(bank(&r, 5).build.as_deref(), Some("6.7.0-0.0.14320388"));
     assert_eq!(bank(&r, 5).contents, "system");
     assert_eq!(
         bank(&r, 5).uuid.as_deref(),
@@ -77,7 +74,11 @@ fn story_on_7x_layout_with_4gib_banks() {
         .find(|d| d.conf.pci_address == "0000:16:00.0")
         .expect("story device");
     assert_eq!(dev.conf.esx_address, "000:022:00.0");
-    assert_eq!(dev.conf.owner.as_deref(), Some("passthru"));
+    assert_eq!(dev.conf.owner_raw.as_deref(), Some("passthru"));
+    assert_eq!(
+        dev.conf.owner,
+        Some(bootbank::configstore::Ownership::Passthru)
+    );
     assert_eq!(dev.conf.vmkname.as_deref(), Some("vmhba2"));
     let crit: Vec<_> = r
         .findings
@@ -136,8 +137,8 @@ fn bytes_read_do_not_grow_with_disk_size() {
 #[test]
 fn fresh_install_empty_bank_with_larger_updated_does_not_boot() {
     let s = demo(
-        BankSpec::installed("7.0.3-0.105.22348816", 1, 0, &healthy()),
-        BankSpec::boot_cfg_only(&boot_cfg("7.0.3-0.105.22348816", 2, 3)),
+        BankSpec::installed("6.7.0-0.0.14320388", 1, 0, &healthy()),
+        BankSpec::boot_cfg_only(&boot_cfg("6.7.0-0.0.14320388", 2, 3)),
     );
     let Some((_d, img)) = build(s, "fresh") else {
         return;
@@ -159,7 +160,7 @@ fn fresh_install_empty_bank_with_larger_updated_does_not_boot() {
 #[test]
 fn upgrading_bank_boots_once_then_falls_back() {
     let up = demo(
-        BankSpec::installed("7.0.3-0.95.1", 4, 0, &healthy()),
+        BankSpec::installed("6.7.0-0.0.1", 4, 0, &healthy()),
         BankSpec::installed("8.0.2-0.0.2", 5, 1, &story()),
     );
     let Some((_d, img)) = build(up, "upgrading") else {
@@ -171,7 +172,7 @@ fn upgrading_bank_boots_once_then_falls_back() {
     assert_eq!(bank(&r, 6).bootstate_at_boot, Some(2));
 
     let dirty = demo(
-        BankSpec::installed("7.0.3-0.95.1", 4, 0, &healthy()),
+        BankSpec::installed("6.7.0-0.0.1", 4, 0, &healthy()),
         BankSpec::installed("8.0.2-0.0.2", 5, 2, &story()),
     );
     let Some((_e, img)) = build(dirty, "dirty") else {
@@ -190,9 +191,9 @@ fn upgrading_bank_boots_once_then_falls_back() {
 
 #[test]
 fn tie_and_missing_bootstate() {
-    let mut b6 = BankSpec::installed("7.0.3-0.95.1", 7, 0, &story());
+    let mut b6 = BankSpec::installed("6.7.0-0.0.1", 7, 0, &story());
     b6.boot_cfg = b6.boot_cfg.replace("bootstate=0\n", "");
-    let s = demo(BankSpec::installed("7.0.3-0.95.1", 7, 0, &healthy()), b6);
+    let s = demo(BankSpec::installed("6.7.0-0.0.1", 7, 0, &healthy()), b6);
     let Some((_d, img)) = build(s, "tie") else {
         return;
     };
@@ -206,7 +207,7 @@ fn tie_and_missing_bootstate() {
 fn non_numeric_integer_skips_the_bank() {
     let mut b5 = BankSpec::installed("8.0.2-0.0.2", 9, 0, &story());
     b5.boot_cfg = b5.boot_cfg.replace("updated=9", "updated=nine");
-    let s = demo(b5, BankSpec::installed("7.0.3-0.95.1", 3, 0, &healthy()));
+    let s = demo(b5, BankSpec::installed("6.7.0-0.0.1", 3, 0, &healthy()));
     let Some((_d, img)) = build(s, "nonnum") else {
         return;
     };
@@ -225,7 +226,7 @@ fn non_numeric_integer_skips_the_bank() {
 #[test]
 fn no_valid_bank_means_the_host_will_not_boot() {
     let s = demo(
-        BankSpec::installed("7.0.3-0.95.1", 3, 3, &story()),
+        BankSpec::installed("6.7.0-0.0.1", 3, 3, &story()),
         BankSpec::boot_cfg_only("bootstate=0\nupdated=0\nbuild=\n"),
     );
     let Some((_d, img)) = build(s, "nobank") else {
@@ -326,8 +327,8 @@ fn gpt_with_4096_byte_sectors() {
 #[test]
 fn damaged_primary_gpt_falls_back_to_backup_with_a_warning() {
     let s = demo(
-        BankSpec::installed("7.0.3-0.95.1", 3, 0, &story()),
-        BankSpec::installed("7.0.3-0.95.1", 2, 0, &healthy()),
+        BankSpec::installed("6.7.0-0.0.1", 3, 0, &story()),
+        BankSpec::installed("6.7.0-0.0.1", 2, 0, &healthy()),
     );
     let Some((_d, img)) = build(s, "backupgpt") else {
         return;
@@ -350,8 +351,8 @@ fn damaged_primary_gpt_falls_back_to_backup_with_a_warning() {
 #[test]
 fn every_target_kind_reads_the_same_configuration() {
     let s = demo(
-        BankSpec::installed("7.0.3-0.95.1", 3, 0, &story()),
-        BankSpec::installed("7.0.3-0.95.1", 2, 0, &healthy()),
+        BankSpec::installed("6.7.0-0.0.1", 3, 0, &story()),
+        BankSpec::installed("6.7.0-0.0.1", 2, 0, &healthy()),
     );
     let Some((d, img)) = build(s, "kinds") else {
         return;
@@ -359,7 +360,7 @@ fn every_target_kind_reads_the_same_configuration() {
     let devices = |r: &Report| {
         r.devices
             .iter()
-            .map(|d| (d.conf.pci_address.clone(), d.conf.owner.clone()))
+            .map(|d| (d.conf.pci_address.clone(), d.conf.owner))
             .collect::<Vec<_>>()
     };
     let disk = run(&img);
@@ -398,15 +399,15 @@ fn every_target_kind_reads_the_same_configuration() {
     );
     let r = run(&dir);
     assert_eq!(r.kind, TargetKind::Directory);
-    assert_eq!(r.banks[0].build.as_deref(), Some("7.0.3-0.95.1"));
+    assert_eq!(r.banks[0].build.as_deref(), Some("6.7.0-0.0.1"));
     assert_eq!(devices(&r), devices(&disk));
 }
 
 #[test]
 fn multimember_gzip_and_bare_local_tgz() {
-    let mut b5 = BankSpec::installed("7.0.3-0.95.1", 3, 0, &story());
+    let mut b5 = BankSpec::installed("6.7.0-0.0.1", 3, 0, &story());
     b5.multimember = true;
-    let mut b6 = BankSpec::installed("7.0.3-0.95.1", 4, 3, &healthy());
+    let mut b6 = BankSpec::installed("6.7.0-0.0.1", 4, 3, &healthy());
     b6.bare_local_tgz = true;
     let Some((_d, img)) = build(demo(b5, b6), "multi") else {
         return;
@@ -477,8 +478,8 @@ fn encrypted_configurations_are_decrypted_or_said_sealed() {
 #[test]
 fn json_contract_fields() {
     let s = demo(
-        BankSpec::installed("7.0.3-0.95.1", 3, 0, &story()),
-        BankSpec::installed("7.0.3-0.95.1", 2, 0, &healthy()),
+        BankSpec::installed("6.7.0-0.0.1", 3, 0, &story()),
+        BankSpec::installed("6.7.0-0.0.1", 2, 0, &healthy()),
     );
     let Some((_d, img)) = build(s, "json") else {
         return;
@@ -521,8 +522,8 @@ fn json_contract_fields() {
 #[test]
 fn sysfs_enrichment_marks_the_inspected_disk() {
     let s = demo(
-        BankSpec::installed("7.0.3-0.95.1", 3, 0, &story()),
-        BankSpec::installed("7.0.3-0.95.1", 2, 0, &healthy()),
+        BankSpec::installed("6.7.0-0.0.1", 3, 0, &story()),
+        BankSpec::installed("6.7.0-0.0.1", 2, 0, &healthy()),
     );
     let Some((_d, img)) = build(s, "sysfs") else {
         return;
@@ -583,11 +584,12 @@ fn block_device_is_read_and_enriched_from_live_sysfs() {
     assert_eq!(std::fs::read(&img).unwrap(), before, "nothing written");
 }
 
-/// A 7.x host whose ConfigStore still passes the controller through while esx.conf does not (or
-/// the other way round): inspect reports the disagreement. The database is built with Python's
-/// sqlite3 (tests/tools/mkconfigstore), not with bootbank.
+/// A ConfigStore whose records break their schema (mkconfigstore writes esx.conf's words,
+/// `"owner": "passthru"`, which the real schema does not allow, and a record with no owner field
+/// at all): each is reported as unclear and never read as passthrough or vmkernel. The database
+/// is built with Python's sqlite3 (tests/tools/mkconfigstore), not with bootbank.
 #[test]
-fn configstore_disagreeing_with_esx_conf_is_reported() {
+fn configstore_records_that_break_their_schema_are_reported() {
     if !common::require_tool("python3") {
         return;
     }
@@ -604,13 +606,13 @@ fn configstore_disagreeing_with_esx_conf_is_reported() {
                 "0000:02:00.0",
             ]),
     );
-    let mut b5 = BankSpec::installed("7.0.3-0.95.1", 3, 0, &healthy());
+    let mut b5 = BankSpec::installed("6.7.0-0.0.1", 3, 0, &healthy());
     b5.local_files.push((
         "var/lib/vmware/configstore/backup/current-store-1".to_string(),
         std::fs::read(&db).unwrap(),
     ));
     let Some((_e, img)) = build(
-        demo(b5, BankSpec::installed("7.0.3-0.95.1", 2, 0, &healthy())),
+        demo(b5, BankSpec::installed("6.7.0-0.0.1", 2, 0, &healthy())),
         "cs",
     ) else {
         return;
@@ -620,18 +622,30 @@ fn configstore_disagreeing_with_esx_conf_is_reported() {
         .configstore
         .as_ref()
         .expect("the store is found in local.tgz");
-    assert!(cs.records.len() >= 2, "{:?}", cs.records);
-    let f: Vec<_> = r
-        .findings
+    assert_eq!(cs.pci_devices.len(), 2, "{:?}", cs.pci_devices);
+    // esx.conf's word is not one of the schema's values: no owner is read from it.
+    let words = cs
+        .pci_devices
         .iter()
-        .filter(|f| f.rule == "configstore-disagrees")
-        .collect();
-    assert_eq!(f.len(), 1, "{:?}", r.findings);
-    assert_eq!(f[0].device.as_deref(), Some("0000:16:00.0"));
+        .find(|p| p.identifier == "0000:16:00.0")
+        .unwrap();
+    assert_eq!(words.owner, None, "{words:?}");
+    assert!(!words.record.problems.is_empty());
+    for dev in ["0000:16:00.0", "0000:02:00.0"] {
+        assert!(
+            r.findings
+                .iter()
+                .any(|f| f.rule == "configstore-unclear" && f.device.as_deref() == Some(dev)),
+            "{dev}: {:?}",
+            r.findings
+        );
+    }
     assert!(
-        r.findings
+        !r.findings
             .iter()
-            .any(|f| f.rule == "configstore-unclear" && f.device.as_deref() == Some("0000:02:00.0"))
+            .any(|f| f.severity == bootbank::findings::Severity::Critical),
+        "{:?}",
+        r.findings
     );
 }
 

@@ -61,13 +61,10 @@ fn has(v: &Value, severity: &str, rule: &str) -> bool {
 fn story_disk_is_critical_and_the_banks_disagree() {
     let s = Scenario::new()
         .layout("demo")
-        .bank(
-            5,
-            BankSpec::installed("7.0.3-0.105.22348816", 3, 0, &story()),
-        )
+        .bank(5, BankSpec::installed("6.7.0-0.0.14320388", 3, 0, &story()))
         .bank(
             6,
-            BankSpec::installed("7.0.3-0.95.21930508", 2, 0, &healthy()),
+            BankSpec::installed("6.7.0-0.0.13981272", 2, 0, &healthy()),
         );
     let Some((_d, img)) = build(s, "lint-story") else {
         return;
@@ -131,12 +128,12 @@ fn fresh_install_has_no_bank_to_roll_back_to() {
 fn passthru_map_entries_for_storage_controllers_are_flagged() {
     // 8086:8d02 is the C610 AHCI controller (a SATA controller); 10de:ffff every NVIDIA device.
     let map = b"# vendor device resetMethod fptShareable\n10de ffff bridge false\n8086 8d02 d3d0 default\n".to_vec();
-    let mut bank = BankSpec::installed("7.0.3-0.105.22348816", 3, 0, &healthy());
+    let mut bank = BankSpec::installed("6.7.0-0.0.14320388", 3, 0, &healthy());
     bank.local_files
         .push(("etc/vmware/passthru.map".into(), map));
     let s = Scenario::new().layout("demo").bank(5, bank).bank(
         6,
-        BankSpec::installed("7.0.3-0.95.21930508", 2, 0, &healthy()),
+        BankSpec::installed("6.7.0-0.0.13981272", 2, 0, &healthy()),
     );
     let Some((_d, img)) = build(s, "lint-map") else {
         return;
@@ -177,8 +174,8 @@ fn passthrough_of_the_bridge_above_the_boot_disk_is_critical() {
     assert!(conf.contains("/device/000:000:03.0/owner = \"passthru\""));
     let s = Scenario::new()
         .layout("demo")
-        .bank(5, BankSpec::installed("7.0.3-0.105.22348816", 3, 0, &conf))
-        .bank(6, BankSpec::installed("7.0.3-0.95.21930508", 2, 0, &conf));
+        .bank(5, BankSpec::installed("6.7.0-0.0.14320388", 3, 0, &conf))
+        .bank(6, BankSpec::installed("6.7.0-0.0.13981272", 2, 0, &conf));
     let Some((_d, img)) = build(s, "lint-bridge") else {
         return;
     };

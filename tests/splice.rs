@@ -50,7 +50,7 @@ fn stage(root: &Path, before_kib: usize) {
         ),
         ("etc/vmware/hostd/vms.xml".to_string(), text(1, 300)),
         (
-            "var/lib/vmware/configstore/backup/current-store-1".to_string(),
+            "var/lib/vmware/configstore/backup/datafile-store".to_string(),
             noise,
         ),
     ];
@@ -128,7 +128,7 @@ fn fix_keeps_the_unchanged_deflate_blocks_at_both_levels() {
         assert_eq!(tar_listing(&new_l), tar_listing(&old_l));
         for member in [
             "etc/vmware/hostd/vms.xml",
-            "var/lib/vmware/configstore/backup/current-store-1",
+            "var/lib/vmware/configstore/backup/datafile-store",
         ] {
             assert_eq!(
                 tar_member(&new_l, member),

@@ -294,16 +294,21 @@ fn print_plan(plan: &Plan) {
     println!("Plan for {}:", plan.target);
     for d in &plan.devices {
         println!(
-            "  device {} read as {}: lspci {} = esx.conf {} ({}, owner {})",
+            "  device {} read as {}: lspci {} = esx.conf {} = ConfigStore {} ({}, owner {}{})",
             d.typed,
             match d.read_as {
                 bootbank::pci::Reading::Esx => "ESXi's decimal form",
                 bootbank::pci::Reading::Pci => "lspci hex",
+                bootbank::pci::Reading::Bus => "the ConfigStore bus address",
             },
             d.pci_address,
             d.esx_address.as_deref().unwrap_or("?"),
+            d.bus_address,
             d.vmkname.as_deref().unwrap_or("no vmkname"),
             d.owner.as_deref().unwrap_or("none"),
+            d.owner_source
+                .map(|s| format!(", read from {s}"))
+                .unwrap_or_default(),
         );
     }
     for s in &plan.steps {
@@ -314,7 +319,7 @@ fn print_plan(plan: &Plan) {
                 super::style::severity(Severity::Warning, &format!("note: {n}"))
             );
         }
-        if s.changes.is_empty() {
+        if !s.changes_anything() {
             println!("    no change");
         }
         for c in &s.changes {
@@ -327,11 +332,32 @@ fn print_plan(plan: &Plan) {
         }
         for c in &s.store_changes {
             println!(
-                "    ConfigStore (local.tgz > {}) record {} (rowid {}): {}{} {} -> {}",
-                c.member, c.identifier, c.rowid, c.column, c.pointer, c.old_owner, c.new_owner
+                "    ConfigStore (local.tgz > {}) {} record {} (rowid {}), device {} = esx.conf {} = {}: owner {} -> {}",
+                c.member,
+                c.key,
+                c.identifier,
+                c.rowid,
+                c.pci_address,
+                c.esx_address,
+                c.bus_address,
+                c.old_owner,
+                c.new_owner
             );
-            println!("      - {}", c.old_text);
-            println!("      + {}", c.new_text);
+            for col in &c.columns {
+                println!("      {} before: {}", col.column, col.old_text);
+                println!("      {} after:  {}", col.column, col.new_text);
+            }
+            println!(
+                "      ModifiedTime {} -> {}, Revision {} -> {} (set by the store's own triggers)",
+                c.modified_time_before.as_deref().unwrap_or("NULL"),
+                c.modified_time_after.as_deref().unwrap_or("NULL"),
+                c.revision_before
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "NULL".into()),
+                c.revision_after
+                    .map(|r| r.to_string())
+                    .unwrap_or_else(|| "NULL".into()),
+            );
         }
         if !s.changes.is_empty() && !s.diff.is_empty() {
             for l in s.diff.lines() {

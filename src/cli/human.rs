@@ -118,26 +118,64 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(s);
     }
 
+    if let Some(o) = r.config.as_ref().and_then(|c| c.device_ownership.as_ref()) {
+        let _ = writeln!(
+            s,
+            "Device ownership is read from {}: {}",
+            match o.store {
+                Some(st) => st.to_string(),
+                None => "esx.conf or the ConfigStore (not known which)".to_string(),
+            },
+            o.why
+        );
+        let _ = writeln!(s);
+    }
+
     if !r.devices.is_empty() {
         let _ = writeln!(
             s,
-            "PCI devices in esx.conf (esx.conf addresses are decimal; lspci shows hex)"
+            "PCI devices (esx.conf addresses are decimal; lspci and the ConfigStore use hex)"
         );
         let _ = writeln!(
             s,
-            "  {:<16} {:<14} {:<10} vmkname",
-            "esx.conf", "lspci", "owner"
+            "  {:<14} {:<16} {:<9} {:<16} {:<10} read from",
+            "lspci", "esx.conf", "owner", "as written", "vmkname"
         );
         for d in &r.devices {
             let c = &d.conf;
+            let sources: Vec<String> = c.sources.iter().map(|x| x.to_string()).collect();
             let _ = writeln!(
                 s,
-                "  {:<16} {:<14} {:<10} {}",
-                c.esx_address,
+                "  {:<14} {:<16} {:<9} {:<16} {:<10} {}{}",
                 c.pci_address,
-                c.owner.as_deref().unwrap_or("-"),
-                c.vmkname.as_deref().unwrap_or("-")
+                c.esx_address,
+                c.owner.map(|o| o.to_string()).unwrap_or_else(|| "-".into()),
+                c.owner_raw.as_deref().unwrap_or("-"),
+                c.vmkname.as_deref().unwrap_or("-"),
+                if sources.is_empty() {
+                    "-".to_string()
+                } else {
+                    sources.join(" + ")
+                },
+                match (c.owner_source, c.sources.len()) {
+                    (Some(o), 2) => format!(" (ESXi obeys {o})"),
+                    _ => String::new(),
+                }
             );
+            if c.stores_disagree() {
+                let _ = writeln!(
+                    s,
+                    "      esx.conf says \"{}\", the ConfigStore says {}",
+                    c.esx_conf
+                        .as_ref()
+                        .and_then(|e| e.owner.as_deref())
+                        .unwrap_or("?"),
+                    c.configstore
+                        .as_ref()
+                        .and_then(|x| x.owner_raw.as_deref())
+                        .unwrap_or("?")
+                );
+            }
             if let Some(x) = &d.sysfs {
                 let name = match (&x.vendor_name, &x.device_name) {
                     (Some(v), Some(n)) => format!("{v} {n}"),
@@ -173,16 +211,33 @@ pub fn render(r: &Report) -> String {
     }
 
     if let Some(cs) = &r.configstore {
+        let passthru = cs
+            .pci_devices
+            .iter()
+            .filter(|p| p.owner == Some(bootbank::configstore::Ownership::Passthru))
+            .count();
         let _ = writeln!(
             s,
-            "ConfigStore: {} PCI device record{}, {} disagreeing with esx.conf, {} unclear",
-            cs.records.len(),
-            if cs.records.len() == 1 { "" } else { "s" },
-            cs.disagreements.len(),
-            cs.unclear.len()
+            "ConfigStore: {} rows; {} pci_devices record{} ({passthru} passthrough), {} device name{}; schemas from {}",
+            cs.rows,
+            cs.pci_devices.len(),
+            if cs.pci_devices.len() == 1 { "" } else { "s" },
+            cs.device_names.len(),
+            if cs.device_names.len() == 1 { "" } else { "s" },
+            if cs.schema.host_store {
+                format!("the host's schema store ({})", cs.schema.vib_ids.join(", "))
+            } else {
+                "bootbank's built-in copy (no schema store in local.tgz)".to_string()
+            }
         );
-        for d in &cs.disagreements {
-            let _ = writeln!(s, "  differs: {d}");
+        for n in cs.device_names.iter().filter(|n| n.address.is_none()) {
+            let _ = writeln!(
+                s,
+                "  {} at {} ({}): address form not understood, shown as written",
+                n.alias.as_deref().unwrap_or("?"),
+                n.bus_address.as_deref().unwrap_or("?"),
+                n.bus_type.as_deref().unwrap_or("?")
+            );
         }
         let _ = writeln!(s);
     }

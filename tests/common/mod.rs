@@ -224,7 +224,7 @@ impl Drop for TempDir {
 // ---------------------------------------------------------------------------------
 // boot.cfg
 
-/// The `modules=` list of an installed bank of `build` ("7.0.3-0.105.22348816"):
+/// The `modules=` list of an installed bank of `build` ("6.7.0-0.0.14320388"):
 /// 7.x/8.x names, with basemisc.tgz and resvibs.tgz from 7.0.3 on, esxiodpt.tgz from
 /// 8.0.2 on, and `state.tgz` last.
 pub fn modules_for(build: &str) -> Vec<&'static str> {
@@ -885,21 +885,21 @@ pub fn p(path: &Path) -> &str {
 // ---------------------------------------------------------------------------------
 // Scenario banks shared by the write tests
 
-/// An installed 7.0U3 bank (build 7.0.3-0.105.22348816) with the story's esx.conf
+/// An installed 6.7U3 bank (build 6.7.0-0.0.14320388) with the story's esx.conf
 /// (000:022:00.0 owned by passthru).
 pub fn story_bank(updated: u32, bootstate: u32) -> BankSpec {
     BankSpec::installed(
-        "7.0.3-0.105.22348816",
+        "6.7.0-0.0.14320388",
         updated,
         bootstate,
         &esxconf("story.conf"),
     )
 }
 
-/// An installed 7.0U3 bank (build 7.0.3-0.95.21930508) with the healthy esx.conf.
+/// An installed 6.7U3 bank (build 6.7.0-0.0.13981272) with the healthy esx.conf.
 pub fn healthy_bank(updated: u32, bootstate: u32) -> BankSpec {
     BankSpec::installed(
-        "7.0.3-0.95.21930508",
+        "6.7.0-0.0.13981272",
         updated,
         bootstate,
         &esxconf("healthy.conf"),
@@ -1077,4 +1077,130 @@ impl HeldLock {
         drop(stdin);
         assert!(self.0.wait().unwrap().success());
     }
+}
+
+// ---------------------------------------------------------------------------------
+// The real ESXi 7.0.2 host's configuration (../shared/real/), read at test time only
+
+/// The real 7.0.2 host's folder, `../shared/real/dissect-hypervisor-esxi702` beside the
+/// project (or `$BOOTBANK_REAL_DIR`).
+pub fn real_dir() -> PathBuf {
+    std::env::var_os("BOOTBANK_REAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| manifest_dir().join("../shared/real/dissect-hypervisor-esxi702"))
+}
+
+/// True when the real host's data and python3 are here. Missing under `CI=true`: a failure,
+/// never a silent skip.
+pub fn require_real() -> bool {
+    if !require_tools(&["python3", "tar", "gzip"]) {
+        return false;
+    }
+    let d = real_dir();
+    if d.join("local.tgz.decrypted").is_file() {
+        return true;
+    }
+    if in_ci() {
+        panic!(
+            "the real 7.0.2 host's data is missing (CI=true): {} (set BOOTBANK_REAL_DIR)",
+            d.display()
+        );
+    }
+    eprintln!("SKIPPED: real host data not found at {}", d.display());
+    false
+}
+
+/// A real file of the 7.0.2 host, e.g. `encryption.info`.
+pub fn real_file(name: &str) -> Vec<u8> {
+    fs::read(real_dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// `tests/tools/mkrealhost OUT args...`: the real host's local.tgz with rows added by Python's
+/// sqlite3; returns its path.
+pub fn mkrealhost(dir: &Path, name: &str, args: &[&str]) -> PathBuf {
+    let out = dir.join(name);
+    run(cmd("python3")
+        .arg(tool("mkrealhost"))
+        .arg(&out)
+        .arg("--real")
+        .arg(real_dir())
+        .args(args));
+    out
+}
+
+/// `tests/tools/configstore-rows DB`: every row of every table as JSON lines (Python's
+/// sqlite3), parsed.
+pub fn configstore_rows(db: &Path) -> Vec<serde_json::Value> {
+    run_text(cmd("python3").arg(tool("configstore-rows")).arg(db))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect()
+}
+
+/// The real host's envelope header with `plain` sealed under the key the real
+/// encryption.info derives (bootbank's envelope writer, itself checked against the independent
+/// decryptor); a fixed IV so fixtures are reproducible.
+pub fn seal_real(plain: &[u8]) -> Vec<u8> {
+    let info = bootbank::envelope::EncryptionInfo::parse(&real_file("encryption.info")).unwrap();
+    let key = info.derive_key().unwrap();
+    let env = bootbank::envelope::Envelope::parse(&real_file("local.tgz.ve")).unwrap();
+    env.seal(plain, &key.key, *b"WMV_\0\0\0\0\0\0\0\x02")
+        .expect("envelope writer")
+}
+
+/// A 7.0U2+ state.tgz as the real host's bootbank holds it: `local.tgz.ve` (the given local.tgz
+/// sealed, see [`seal_real`]) and the real `encryption.info`, tarred with GNU tar.
+pub fn real_encrypted_state(dir: &Path, local: &Path, out: &Path) {
+    let stage = dir.join("real-state-stage");
+    let _ = fs::remove_dir_all(&stage);
+    fs::create_dir_all(&stage).unwrap();
+    fs::write(
+        stage.join("local.tgz.ve"),
+        seal_real(&fs::read(local).unwrap()),
+    )
+    .unwrap();
+    fs::write(stage.join("encryption.info"), real_file("encryption.info")).unwrap();
+    run(cmd("bash").arg("-c").arg(
+        "tar -C \"$1\" --format=gnu --owner=0 --group=0 --numeric-owner --mtime=@1700000000 -cf - local.tgz.ve encryption.info | gzip -n > \"$2\"",
+    ).arg("tar").arg(&stage).arg(out));
+}
+
+/// The build of the real 7.0.2 host (esx-base 7.0.2-17867351), as boot.cfg writes it.
+pub const REAL_BUILD: &str = "7.0.2-0.0.17867351";
+
+/// An installed bank of the real host's build whose state.tgz is `state` (e.g. one made with
+/// [`mkrealhost`] and [`real_encrypted_state`]).
+pub fn real_bank(updated: u32, bootstate: u32, state: Vec<u8>) -> BankSpec {
+    BankSpec {
+        boot_cfg: boot_cfg(REAL_BUILD, updated, bootstate),
+        payload: true,
+        extra_files: vec![("state.tgz".to_string(), state)],
+        ..BankSpec::default()
+    }
+}
+
+/// The python of the venv holding the pinned independent decryptor (`tests/tools/oracle-venv`),
+/// or None (skip) when it cannot be installed outside CI; under `CI=true` a missing oracle fails.
+pub fn oracle_python() -> Option<&'static Path> {
+    static PY: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    PY.get_or_init(|| {
+        let why = match Command::new(tool("oracle-venv")).output() {
+            Ok(o) if o.status.success() => {
+                let py = String::from_utf8_lossy(&o.stdout).trim().to_string();
+                return Some(PathBuf::from(py));
+            }
+            Ok(o) => format!(
+                "oracle-venv failed ({}): {}",
+                o.status,
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
+            Err(e) => format!("cannot run oracle-venv: {e}"),
+        };
+        if in_ci() {
+            panic!("independent decryptor missing (CI=true): {why}");
+        }
+        eprintln!("SKIPPED: independent decryptor (dissect.hypervisor) unavailable: {why}");
+        None
+    })
+    .as_deref()
 }

@@ -1,0 +1,425 @@
+//! The one ConfigStore change bootbank makes: a device's `owner` from `OWNER_PASSTHRU` to
+//! `OWNER_VMKERNEL`, with SQLite's own `UPDATE`, so that the store's triggers maintain
+//! `ModifiedTime` and `Revision` as they do when ESXi edits a record.
+//!
+//! Before anything changes, the edit is checked against the host's schema: the host's schema
+//! of `esx/hardware/pci_devices` is the one bootbank knows, the record merges cleanly and obeys
+//! it, `owner` exists, is not vital, and the new value is one of its enum values. After the
+//! UPDATE, the whole database is compared row by row with the original: only that row may
+//! differ, and in it only the column(s) holding `owner`, `ModifiedTime` and `Revision`.
+
+use super::json_span::replace_token;
+use super::schema::PCI_DEVICES;
+use super::{
+    ConfigStore, ConfigStoreError, Ownership, PciDeviceRecord, StoredValue, integrity_check, quote,
+    sql_err, without_wal_flag,
+};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, MAIN_DB};
+use std::collections::BTreeMap;
+
+/// The triggers of the real 7.0.2 host's `Config` table, whitespace collapsed. An UPDATE runs
+/// the table's triggers; bootbank runs only these, whose effect it knows.
+const KNOWN_TRIGGERS: [(&str, &str); 2] = [
+    (
+        "updateModifiedTime",
+        "CREATE TRIGGER updateModifiedTime AFTER UPDATE ON Config BEGIN UPDATE Config SET ModifiedTime=(datetime(CURRENT_TIMESTAMP)) WHERE Name=NEW.Name and Component=NEW.Component and ConfigGroup=New.ConfigGroup and Identifier=NEW.Identifier; END",
+    ),
+    (
+        "updateRevision",
+        "CREATE TRIGGER updateRevision AFTER UPDATE OF AutoConfValue,UserValue,VitalValue,CachedValue ON Config BEGIN UPDATE Config SET Revision=OLD.Revision + 1 WHERE Name=NEW.Name and Component=NEW.Component and ConfigGroup=New.ConfigGroup and Identifier=NEW.Identifier; END",
+    ),
+];
+
+/// Columns the triggers maintain: they may change in the edited row.
+const TRIGGER_COLUMNS: [&str; 2] = ["ModifiedTime", "Revision"];
+
+/// Why [`ConfigStore::set_owner`] changed nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EditRefusal {
+    #[error("no {key} record with rowid {rowid}")]
+    NoRecord { key: String, rowid: i64 },
+    #[error(
+        "the host's schema of {key} differs from the one bootbank knows, so bootbank cannot tell what its change would mean: {}",
+        .differences.join("; ")
+    )]
+    SchemaDiffers {
+        key: String,
+        differences: Vec<String>,
+    },
+    #[error("record {identifier} cannot be read as ESXi reads it: {}", .problems.join("; "))]
+    RecordProblems {
+        identifier: String,
+        problems: Vec<String>,
+    },
+    #[error("the schema of {key} {why}")]
+    Schema { key: String, why: String },
+    #[error("record {identifier} already has owner {value}")]
+    AlreadySet { identifier: String, value: String },
+    #[error("record {identifier}: `owner` sits in {column}, where bootbank does not edit it")]
+    Column { identifier: String, column: String },
+    #[error("record {identifier}: {column} is stored as {kind}, not text")]
+    NotText {
+        identifier: String,
+        column: String,
+        kind: String,
+    },
+    #[error(
+        "table `Config` has triggers bootbank does not know ({}): an UPDATE would run them",
+        .names.join(", ")
+    )]
+    UnknownTriggers { names: Vec<String> },
+    #[error("the UPDATE changed {0} rows, not 1")]
+    RowCount(usize),
+    #[error("after the UPDATE {0}")]
+    ReadBack(String),
+}
+
+/// What [`ConfigStore::set_owner`] changed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OwnerEdit {
+    /// The whole new database.
+    pub bytes: Vec<u8>,
+    pub identifier: String,
+    pub rowid: i64,
+    /// Per changed value column: its JSON text before and after.
+    pub columns: Vec<ColumnChange>,
+    /// The trigger-maintained columns before and after.
+    pub modified_time: (Option<String>, Option<String>),
+    pub revision: (Option<i64>, Option<i64>),
+    /// The store read from the new bytes.
+    pub after: Box<ConfigStore>,
+}
+
+/// One value column's text before and after an edit.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ColumnChange {
+    pub column: String,
+    pub old_text: String,
+    pub new_text: String,
+    /// The text was re-serialised (key order and spacing may differ) because the value token
+    /// could not be replaced in place.
+    pub reserialised: bool,
+}
+
+fn collapse(sql: &str) -> String {
+    sql.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl ConfigStore {
+    /// Sets the `owner` of the pci_devices record in row `rowid` to `new`, in a private
+    /// in-memory copy of the database, and returns the new database (see the module comment for
+    /// every check made before and after). Every value column that sets `owner` gets the new
+    /// value, in one UPDATE; only the value token changes in each column's JSON text.
+    pub fn set_owner(&self, rowid: i64, new: Ownership) -> Result<OwnerEdit, ConfigStoreError> {
+        let key = PCI_DEVICES.to_string();
+        let rec: &PciDeviceRecord = self
+            .pci_devices
+            .iter()
+            .find(|r| r.record.rowid == Some(rowid))
+            .ok_or_else(|| EditRefusal::NoRecord {
+                key: key.clone(),
+                rowid,
+            })?;
+        let id = rec.identifier.clone();
+        if let Some(d) = self.schemas.differences.get(&PCI_DEVICES) {
+            return Err(EditRefusal::SchemaDiffers {
+                key,
+                differences: d.clone(),
+            }
+            .into());
+        }
+        if !rec.record.problems.is_empty() {
+            return Err(EditRefusal::RecordProblems {
+                identifier: id,
+                problems: rec.record.problems.clone(),
+            }
+            .into());
+        }
+        let schema = self.schemas.get(PCI_DEVICES);
+        let refuse_schema = |why: String| EditRefusal::Schema {
+            key: key.clone(),
+            why,
+        };
+        let field = schema
+            .field("owner")
+            .ok_or_else(|| refuse_schema("has no field `owner`".into()))?;
+        if field.vital {
+            return Err(refuse_schema("marks `owner` vital".into()).into());
+        }
+        let value = new.store_value();
+        if !field
+            .enum_values
+            .as_ref()
+            .is_some_and(|e| e.iter().any(|v| v == value))
+        {
+            return Err(refuse_schema(format!("does not allow `owner` = {value}")).into());
+        }
+        if rec.owner_raw.as_deref() == Some(value) {
+            return Err(EditRefusal::AlreadySet {
+                identifier: id,
+                value: value.to_string(),
+            }
+            .into());
+        }
+        if rec.owner_columns.is_empty() {
+            // Only the schema default sets it, and the default is not `new`: nothing bootbank
+            // knows how to change.
+            return Err(refuse_schema(format!(
+                "gives `owner` the default {}, and no column of record {id} sets it",
+                rec.owner_raw.as_deref().unwrap_or("?")
+            ))
+            .into());
+        }
+        let unknown: Vec<String> = self
+            .triggers
+            .iter()
+            .filter(|t| {
+                !KNOWN_TRIGGERS
+                    .iter()
+                    .any(|(n, sql)| *n == t.name && collapse(sql) == collapse(&t.sql))
+            })
+            .map(|t| t.name.clone())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(EditRefusal::UnknownTriggers { names: unknown }.into());
+        }
+
+        // The new text of every column that sets `owner`.
+        let new_value = serde_json::Value::String(value.to_string());
+        let mut changes = Vec::new();
+        for column in &rec.owner_columns {
+            if column == "VitalValue" {
+                return Err(EditRefusal::Column {
+                    identifier: id,
+                    column: column.clone(),
+                }
+                .into());
+            }
+            let Some(StoredValue::Json(old_json)) = rec.record.columns.get(column) else {
+                return Err(EditRefusal::NotText {
+                    identifier: id,
+                    column: column.clone(),
+                    kind: "something other than JSON text".into(),
+                }
+                .into());
+            };
+            let old_value = old_json.get("owner").cloned().unwrap_or_default();
+            let mut want = old_json.clone();
+            want["owner"] = new_value.clone();
+            changes.push((column.clone(), old_value, want));
+        }
+
+        let image = without_wal_flag(&self.image);
+        let mut conn = Connection::open_in_memory().map_err(sql_err("open in memory"))?;
+        {
+            use rusqlite::config::DbConfig;
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
+                .map_err(sql_err("enable defensive mode"))?;
+            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)
+                .map_err(sql_err("distrust the schema"))?;
+        }
+        conn.deserialize_read_exact(MAIN_DB, &image[..], image.len(), false)
+            .map_err(sql_err("load a copy of the database"))?;
+        let before = dump(&conn)?;
+        let table = quote(&self.table);
+        let mut columns = Vec::new();
+        for (column, old_value, want) in &changes {
+            let col = quote(column);
+            let (kind, old_text): (String, Option<String>) = conn
+                .query_row(
+                    &format!(
+                        "SELECT typeof({col}), CAST({col} AS TEXT) FROM {table} WHERE rowid = ?1"
+                    ),
+                    [rowid],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(sql_err("read the record"))?;
+            let old_text = match (kind.as_str(), old_text) {
+                ("text", Some(t)) => t,
+                _ => {
+                    return Err(EditRefusal::NotText {
+                        identifier: id,
+                        column: column.clone(),
+                        kind,
+                    }
+                    .into());
+                }
+            };
+            let (new_text, reserialised) =
+                match replace_token(&old_text, "/owner", old_value, &new_value, want) {
+                    Some(t) => (t, false),
+                    None => (want.to_string(), true),
+                };
+            columns.push(ColumnChange {
+                column: column.clone(),
+                old_text,
+                new_text,
+                reserialised,
+            });
+        }
+        let set = columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{} = ?{}", quote(&c.column), i + 2))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut params: Vec<&dyn rusqlite::ToSql> = vec![&rowid];
+        params.extend(columns.iter().map(|c| &c.new_text as &dyn rusqlite::ToSql));
+        let n = conn
+            .execute(
+                &format!("UPDATE {table} SET {set} WHERE rowid = ?1"),
+                params.as_slice(),
+            )
+            .map_err(sql_err("update the record"))?;
+        if n != 1 {
+            return Err(EditRefusal::RowCount(n).into());
+        }
+        integrity_check(&conn, super::SQLITE_MAGIC)?;
+        let after = dump(&conn)?;
+        let allowed: Vec<&str> = columns
+            .iter()
+            .map(|c| c.column.as_str())
+            .chain(TRIGGER_COLUMNS)
+            .collect();
+        only_row_changed(&before, &after, &self.table, rowid, &allowed)
+            .map_err(EditRefusal::ReadBack)?;
+
+        let mut bytes = conn
+            .serialize(MAIN_DB)
+            .map_err(sql_err("serialize the database"))?
+            .to_vec();
+        if self.wal_header && bytes.len() > 19 {
+            bytes[18] = self.image[18];
+            bytes[19] = self.image[19];
+        }
+        let store = ConfigStore::open(&bytes, self.schemas.clone())?;
+        let got = store
+            .pci_devices
+            .iter()
+            .find(|r| r.record.rowid == Some(rowid));
+        if got.and_then(|r| r.owner) != Some(new)
+            || got.is_some_and(|r| !r.record.problems.is_empty())
+        {
+            return Err(EditRefusal::ReadBack(format!(
+                "record {id} does not read back as {value}"
+            ))
+            .into());
+        }
+        let others = |s: &ConfigStore| -> Vec<PciDeviceRecord> {
+            s.pci_devices
+                .iter()
+                .filter(|r| r.record.rowid != Some(rowid))
+                .cloned()
+                .collect()
+        };
+        if others(&store) != others(self) || store.device_names != self.device_names {
+            return Err(
+                EditRefusal::ReadBack("other records read back differently".to_string()).into(),
+            );
+        }
+        let got = got.expect("checked above");
+        Ok(OwnerEdit {
+            bytes,
+            identifier: id,
+            rowid,
+            columns,
+            modified_time: (
+                rec.record.modified_time.clone(),
+                got.record.modified_time.clone(),
+            ),
+            revision: (rec.record.revision, got.record.revision),
+            after: Box::new(store),
+        })
+    }
+}
+
+/// Every row of every table (by rowid) and every schema entry, for the before/after comparison.
+type Dump = BTreeMap<(String, i64), Vec<(String, SqlValue)>>;
+
+fn dump(conn: &Connection) -> Result<Dump, ConfigStoreError> {
+    let mut out = Dump::new();
+    let objects: Vec<(String, String, String, Option<String>)> = conn
+        .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .map_err(sql_err("list the schema"))?;
+    for (i, (ty, name, tbl, sql)) in objects.iter().enumerate() {
+        out.insert(
+            ("sqlite_schema".to_string(), i as i64),
+            vec![
+                ("type".into(), SqlValue::Text(ty.clone())),
+                ("name".into(), SqlValue::Text(name.clone())),
+                ("tbl_name".into(), SqlValue::Text(tbl.clone())),
+                (
+                    "sql".into(),
+                    sql.clone().map(SqlValue::Text).unwrap_or(SqlValue::Null),
+                ),
+            ],
+        );
+    }
+    for (ty, name, _, _) in &objects {
+        if ty != "table" || name.starts_with("sqlite_") {
+            continue;
+        }
+        let mut stmt = conn
+            .prepare(&format!("SELECT rowid, * FROM {}", quote(name)))
+            .map_err(sql_err("read a table"))?;
+        let cols: Vec<String> = stmt.column_names().skip(1).map(|c| c.to_string()).collect();
+        let rows = stmt
+            .query_map([], |r| {
+                let rowid: i64 = r.get(0)?;
+                let mut v = Vec::with_capacity(cols.len());
+                for (i, c) in cols.iter().enumerate() {
+                    v.push((c.clone(), r.get::<_, SqlValue>(i + 1)?));
+                }
+                Ok((rowid, v))
+            })
+            .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+            .map_err(sql_err("read a table"))?;
+        for (rowid, v) in rows {
+            out.insert((name.clone(), rowid), v);
+        }
+    }
+    Ok(out)
+}
+
+/// Ok when `after` equals `before` except in row `rowid` of `table`, and there only in the
+/// `allowed` columns.
+fn only_row_changed(
+    before: &Dump,
+    after: &Dump,
+    table: &str,
+    rowid: i64,
+    allowed: &[&str],
+) -> Result<(), String> {
+    let keys: Vec<&(String, i64)> = before.keys().chain(after.keys()).collect();
+    for k in keys {
+        let (b, a) = (before.get(k), after.get(k));
+        if b == a {
+            continue;
+        }
+        let target = k.0 == table && k.1 == rowid;
+        match (b, a) {
+            (Some(b), Some(a)) if target => {
+                for ((cb, vb), (ca, va)) in b.iter().zip(a) {
+                    if cb != ca || (vb != va && !allowed.iter().any(|x| x.eq_ignore_ascii_case(cb)))
+                    {
+                        return Err(format!(
+                            "column {cb} of the edited row changed, which bootbank did not ask for"
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "row {} of table {} changed, which bootbank did not ask for",
+                    k.1, k.0
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -157,15 +157,27 @@ pub fn run(c: BankCommand) -> ExitCode {
 pub fn render_status(s: &Status) -> String {
     let mut out = format!("{}\n\n", s.target);
     out.push_str(&super::human::render_banks(&s.banks));
+    out.push_str(&super::human::render_why(&s.explanation));
     out.push_str(&match (s.will_boot, s.next_boot_partition) {
-        (false, _) => "Next boot: none; no bank is valid, this host will not boot.\n".to_string(),
-        (true, Some(p)) => format!("Next boot: partition {p}.\n"),
-        (true, None) => "Next boot: this lone bank is valid.\n".to_string(),
+        (None, _) => format!(
+            "Next boot: unknown; {}.\n",
+            s.next_boot_unknown
+                .as_deref()
+                .unwrap_or("it cannot be predicted")
+        ),
+        (Some(false), _) => {
+            "Next boot: none; no bank is valid, this host will not boot.\n".to_string()
+        }
+        (Some(true), Some(p)) => format!("Next boot: partition {p}.\n"),
+        (Some(true), None) => "Next boot: this lone bank is valid.\n".to_string(),
     });
     if s.next_boot_partition.is_some() {
+        let why = s.rollback_explanation.as_deref().unwrap_or("");
         out.push_str(&match s.rollback_partition {
-            Some(p) => format!("Shift+R (bootbank bank rollback) would boot partition {p}.\n"),
-            None => "Shift+R: no alternate hypervisor to roll back to.\n".to_string(),
+            Some(p) => {
+                format!("Shift+R (bootbank bank rollback) would boot partition {p}: {why}.\n")
+            }
+            None => format!("Shift+R: no alternate hypervisor to roll back to: {why}.\n"),
         });
     }
     for w in &s.warnings {

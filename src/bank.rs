@@ -783,6 +783,18 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             cur.text("updated")
         ));
     }
+    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    if !cur.has_bootstate()
+        && cur.state_site() == (crate::bootcfg::StateSite::Missing { beyond: None })
+    {
+        // Without a bootstate line the bootloader could not mark the bank on Shift+R: give it
+        // the line a missing one means, first in the file where the bootloader can update it.
+        bytes = set_int(&bytes, &cur, "bootstate", 0);
+        want.push(("bootstate", 0));
+        why.push(
+            "it has no bootstate line, which the bootloader needs to mark it on Shift+R, so `bootstate=0` (what a missing line means) becomes its first line".to_string(),
+        );
+    }
     let new_cfg = check_written(n, cfg, &bytes, &want)?;
     let after = predict(&t.banks, &[(n, &new_cfg)]);
     if let Some(u) = &after.unknown {

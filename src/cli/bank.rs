@@ -177,7 +177,7 @@ pub fn render_status(s: &Status) -> String {
             Some(p) => {
                 format!("Shift+R (bootbank bank rollback) would boot partition {p}: {why}.\n")
             }
-            None => format!("Shift+R: no alternate hypervisor to roll back to: {why}.\n"),
+            None => format!("Shift+R would boot the same bank: {why}.\n"),
         });
     }
     for w in &s.warnings {

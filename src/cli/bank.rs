@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum BankCommand {
-    /// Show the banks and which one boots next (the same prediction as `inspect`), and which
-    /// one Shift+R would boot instead.
+    /// Show the banks and which one boots next (the same prediction as `inspect`, by the
+    /// bootloader's own rules, with why in words), and which one Shift+R would boot instead.
     ///
     /// Exit codes: 0 read; 2 unusable target (not a disk or bank partition: archives and
     /// directories have no banks).
@@ -53,8 +53,17 @@ pub enum BankCommand {
     /// bootloader never rewrites it in place), so boot.cfg is then replaced the safe way
     /// (boot.new written, read back, renamed).
     ///
+    /// A bank without a bootstate line gets bootstate=0 as its first line, so that the
+    /// bootloader can mark it on Shift+R.
+    ///
     /// Refused: N is not a bank; bank N has no usable boot.cfg, no build= line, no kernel or
-    /// payloads (an empty bank), or quickboot set.
+    /// payloads (an empty bank), or quickboot set; another valid bank's updated is 2147483647
+    /// or more (updated=-1 is read as 4294967295).
+    ///
+    /// Both commands write only a boot.cfg the bootloader reads as intended, else nothing
+    /// (exit 2): never a space before `=`, and bootstate must stay on the first bootstate line,
+    /// within the first 512 bytes, where the bootloader can update it. Neither acts when the
+    /// next boot cannot be predicted from the disk alone.
     ///
     /// Exit codes as `rollback`.
     ///

@@ -64,6 +64,12 @@ pub enum BankOpError {
         "no alternate hypervisor to roll back to: partition {current} boots next and no other bank is valid ({why})"
     )]
     NoAlternate { current: u32, why: String },
+    #[error("{why}; bootbank changes banks only when it can predict the bootloader's choice")]
+    Unknown { why: String },
+    #[error(
+        "partition {partition}: bootbank would not write a boot.cfg that the bootloader reads as intended: {why}; nothing written"
+    )]
+    Unwritable { partition: u32, why: String },
     #[error("partition {partition} is not a bootbank on this disk (banks: {banks})")]
     NoSuchBank { partition: u32, banks: String },
     #[error("partition {partition} cannot be made to boot: {why}")]
@@ -112,10 +118,18 @@ pub struct Status {
     pub kind: TargetKind,
     pub banks: Vec<BankReport>,
     pub next_boot_partition: Option<u32>,
-    pub will_boot: bool,
+    /// Whether a bank boots; null when that cannot be told (see `next_boot_unknown`).
+    pub will_boot: Option<bool>,
+    /// Why the next boot cannot be predicted from the disk alone; null when it can.
+    pub next_boot_unknown: Option<String>,
+    /// The surprising parts of the prediction, in words (as `inspect`).
+    pub explanation: Vec<String>,
     /// The bank Shift+R (or `bank rollback`) would boot instead; null when there is none
     /// ("No alternate hypervisor to roll back to") or for a lone partition.
     pub rollback_partition: Option<u32>,
+    /// What Shift+R at boot would do, in words (null for a lone partition or when no bank
+    /// boots).
+    pub rollback_explanation: Option<String>,
     /// Leftovers of an interrupted boot.cfg write and partition table warnings.
     pub warnings: Vec<String>,
 }
@@ -258,24 +272,16 @@ fn predict(banks: &[Read], replaced: &[(u32, &BootCfg)]) -> nextboot::Prediction
     predict_view(banks, View::Effective, replaced)
 }
 
-/// What Shift+R would boot: the next bank marked invalid, selection again.
-fn rollback_target(banks: &[Read], view: View, next: Option<u32>) -> Option<u32> {
-    let next = next?;
-    let r = banks.iter().find(|r| r.bank.partition == next)?;
-    let rolled = rolled(cfg_of(r, view).as_ref().ok()?)?;
-    predict_view(banks, view, &[(next, &rolled)]).next_boot_partition
-}
-
-/// The selection-relevant keys of `cfg` with bootstate 3: what the bank looks like to the
-/// bootloader after a rollback.
-fn rolled(cfg: &BootCfg) -> Option<BootCfg> {
-    let text = format!(
-        "bootstate=3\nupdated={}\nbuild={}\nquickboot={}\n",
-        cfg.updated(),
-        cfg.build(),
-        cfg.quickboot()
-    );
-    BootCfg::parse(text.as_bytes()).ok()
+/// What Shift+R at boot would do (`nextboot::shift_r`).
+fn shift_r_view(banks: &[Read], view: View) -> nextboot::ShiftR {
+    let candidates: Vec<Candidate> = banks
+        .iter()
+        .map(|r| Candidate {
+            partition: r.bank.partition,
+            boot_cfg: cfg_of(r, view).as_ref().map_err(|e| e.clone()),
+        })
+        .collect();
+    nextboot::shift_r(&candidates)
 }
 
 /// `bank status`.
@@ -286,6 +292,8 @@ pub fn status(target: &Path) -> Result<Status, BankOpError> {
 
 fn status_of(target: &Path, t: &Target) -> Status {
     let prediction = predict_view(&t.banks, View::Now, &[]);
+    let shift_r = (!t.lone && prediction.next_boot_partition.is_some())
+        .then(|| shift_r_view(&t.banks, View::Now));
     let banks = prediction
         .banks
         .iter()
@@ -309,12 +317,14 @@ fn status_of(target: &Path, t: &Target) -> Status {
         } else {
             prediction.next_boot_partition
         },
-        will_boot: prediction.next_boot_partition.is_some(),
-        rollback_partition: if t.lone {
-            None
-        } else {
-            rollback_target(&t.banks, View::Now, prediction.next_boot_partition)
-        },
+        will_boot: prediction.will_boot(),
+        next_boot_unknown: prediction.unknown.clone(),
+        explanation: prediction.explanation.clone(),
+        rollback_partition: shift_r
+            .as_ref()
+            .and_then(|r| r.boots)
+            .filter(|&p| Some(p) != prediction.next_boot_partition),
+        rollback_explanation: shift_r.map(|r| r.explanation),
         warnings: t.warnings.clone(),
     }
 }
@@ -388,14 +398,17 @@ impl BankPlan {
 }
 
 /// boot.cfg with the integer `key` set to `value`, every other byte kept. An existing value is
-/// replaced where it stands (the line that wins, as the bootloader reads it); a missing
-/// `bootstate` is added as the first line (where ESXi writes it), any other missing key last.
+/// replaced where it stands (the line that wins, as the bootloader reads it, whatever prefix of
+/// the key it is written with); a missing `bootstate` is added as the first line (where ESXi
+/// writes it, and where the bootloader can update it), any other missing key last. A new line
+/// is always `key=value`, never with a space before `=` (which would hide the key). Whether the
+/// result reads as intended is [`check_written`]'s to say.
 pub fn set_int(bytes: &[u8], cfg: &BootCfg, key: &str, value: i64) -> Vec<u8> {
     let text = value.to_string();
     match cfg.get(key) {
         Some(v) => {
-            // Integer values hold no spaces, so the value's bytes are exactly its text.
-            let end = v.offset + v.text.len();
+            // The value's bytes in the file, from its first to its last (none when empty).
+            let end = v.offset + v.len;
             let mut out = bytes[..v.offset].to_vec();
             out.extend_from_slice(text.as_bytes());
             out.extend_from_slice(&bytes[end..]);
@@ -420,6 +433,56 @@ pub fn set_int(bytes: &[u8], cfg: &BootCfg, key: &str, value: i64) -> Vec<u8> {
             }
         }
     }
+}
+
+/// Refuses a boot.cfg the bootloader would not read as intended. `want`: the numbers it must
+/// read for the keys that change; every other selection key must read as before; no line may
+/// be hidden by a space before `=` that was not already; and the bank's `bootstate` must be one
+/// the bootloader can update itself at boot and on Shift+R (`BootCfg::state_writable`: the
+/// first `bootstate` line, within the first 512 bytes, a digit 0-3, the line the parser
+/// reads), so that an edit never moves it beyond byte 512.
+pub fn check_written(
+    partition: u32,
+    old: &BootCfg,
+    new_bytes: &[u8],
+    want: &[(&str, i64)],
+) -> Result<BootCfg, BankOpError> {
+    let cannot = |why: String| BankOpError::Unwritable { partition, why };
+    let new = BootCfg::parse(new_bytes).map_err(|e| cannot(e.to_string()))?;
+    for (key, value) in want {
+        if new.number(key) != i128::from(*value) {
+            return Err(cannot(format!(
+                "the bootloader would read {key}={} instead of {value}",
+                new.text(key)
+            )));
+        }
+    }
+    for key in ["build", "updated", "bootstate", "quickboot"] {
+        let same = old.text(key) == new.text(key) && old.number(key) == new.number(key);
+        if want.iter().all(|(k, _)| *k != key) && !same {
+            return Err(cannot(format!(
+                "{key} would read `{}` instead of `{}`",
+                new.text(key),
+                old.text(key)
+            )));
+        }
+    }
+    if old.build_cleared() != new.build_cleared() {
+        return Err(cannot("build would read differently".into()));
+    }
+    if new.hidden().len() > old.hidden().len() {
+        return Err(cannot(
+            "a line would have a space before `=`, which hides its key from the bootloader".into(),
+        ));
+    }
+    if let Err(why) = new.state_writable() {
+        let was = old.state_writable().is_ok();
+        return Err(cannot(format!(
+            "{}{why}; bootbank writes only a boot.cfg whose bootstate the bootloader can update itself (at an upgrade's first boot, and on Shift+R): make `bootstate=` the first line of this boot.cfg by hand first",
+            if was { "after the change, " } else { "" }
+        )));
+    }
+    Ok(new)
 }
 
 /// The way `new` can reach the disk: in place when it differs from `old` only in the single
@@ -562,6 +625,9 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
         });
     }
     let before = predict(&t.banks, &[]);
+    if let Some(why) = &before.unknown {
+        return Err(BankOpError::Unknown { why: why.clone() });
+    }
     let next = before
         .next_boot_partition
         .ok_or(BankOpError::NothingBoots)?;
@@ -575,10 +641,7 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
         .as_ref()
         .map_err(|_| BankOpError::NothingBoots)?;
     let new_bytes = set_int(&r.bytes, cfg, "bootstate", 3);
-    let new_cfg = BootCfg::parse(&new_bytes).map_err(|e| BankOpError::CannotBoot {
-        partition: next,
-        why: e.to_string(),
-    })?;
+    let new_cfg = check_written(next, cfg, &new_bytes, &[("bootstate", 3)])?;
     let after = predict(&t.banks, &[(next, &new_cfg)]);
     let Some(to) = after.next_boot_partition else {
         let why = before
@@ -636,6 +699,11 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     };
     let cannot = |why: String| BankOpError::CannotBoot { partition: n, why };
     let cfg = r.effective.as_ref().map_err(|e| cannot(e.clone()))?;
+    if cfg.build_cleared() {
+        return Err(cannot(
+            "its boot.cfg empties build= after a build= line, and what the UEFI bootloader then reads as the build is unknown".into(),
+        ));
+    }
     if cfg.build().is_empty() {
         return Err(cannot(
             "its boot.cfg has no build= line (an empty bank, e.g. the second bank after a fresh install)".into(),
@@ -646,10 +714,10 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             "it holds no kernel or payload modules (b.b00, *.v00): an empty bank".into(),
         ));
     }
-    if cfg.quickboot() != 0 {
+    if cfg.number("quickboot") != 0 {
         return Err(cannot(format!(
             "quickboot={} (a quick boot image; bootbank does not change quickboot)",
-            cfg.quickboot()
+            cfg.text("quickboot")
         )));
     }
     let before = predict(&t.banks, &[]);
@@ -670,9 +738,11 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     }
     let mut bytes = r.bytes.clone();
     let mut why = Vec::new();
+    let mut want: Vec<(&str, i64)> = Vec::new();
     let state = cfg.bootstate();
     if !matches!(nextboot::transition(state), 0 | 2) {
         bytes = set_int(&bytes, cfg, "bootstate", 0);
+        want.push(("bootstate", 0));
         why.push(format!(
             "its bootstate {state} ({}) would make the bootloader skip it, so it becomes 0 (valid)",
             nextboot::bootstate_meaning(state)
@@ -680,27 +750,61 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     }
     let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
     if predict(&t.banks, &[(n, &cur)]).next_boot_partition != Some(n) {
+        // The largest `updated` of the other valid banks, as the bootloader compares it
+        // (unsigned; the larger reading when the firmware decides).
         let top = before
             .banks
             .iter()
             .filter(|v| v.valid && v.partition != n)
             .filter_map(|v| t.banks.iter().find(|r| r.bank.partition == v.partition))
-            .filter_map(|r| r.effective.as_ref().ok().map(|c| c.updated()))
-            .max()
-            .unwrap_or(0);
-        let new_updated = top.max(0) + 1;
+            .filter_map(|r| {
+                let c = r.effective.as_ref().ok()?;
+                let u = c.number("updated");
+                let read = [nextboot::Firmware::Uefi, nextboot::Firmware::Bios]
+                    .map(|fw| nextboot::atoi(u, fw) as u32);
+                Some((
+                    read[0].max(read[1]),
+                    r.bank.partition,
+                    c.text("updated").to_string(),
+                ))
+            })
+            .max();
+        let (top, top_part, top_text) = top.unwrap_or((0, 0, String::new()));
+        if top >= i32::MAX as u32 {
+            return Err(cannot(format!(
+                "partition {top_part} has updated={top_text}, which the bootloader reads as {top}: bootbank writes updated only up to 2147483647, which every firmware reads the same, and that does not beat it; roll partition {top_part} back instead (`bootbank bank rollback`)"
+            )));
+        }
+        let new_updated = i64::from(top) + 1;
         bytes = set_int(&bytes, &cur, "updated", new_updated);
+        want.push(("updated", new_updated));
         why.push(format!(
             "its updated={} does not beat the other valid banks' (largest {top}), so it becomes {new_updated}, one above, as the installer numbers a new image",
-            cur.updated()
+            cur.text("updated")
         ));
     }
-    let new_cfg = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    if !cur.has_bootstate()
+        && cur.state_site() == (crate::bootcfg::StateSite::Missing { beyond: None })
+    {
+        // Without a bootstate line the bootloader could not mark the bank on Shift+R: give it
+        // the line a missing one means, first in the file where the bootloader can update it.
+        bytes = set_int(&bytes, &cur, "bootstate", 0);
+        want.push(("bootstate", 0));
+        why.push(
+            "it has no bootstate line, which the bootloader needs to mark it on Shift+R, so `bootstate=0` (what a missing line means) becomes its first line".to_string(),
+        );
+    }
+    let new_cfg = check_written(n, cfg, &bytes, &want)?;
     let after = predict(&t.banks, &[(n, &new_cfg)]);
+    if let Some(u) = &after.unknown {
+        return Err(BankOpError::Unknown { why: u.clone() });
+    }
     if after.next_boot_partition != Some(n) {
         let v = after.banks.iter().find(|v| v.partition == n);
         return Err(cannot(
             v.map(|v| v.invalid_reasons.join(", "))
+                .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "the bootloader would still pick another bank".into()),
         ));
     }
@@ -932,11 +1036,21 @@ mod tests {
 
     #[test]
     fn set_int_replaces_the_winning_value_only() {
-        let b = b"bootstate=0\ntitle=x\nupdated=9\nupdated = 12\n";
+        let b = b"bootstate=0\ntitle=x\nupdated=9\nupdated=12\nupdated = 7\n";
         let out = set_int(b, &cfg(b), "updated", 13);
-        assert_eq!(out, b"bootstate=0\ntitle=x\nupdated=9\nupdated = 13\n");
+        assert_eq!(
+            out, b"bootstate=0\ntitle=x\nupdated=9\nupdated=13\nupdated = 7\n",
+            "the last line the bootloader reads; `updated = 7` is hidden from it"
+        );
         let out = set_int(b, &cfg(b), "bootstate", 3);
-        assert_eq!(out, b"bootstate=3\ntitle=x\nupdated=9\nupdated = 12\n");
+        assert_eq!(
+            out,
+            b"bootstate=3\ntitle=x\nupdated=9\nupdated=12\nupdated = 7\n"
+        );
+        // A key written by prefix keeps its spelling; an empty value gets the digits.
+        let b = b"bo=1\nup=\n";
+        assert_eq!(set_int(b, &cfg(b), "updated", 4), b"bo=1\nup=4\n");
+        assert_eq!(set_int(b, &cfg(b), "bootstate", 0), b"bo=0\nup=\n");
     }
 
     #[test]

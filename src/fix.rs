@@ -298,10 +298,11 @@ fn plan_disk(
     match (&opts.banks, next) {
         (Banks::Next, Some(p)) => chosen.push(p),
         (Banks::Next, None) => {
-            return Err(FixError::Refused(
-                "no bank is valid (this host will not boot): name the bank to change with --bank N"
+            return Err(FixError::Refused(match &prediction.unknown {
+                Some(why) => format!("{why}: name the bank to change with --bank N"),
+                None => "no bank is valid (this host will not boot): name the bank to change with --bank N"
                     .to_string(),
-            ));
+            }));
         }
         (Banks::Also(list), next) => {
             chosen.extend(next);

@@ -48,6 +48,15 @@ pub struct BankReport {
     pub valid: bool,
     pub invalid_reasons: Vec<String>,
     pub boots_next: bool,
+    /// `updated` as the bootloader compares it: unsigned 32-bit (`-1` is 4294967295); null when
+    /// boot.cfg does not parse or the firmware decides (a number beyond 32 bits).
+    pub updated_at_boot: Option<u64>,
+    /// Why the bootloader leaves this bank out altogether, or never looks at it, in words; null
+    /// when it counts the bank (valid or not).
+    pub skipped_reason: Option<String>,
+    /// What the bootloader reads differently from what boot.cfg seems to say (a key written by
+    /// prefix, a key hidden by a space before `=`, an unsigned `updated`, ...).
+    pub notes: Vec<String>,
     /// `system` (kernel and payloads present) or `empty`.
     pub contents: &'static str,
     pub state_archive: Option<FileInfo>,
@@ -144,8 +153,15 @@ pub struct Report {
     pub partition_table: Option<Table>,
     pub banks: Vec<BankReport>,
     pub next_boot_partition: Option<u32>,
-    /// Whether any bank will boot (false: "this host will not boot").
+    /// Whether any bank will boot (false: "this host will not boot"; null when that cannot be
+    /// told, see `next_boot_unknown`).
     pub will_boot: Option<bool>,
+    /// Why the next boot cannot be predicted from the disk alone (the bootloader release or the
+    /// firmware decides); null when it can.
+    pub next_boot_unknown: Option<String>,
+    /// The surprising parts of the prediction, in words: skipped banks and why, keys the
+    /// bootloader reads differently, ties, what is unknown.
+    pub explanation: Vec<String>,
     pub config: Option<ConfigReport>,
     pub bundle: Option<BundleReport>,
     pub devices: Vec<DeviceReport>,
@@ -280,6 +296,8 @@ fn inspect_inner(target: &Path, opts: &Options) -> Result<Inner, InspectError> {
         banks: Vec::new(),
         next_boot_partition: None,
         will_boot: None,
+        next_boot_unknown: None,
+        explanation: Vec::new(),
         config: None,
         bundle: None,
         devices: Vec::new(),
@@ -448,8 +466,10 @@ fn banks_and_config(
     } else {
         prediction.next_boot_partition
     };
-    report.will_boot = Some(prediction.next_boot_partition.is_some());
-    if prediction.next_boot_partition.is_none() {
+    report.will_boot = prediction.will_boot();
+    report.next_boot_unknown = prediction.unknown.clone();
+    report.explanation = prediction.explanation.clone();
+    if prediction.will_boot() == Some(false) {
         report.findings.push(Finding {
             severity: Severity::Critical,
             rule: findings::NO_BOOTABLE_BANK,
@@ -462,11 +482,19 @@ fn banks_and_config(
             fix: None,
         });
     }
-    let rollback = match prediction.banks.iter().find(|v| v.valid && !v.boots_next) {
-        Some(v) if want_rollback && !lone => {
+    // The bank Shift+R would boot instead (`nextboot::shift_r`), when it differs.
+    let shift_r = if want_rollback && !lone && prediction.next_boot_partition.is_some() {
+        nextboot::shift_r(&candidates)
+            .boots
+            .filter(|&p| Some(p) != prediction.next_boot_partition)
+    } else {
+        None
+    };
+    let rollback = match shift_r {
+        Some(p) => {
             let bank = banks
                 .iter()
-                .find(|b| b.partition == v.partition)
+                .find(|b| b.partition == p)
                 .expect("every verdict comes from a bank");
             match bank_config(disk, bank) {
                 Ok(c) => c,
@@ -479,7 +507,7 @@ fn banks_and_config(
                 }
             }
         }
-        _ => None,
+        None => None,
     };
     // The configuration that matters is the next-boot bank's; with none bootable, show the
     // newest bank that has one, so the user still sees the settings.
@@ -574,6 +602,9 @@ pub(crate) fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> Ba
         valid: v.valid,
         invalid_reasons: v.invalid_reasons.clone(),
         boots_next: v.boots_next && !lone,
+        updated_at_boot: v.updated_at_boot,
+        skipped_reason: v.skipped_reason.clone(),
+        notes: v.notes.clone(),
         contents: if b.has_system { "system" } else { "empty" },
         state_archive: b.state_file(),
         boot_cfg_error: b.boot_cfg.as_ref().err().cloned(),
@@ -637,7 +668,8 @@ fn inspect_dir(dir: &Path, report: &mut Report) -> Result<Option<Sourced>, Inspe
             .map(|c| (c.build().to_string(), "boot.cfg"));
         let mut br = bank_report(&bank, &verdict.banks[0], true);
         br.uuid = None;
-        report.will_boot = Some(verdict.next_boot_partition.is_some());
+        report.will_boot = verdict.will_boot();
+        report.explanation = verdict.explanation.clone();
         report.banks.push(br);
     }
     let Some(state_path) = state_path else {

@@ -22,22 +22,19 @@ fn check(data: &[u8], cfg: &BootCfg) {
     ] {
         if let Some(v) = cfg.get(key) {
             assert!(
-                v.offset <= data.len(),
-                "{key}: offset {} past the end",
-                v.offset
+                v.offset + v.len <= data.len(),
+                "{key}: value at {}+{} past the end",
+                v.offset,
+                v.len
             );
-            if let Some(c) = v.text.chars().next() {
-                let mut buf = [0u8; 4];
-                let first = c.encode_utf8(&mut buf).as_bytes();
-                assert!(
-                    data[v.offset..].starts_with(first),
-                    "{key}: offset {} does not point at `{}`",
-                    v.offset,
-                    v.text
-                );
-            }
+            // The value's bytes in the file start and end with the bytes the bootloader holds.
+            let span = &data[v.offset..v.offset + v.len];
+            assert_eq!(span.first(), v.bytes.first(), "{key}: offset {}", v.offset);
+            assert_eq!(span.last(), v.bytes.last(), "{key}: offset {}", v.offset);
         }
     }
+    let _ = cfg.state_site();
+    let _ = cfg.state_writable();
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -67,8 +64,11 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(p.banks.len(), candidates.len());
     let next: Vec<_> = p.banks.iter().filter(|v| v.boots_next).collect();
     assert!(next.len() <= 1, "two banks boot next: {p:?}");
-    match p.next_boot_partition {
-        Some(n) => assert!(next.len() == 1 && next[0].partition == n && next[0].valid),
-        None => assert!(next.is_empty() && p.banks.iter().all(|v| !v.valid)),
+    match (p.next_boot_partition, &p.unknown) {
+        (Some(n), None) => assert!(next.len() == 1 && next[0].partition == n && next[0].valid),
+        (None, None) => assert!(next.is_empty() && p.banks.iter().all(|v| !v.valid)),
+        (None, Some(_)) => assert!(next.is_empty()),
+        (Some(_), Some(_)) => panic!("a next boot and an unknown one: {p:?}"),
     }
+    let _ = nextboot::shift_r(&candidates);
 });

@@ -8,8 +8,8 @@ use std::process::ExitCode;
 
 #[derive(Subcommand)]
 pub enum BankCommand {
-    /// Show the banks and which one boots next (the same prediction as `inspect`), and which
-    /// one Shift+R would boot instead.
+    /// Show the banks and which one boots next (the same prediction as `inspect`, by the
+    /// bootloader's own rules, with why in words), and which one Shift+R would boot instead.
     ///
     /// Exit codes: 0 read; 2 unusable target (not a disk or bank partition: archives and
     /// directories have no banks).
@@ -53,8 +53,17 @@ pub enum BankCommand {
     /// bootloader never rewrites it in place), so boot.cfg is then replaced the safe way
     /// (boot.new written, read back, renamed).
     ///
+    /// A bank without a bootstate line gets bootstate=0 as its first line, so that the
+    /// bootloader can mark it on Shift+R.
+    ///
     /// Refused: N is not a bank; bank N has no usable boot.cfg, no build= line, no kernel or
-    /// payloads (an empty bank), or quickboot set.
+    /// payloads (an empty bank), or quickboot set; another valid bank's updated is 2147483647
+    /// or more (updated=-1 is read as 4294967295).
+    ///
+    /// Both commands write only a boot.cfg the bootloader reads as intended, else nothing
+    /// (exit 2): never a space before `=`, and bootstate must stay on the first bootstate line,
+    /// within the first 512 bytes, where the bootloader can update it. Neither acts when the
+    /// next boot cannot be predicted from the disk alone.
     ///
     /// Exit codes as `rollback`.
     ///
@@ -157,15 +166,27 @@ pub fn run(c: BankCommand) -> ExitCode {
 pub fn render_status(s: &Status) -> String {
     let mut out = format!("{}\n\n", s.target);
     out.push_str(&super::human::render_banks(&s.banks));
+    out.push_str(&super::human::render_why(&s.explanation));
     out.push_str(&match (s.will_boot, s.next_boot_partition) {
-        (false, _) => "Next boot: none; no bank is valid, this host will not boot.\n".to_string(),
-        (true, Some(p)) => format!("Next boot: partition {p}.\n"),
-        (true, None) => "Next boot: this lone bank is valid.\n".to_string(),
+        (None, _) => format!(
+            "Next boot: unknown; {}.\n",
+            s.next_boot_unknown
+                .as_deref()
+                .unwrap_or("it cannot be predicted")
+        ),
+        (Some(false), _) => {
+            "Next boot: none; no bank is valid, this host will not boot.\n".to_string()
+        }
+        (Some(true), Some(p)) => format!("Next boot: partition {p}.\n"),
+        (Some(true), None) => "Next boot: this lone bank is valid.\n".to_string(),
     });
     if s.next_boot_partition.is_some() {
+        let why = s.rollback_explanation.as_deref().unwrap_or("");
         out.push_str(&match s.rollback_partition {
-            Some(p) => format!("Shift+R (bootbank bank rollback) would boot partition {p}.\n"),
-            None => "Shift+R: no alternate hypervisor to roll back to.\n".to_string(),
+            Some(p) => {
+                format!("Shift+R (bootbank bank rollback) would boot partition {p}: {why}.\n")
+            }
+            None => format!("Shift+R would boot the same bank: {why}.\n"),
         });
     }
     for w in &s.warnings {

@@ -56,9 +56,34 @@ pub fn render_banks(banks: &[bootbank::inspect::BankReport]) -> String {
             None => "no state.tgz".to_string(),
         };
         let _ = writeln!(s, "        holds: {}, {}", b.contents, state_desc);
-        for why in &b.invalid_reasons {
-            let _ = writeln!(s, "        not valid: {why}");
+        match &b.skipped_reason {
+            Some(why) => {
+                let _ = writeln!(s, "        skipped: {why}");
+            }
+            None => {
+                for why in &b.invalid_reasons {
+                    let _ = writeln!(s, "        not valid: {why}");
+                }
+            }
         }
+        for n in &b.notes {
+            let _ = writeln!(s, "        note: {n}");
+        }
+    }
+    let _ = writeln!(s);
+    s
+}
+
+/// The prediction's explanation, one sentence a line (empty text when there is nothing
+/// surprising), shared by inspect and `bank status`.
+pub fn render_why(explanation: &[String]) -> String {
+    let mut s = String::new();
+    if explanation.is_empty() {
+        return s;
+    }
+    let _ = writeln!(s, "Why");
+    for e in explanation {
+        let _ = writeln!(s, "  {e}");
     }
     let _ = writeln!(s);
     s
@@ -80,6 +105,7 @@ pub fn render(r: &Report) -> String {
     s.push_str(&verdict(r));
 
     s.push_str(&render_banks(&r.banks));
+    s.push_str(&render_why(&r.explanation));
 
     if let Some(b) = &r.bundle {
         let _ = writeln!(
@@ -272,6 +298,13 @@ pub fn verdict(r: &Report) -> String {
     let next = r.banks.iter().find(|b| b.boots_next);
     let boot_line = match (r.will_boot, next) {
         (Some(false), _) => "this host will not boot: no bank is valid".to_string(),
+        (None, _) if r.next_boot_unknown.is_some() => format!(
+            "which bank boots is unknown: {}",
+            r.next_boot_unknown
+                .as_deref()
+                .unwrap_or_default()
+                .trim_start_matches("the next boot cannot be predicted from the disk alone: ")
+        ),
         (_, Some(b)) => format!(
             "the host boots partition {} (build {})",
             b.partition.map(|p| p.to_string()).unwrap_or_default(),

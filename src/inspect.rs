@@ -108,7 +108,7 @@ pub struct ConfigStoreReport {
 pub struct SchemaReport {
     /// local.tgz holds the host's schema store.
     pub host_store: bool,
-    /// The schema store's VIB ids (the build that wrote it).
+    /// The VIB ids of the schemas read (the build that wrote them).
     pub vib_ids: Vec<String>,
     /// Per key bootbank reads: where its schema was read.
     pub sources: std::collections::BTreeMap<String, SchemaSource>,

@@ -449,3 +449,140 @@ fn a_schema_that_differs_is_reported_and_refused() {
     assert!(fs::read(&img).unwrap() == before, "nothing written");
     assert!(!t.join("b").exists(), "no backup either");
 }
+
+/// The ConfigEncData of fleet host `i`: its own key id, data1 and data2, as a real fleet has.
+fn host_enc_data(i: usize) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let b64 = |what: &str| {
+        let h = sha2::Sha256::digest(format!("{what} {i}").as_bytes());
+        base64::engine::general_purpose::STANDARD
+            .encode(&h[..16])
+            .replace('=', "%3d")
+    };
+    format!(
+        "keyId={}:data1={}:data2={}:version=1",
+        b64("key id"),
+        b64("data1"),
+        b64("data2")
+    )
+}
+
+/// Builds the 7.0U2+ cases of bench/inspect and bench/audit from the real 7.0.2 host's
+/// configuration (its 94 KB local.tgz with the passthrough row added by Python's sqlite3),
+/// encrypted, in `$BOOTBANK_BENCH_DIR`:
+/// - `real-enc.img`: a 16 GiB 7.x layout image (4 GiB banks), both banks holding that
+///   configuration sealed under the real encryption.info's key;
+/// - with `BOOTBANK_AUDIT_N` set, `fleet-real/`: that many config bundles (RELEASELEVEL 7.0.2),
+///   every 10th host with the passthrough row, each with its own encryption.info.
+///
+/// Run by the benches, not by `cargo test`.
+#[test]
+#[ignore]
+fn make_real_bench_fixture() {
+    let Some(out) = std::env::var_os("BOOTBANK_BENCH_DIR").map(PathBuf::from) else {
+        panic!("set BOOTBANK_BENCH_DIR");
+    };
+    assert!(
+        tools(),
+        "the fixture builder's tools or the real data are missing"
+    );
+    fs::create_dir_all(&out).unwrap();
+    let t = TempDir::new("real-bench");
+    let bad = common::mkrealhost(t.path(), "bad.tgz", &["--passthru", "0000:16:00.0=vmhba2"]);
+    let good = common::mkrealhost(t.path(), "good.tgz", &["--alias", "0000:16:00.0=vmhba2"]);
+    let state = t.join("state.tgz");
+    common::real_encrypted_state(t.path(), &bad, &state);
+    let state = fs::read(&state).unwrap();
+    let img = Scenario::new()
+        .layout("7x")
+        .size("16G")
+        .bank(5, common::real_bank(3, 0, state.clone()))
+        .bank(6, common::real_bank(2, 0, state))
+        .build(&t.join("img"));
+    fs::rename(&img, out.join("real-enc.img")).unwrap();
+    let Some(n) = std::env::var("BOOTBANK_AUDIT_N")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    else {
+        return;
+    };
+    let fleet = out.join("fleet-real");
+    fs::create_dir_all(&fleet).unwrap();
+    // mkstate wants a tree even when it is handed the envelope (`--ve`); it is not used then.
+    let root = t.join("unused-root");
+    common::write_tree(
+        &root,
+        &[("etc/hosts".to_string(), b"127.0.0.1 localhost\n".to_vec())],
+    );
+    for i in 1..=n {
+        let local = if i % 10 == 0 { &bad } else { &good };
+        let enc_data = host_enc_data(i);
+        let k = bootbank::envelope::ConfigEncData::parse(&enc_data)
+            .unwrap()
+            .derive_key();
+        let ve = t.join("local.tgz.ve");
+        let env = bootbank::envelope::Envelope::build_new(
+            &k.key_id,
+            &k.key,
+            &fs::read(local).unwrap(),
+            *b"WMV_\0\0\0\0\0\0\0\x01",
+        )
+        .unwrap();
+        fs::write(&ve, env).unwrap();
+        let st = t.join(format!("state{i}.tgz"));
+        common::mkstate_args(
+            &root,
+            &st,
+            &[
+                "--encrypted",
+                "NONE",
+                "--ve",
+                ve.to_str().unwrap(),
+                "--enc-data",
+                &enc_data,
+            ],
+        );
+        common::mkbundle(
+            &st,
+            &fleet.join(format!("configBundle-real{i:05}.tgz")),
+            &[
+                "--release-level",
+                "VMware ESXi 7.0.2 build-17867351",
+                "--uuid",
+                &format!("5f3a2b1c-0000-0000-0000-{i:012}"),
+            ],
+        );
+        fs::remove_file(&st).unwrap();
+    }
+}
+
+/// The PBKDF2 floor of bench/inspect and bench/audit: `BOOTBANK_FLOOR_N` key derivations (the
+/// fleet hosts' own, default 1) with bootbank's key derivation alone, split over
+/// `BOOTBANK_FLOOR_J` threads (default: the cores); prints `floor_ms N J MS`.
+#[test]
+#[ignore]
+fn pbkdf2_floor() {
+    let n: usize = std::env::var("BOOTBANK_FLOOR_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let j: usize = std::env::var("BOOTBANK_FLOOR_J")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get()));
+    let data: Vec<bootbank::envelope::ConfigEncData> = (1..=n)
+        .map(|i| bootbank::envelope::ConfigEncData::parse(&host_enc_data(i)).unwrap())
+        .collect();
+    let t = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for chunk in data.chunks(n.div_ceil(j).max(1)) {
+            s.spawn(move || {
+                for d in chunk {
+                    std::hint::black_box(d.derive_key());
+                }
+            });
+        }
+    });
+    println!("floor_ms {n} {j} {:.1}", t.elapsed().as_secs_f64() * 1000.0);
+}

@@ -307,6 +307,35 @@ impl ConfigStore {
     /// Checks and reads a ConfigStore database held in memory, merging its records through
     /// `schemas`. `db_bytes` are only read: SQLite works on a private copy.
     pub fn open(db_bytes: &[u8], schemas: Schemas) -> Result<ConfigStore, ConfigStoreError> {
+        Self::open_with(db_bytes, SchemaJob::Ready(schemas))
+    }
+
+    /// [`ConfigStore::open`], with the schemas either given or read from a schema store on a
+    /// second thread while this one checks and reads the database: the two are independent until
+    /// the records are merged, and on a 7.0U2 host each takes most of a millisecond.
+    fn open_with(db_bytes: &[u8], job: SchemaJob<'_>) -> Result<ConfigStore, ConfigStoreError> {
+        std::thread::scope(|s| {
+            let pending = match job {
+                SchemaJob::Ready(schemas) => Err(schemas),
+                SchemaJob::Store(bytes) => match Schemas::seen(bytes) {
+                    Some(schemas) => Err(schemas),
+                    None => Ok(s.spawn(move || Schemas::from_store(bytes))),
+                },
+            };
+            let raw = Self::read_raw(db_bytes);
+            let schemas = match pending {
+                Err(schemas) => schemas,
+                Ok(handle) => handle
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+            };
+            Ok(raw?.merge(schemas))
+        })
+    }
+
+    /// Everything of the database that does not need the schemas: checks, table, columns,
+    /// triggers and the rows of the [`schema::KNOWN`] keys as stored.
+    fn read_raw(db_bytes: &[u8]) -> Result<RawStore, ConfigStoreError> {
         if db_bytes.is_empty() {
             return Err(ConfigStoreError::Empty);
         }
@@ -367,27 +396,23 @@ impl ConfigStore {
             .try_into()
             .unwrap_or(0);
         let triggers = table_triggers(&conn, &table)?;
-        let read = |key: Key| read_records(&conn, &table, &columns, &value_columns, key, &schemas);
-        let pci_devices = read(schema::PCI_DEVICES)?
-            .into_iter()
-            .map(pci_device)
-            .collect();
-        let device_names = read(schema::DEVICE_DATA)?
-            .into_iter()
-            .map(device_name)
-            .collect();
-        Ok(ConfigStore {
-            size: db_bytes.len(),
-            table,
-            columns,
-            value_columns,
-            rows,
-            wal_header,
-            schemas,
-            triggers,
-            pci_devices,
-            device_names,
-            image: db_bytes.to_vec(),
+        let read = |key: Key| read_rows(&conn, &table, &columns, &value_columns, key);
+        Ok(RawStore {
+            pci_devices: read(schema::PCI_DEVICES)?,
+            device_names: read(schema::DEVICE_DATA)?,
+            store: ConfigStore {
+                size: db_bytes.len(),
+                table,
+                columns,
+                value_columns,
+                rows,
+                wal_header,
+                schemas: Schemas::built_in(),
+                triggers,
+                pci_devices: Vec::new(),
+                device_names: Vec::new(),
+                image: db_bytes.to_vec(),
+            },
         })
     }
 
@@ -398,11 +423,11 @@ impl ConfigStore {
         let Some(m) = local.member(MEMBER).filter(|m| m.is_file()) else {
             return Ok(None);
         };
-        let schemas = match local.member(schema::MEMBER).filter(|m| m.is_file()) {
-            Some(s) => Schemas::from_store(local.data(s))?,
-            None => Schemas::built_in(),
+        let job = match local.member(schema::MEMBER).filter(|m| m.is_file()) {
+            Some(s) => SchemaJob::Store(local.data(s)),
+            None => SchemaJob::Ready(Schemas::built_in()),
         };
-        Self::open(local.data(m), schemas).map(Some)
+        Self::open_with(local.data(m), job).map(Some)
     }
 
     /// The pci_devices record of a device, matched by address value.
@@ -416,6 +441,54 @@ impl ConfigStore {
             .iter()
             .filter(|n| n.address == Some(address))
             .collect()
+    }
+}
+
+/// The schemas a store is opened with: given, or to be read from schema store bytes.
+enum SchemaJob<'a> {
+    Ready(Schemas),
+    Store(&'a [u8]),
+}
+
+/// One stored row of a known key, before merging: identifier, rowid, value columns, others.
+type RawRow = (
+    String,
+    Option<i64>,
+    BTreeMap<String, StoredValue>,
+    BTreeMap<String, StoredValue>,
+);
+
+/// A database read up to the merge.
+struct RawStore {
+    store: ConfigStore,
+    pci_devices: Vec<RawRow>,
+    device_names: Vec<RawRow>,
+}
+
+impl RawStore {
+    fn merge(self, schemas: Schemas) -> ConfigStore {
+        let merge = |rows: Vec<RawRow>, key: Key| -> Vec<Record> {
+            let schema = schemas.get(key);
+            rows.into_iter()
+                .map(|(ident, rowid, values, other)| {
+                    Record::merge(ident, rowid, values, &other, schema)
+                })
+                .collect()
+        };
+        let pci_devices = merge(self.pci_devices, schema::PCI_DEVICES)
+            .into_iter()
+            .map(pci_device)
+            .collect();
+        let device_names = merge(self.device_names, schema::DEVICE_DATA)
+            .into_iter()
+            .map(device_name)
+            .collect();
+        ConfigStore {
+            schemas,
+            pci_devices,
+            device_names,
+            ..self.store
+        }
     }
 }
 
@@ -552,15 +625,14 @@ fn quote(ident: &str) -> String {
     format!("\"{}\"", ident.replace('"', "\"\""))
 }
 
-/// The rows of one key, merged through its schema, in rowid order.
-fn read_records(
+/// The rows of one key as stored, in rowid order.
+fn read_rows(
     conn: &Connection,
     table: &str,
     columns: &[String],
     value_columns: &[String],
     key: Key,
-    schemas: &Schemas,
-) -> Result<Vec<Record>, ConfigStoreError> {
+) -> Result<Vec<RawRow>, ConfigStoreError> {
     let col = |want: &str| {
         columns
             .iter()
@@ -620,15 +692,11 @@ fn read_records(
                     other.insert(name.clone(), sv);
                 }
             }
-            Ok((rowid, ident, values, other))
+            Ok((ident, rowid, values, other))
         })
         .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
         .map_err(sql_err("read records"))?;
-    let schema = schemas.get(key);
-    Ok(rows
-        .into_iter()
-        .map(|(rowid, ident, values, other)| Record::merge(ident, rowid, values, &other, schema))
-        .collect())
+    Ok(rows)
 }
 
 #[cfg(test)]

@@ -586,3 +586,47 @@ fn pbkdf2_floor() {
     });
     println!("floor_ms {n} {j} {:.1}", t.elapsed().as_secs_f64() * 1000.0);
 }
+
+/// `audit` over config bundles of 7.0U2 hosts made from the real host's configuration (one of
+/// them encrypted): the host whose ConfigStore passes vmhba2 through is counted, the others not.
+#[test]
+fn audit_counts_7_0u2_hosts_by_their_configstore() {
+    if !tools() {
+        return;
+    }
+    let t = TempDir::new("cs-real-audit");
+    let fleet = t.join("fleet");
+    fs::create_dir_all(&fleet).unwrap();
+    let hosts: [(&str, bool, &[&str]); 3] = [
+        ("esx1", false, &["--alias", "0000:16:00.0=vmhba2"]),
+        ("esx2", true, &["--passthru", "0000:16:00.0=vmhba2"]),
+        ("esx3", false, &["--vmkernel", "0000:16:00.0=vmhba2"]),
+    ];
+    for (name, encrypted, args) in hosts {
+        let d = t.join(name);
+        fs::create_dir_all(&d).unwrap();
+        let state = d.join("state-for-bundle.tgz");
+        fs::write(&state, real_state(&d, encrypted, args)).unwrap();
+        common::mkbundle(
+            &state,
+            &fleet.join(format!("configBundle-{name}.tgz")),
+            &["--release-level", "VMware ESXi 7.0.2 build-17867351"],
+        );
+    }
+    let o = bootbank(t.path(), &["audit", "--json", p(&fleet)]);
+    assert_eq!(o.status.code(), Some(1), "{}", output_text(&o));
+    let lines: Vec<Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3);
+    for l in &lines {
+        let critical = l["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "passthru-storage-adapter");
+        let path = l["path"].as_str().unwrap();
+        assert_eq!(critical, path.ends_with("esx2.tgz"), "{l}");
+    }
+}

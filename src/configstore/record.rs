@@ -482,6 +482,70 @@ mod tests {
         assert!(r.problems[0].contains("which column wins is not known"));
     }
 
+    /// The rules the real 7.0.2 host's records show (see `deep_merge` and `wins`).
+    #[test]
+    fn deep_merge_rules_from_the_real_host() {
+        // Objects field by field, arrays of records by their instanceId.
+        let node = serde_json::json!({
+            "type": "array", "instanceId": "name",
+            "items": {"type": "object", "properties": {"name": {"type": "string"},
+                      "policy": {"type": "object"}}}
+        });
+        let mut user = serde_json::json!([{"name": "Management Network", "vlan_id": 0,
+            "policy": {"nic_teaming": {"active_nics": ["vmnic0"]}}}, {"name": "VM Network"}]);
+        let vital = serde_json::json!([{"name": "Management Network",
+            "policy": {"nic_teaming": {"override_max_active": true}}}]);
+        let mut clash = Vec::new();
+        deep_merge(
+            &mut user,
+            &vital,
+            Some(&node),
+            "UserValue",
+            "VitalValue",
+            "port_groups",
+            &mut clash,
+        );
+        assert!(clash.is_empty(), "{clash:?}");
+        assert_eq!(
+            user[0]["policy"]["nic_teaming"],
+            serde_json::json!({"active_nics": ["vmnic0"], "override_max_active": true})
+        );
+        assert_eq!(user.as_array().unwrap().len(), 2);
+        // UserValue over AutoConfValue, whichever comes first; any other pair is a clash.
+        for (a, ac, b, bc, want) in [
+            (true, "AutoConfValue", false, "UserValue", Some(false)),
+            (false, "UserValue", true, "AutoConfValue", Some(false)),
+            (false, "UserValue", true, "DesiredValue", None),
+        ] {
+            let mut v = serde_json::json!(a);
+            let mut clash = Vec::new();
+            deep_merge(
+                &mut v,
+                &serde_json::json!(b),
+                None,
+                ac,
+                bc,
+                "enabled",
+                &mut clash,
+            );
+            match want {
+                Some(w) => assert_eq!((v, clash.len()), (serde_json::json!(w), 0)),
+                None => assert_eq!(clash.len(), 1),
+            }
+        }
+    }
+
+    #[test]
+    fn item_defaults_fill_each_item() {
+        let mut have =
+            serde_json::json!([{"address": "10.0.0.1"}, {"address": "10.0.0.2", "port": 3261}]);
+        fill_defaults(&mut have, &serde_json::json!({"port": 3260}), true);
+        assert_eq!(
+            have,
+            serde_json::json!([{"address": "10.0.0.1", "port": 3260}, {"address": "10.0.0.2", "port": 3261}])
+        );
+    }
+
     #[test]
     fn schema_breaches_are_problems() {
         let r = Record::merge(

@@ -110,8 +110,6 @@ fn audit_reads_every_bundle_and_skips_the_bad_one() {
 #[test]
 #[ignore]
 fn make_audit_fixture() {
-    use base64::Engine;
-    use sha2::Digest;
     let Some(out) = std::env::var_os("BOOTBANK_AUDIT_DIR").map(std::path::PathBuf::from) else {
         panic!("set BOOTBANK_AUDIT_DIR");
     };
@@ -121,12 +119,6 @@ fn make_audit_fixture() {
         .unwrap_or(200);
     fs::create_dir_all(&out).unwrap();
     let work = TempDir::new("audit-fixture");
-    let b64 = |what: &str, i: usize| {
-        let h = sha2::Sha256::digest(format!("{what} {i}").as_bytes());
-        base64::engine::general_purpose::STANDARD
-            .encode(&h[..16])
-            .replace('=', "%3d")
-    };
     for i in 1..=n {
         let conf = if i % 10 == 0 {
             "story.conf"
@@ -141,39 +133,10 @@ fn make_audit_fixture() {
         );
         let plain = work.join(format!("local{i}.tgz"));
         common::mkstate_args(&root, &plain, &["--local-only"]);
-        let enc_data = format!(
-            "keyId={}:data1={}:data2={}:version=1",
-            b64("key id", i),
-            b64("data1", i),
-            b64("data2", i)
-        );
-        let k = bootbank::envelope::ConfigEncData::parse(&enc_data)
-            .unwrap()
-            .derive_key();
-        let env = bootbank::envelope::Envelope::build_new(
-            &k.key_id,
-            &k.key,
+        common::encrypted_bundle(
+            work.path(),
             &fs::read(&plain).unwrap(),
-            *b"WMV_\0\0\0\0\0\0\0\x01",
-        )
-        .unwrap();
-        let ve = work.join(format!("local{i}.tgz.ve"));
-        fs::write(&ve, env).unwrap();
-        let state = work.join(format!("state{i}.tgz"));
-        common::mkstate_args(
-            &root,
-            &state,
-            &[
-                "--encrypted",
-                "NONE",
-                "--ve",
-                ve.to_str().unwrap(),
-                "--enc-data",
-                &enc_data,
-            ],
-        );
-        common::mkbundle(
-            &state,
+            &common::fleet_enc_data(i),
             &out.join(format!("configBundle-enc{i:05}.tgz")),
             &[],
         );

@@ -450,24 +450,6 @@ fn a_schema_that_differs_is_reported_and_refused() {
     assert!(!t.join("b").exists(), "no backup either");
 }
 
-/// The ConfigEncData of fleet host `i`: its own key id, data1 and data2, as a real fleet has.
-fn host_enc_data(i: usize) -> String {
-    use base64::Engine;
-    use sha2::Digest;
-    let b64 = |what: &str| {
-        let h = sha2::Sha256::digest(format!("{what} {i}").as_bytes());
-        base64::engine::general_purpose::STANDARD
-            .encode(&h[..16])
-            .replace('=', "%3d")
-    };
-    format!(
-        "keyId={}:data1={}:data2={}:version=1",
-        b64("key id"),
-        b64("data1"),
-        b64("data2")
-    )
-}
-
 /// Builds the 7.0U2+ cases of bench/inspect and bench/audit from the real 7.0.2 host's
 /// configuration (its 94 KB local.tgz with the passthrough row added by Python's sqlite3),
 /// encrypted, in `$BOOTBANK_BENCH_DIR`:
@@ -509,42 +491,12 @@ fn make_real_bench_fixture() {
     };
     let fleet = out.join("fleet-real");
     fs::create_dir_all(&fleet).unwrap();
-    // mkstate wants a tree even when it is handed the envelope (`--ve`); it is not used then.
-    let root = t.join("unused-root");
-    common::write_tree(
-        &root,
-        &[("etc/hosts".to_string(), b"127.0.0.1 localhost\n".to_vec())],
-    );
     for i in 1..=n {
         let local = if i % 10 == 0 { &bad } else { &good };
-        let enc_data = host_enc_data(i);
-        let k = bootbank::envelope::ConfigEncData::parse(&enc_data)
-            .unwrap()
-            .derive_key();
-        let ve = t.join("local.tgz.ve");
-        let env = bootbank::envelope::Envelope::build_new(
-            &k.key_id,
-            &k.key,
+        common::encrypted_bundle(
+            t.path(),
             &fs::read(local).unwrap(),
-            *b"WMV_\0\0\0\0\0\0\0\x01",
-        )
-        .unwrap();
-        fs::write(&ve, env).unwrap();
-        let st = t.join(format!("state{i}.tgz"));
-        common::mkstate_args(
-            &root,
-            &st,
-            &[
-                "--encrypted",
-                "NONE",
-                "--ve",
-                ve.to_str().unwrap(),
-                "--enc-data",
-                &enc_data,
-            ],
-        );
-        common::mkbundle(
-            &st,
+            &common::fleet_enc_data(i),
             &fleet.join(format!("configBundle-real{i:05}.tgz")),
             &[
                 "--release-level",
@@ -553,7 +505,6 @@ fn make_real_bench_fixture() {
                 &format!("5f3a2b1c-0000-0000-0000-{i:012}"),
             ],
         );
-        fs::remove_file(&st).unwrap();
     }
 }
 
@@ -572,7 +523,7 @@ fn pbkdf2_floor() {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get()));
     let data: Vec<bootbank::envelope::ConfigEncData> = (1..=n)
-        .map(|i| bootbank::envelope::ConfigEncData::parse(&host_enc_data(i)).unwrap())
+        .map(|i| bootbank::envelope::ConfigEncData::parse(&common::fleet_enc_data(i)).unwrap())
         .collect();
     let t = std::time::Instant::now();
     std::thread::scope(|s| {

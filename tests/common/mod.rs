@@ -1204,3 +1204,66 @@ pub fn oracle_python() -> Option<&'static Path> {
     })
     .as_deref()
 }
+
+/// The ConfigEncData of fleet host `i`: its own key id, data1 and data2 (made from its
+/// number), as every host of a real fleet has its own.
+pub fn fleet_enc_data(i: usize) -> String {
+    use base64::Engine;
+    use sha2::Digest;
+    let b64 = |what: &str| {
+        let h = sha2::Sha256::digest(format!("{what} {i}").as_bytes());
+        base64::engine::general_purpose::STANDARD
+            .encode(&h[..16])
+            .replace('=', "%3d")
+    };
+    format!(
+        "keyId={}:data1={}:data2={}:version=1",
+        b64("key id"),
+        b64("data1"),
+        b64("data2")
+    )
+}
+
+/// A config bundle (mkbundle with `bundle_args`) whose state.tgz holds `local_tgz` sealed with
+/// the key `enc_data` derives (bootbank's envelope writer, checked against the independent
+/// decryptor in tests/envelope.rs) and an encryption.info carrying `enc_data` (mkstate).
+pub fn encrypted_bundle(
+    work: &Path,
+    local_tgz: &[u8],
+    enc_data: &str,
+    out: &Path,
+    bundle_args: &[&str],
+) {
+    let k = bootbank::envelope::ConfigEncData::parse(enc_data)
+        .unwrap()
+        .derive_key();
+    let env = bootbank::envelope::Envelope::build_new(
+        &k.key_id,
+        &k.key,
+        local_tgz,
+        *b"WMV_\0\0\0\0\0\0\0\x01",
+    )
+    .unwrap();
+    let ve = work.join("bundle-local.tgz.ve");
+    fs::write(&ve, env).unwrap();
+    // mkstate wants a tree even when it is handed the envelope (`--ve`); it is not used then.
+    let root = work.join("bundle-unused-root");
+    write_tree(
+        &root,
+        &[("etc/hosts".to_string(), b"127.0.0.1 localhost\n".to_vec())],
+    );
+    let state = work.join("bundle-state.tgz");
+    mkstate_args(
+        &root,
+        &state,
+        &[
+            "--encrypted",
+            "NONE",
+            "--ve",
+            ve.to_str().unwrap(),
+            "--enc-data",
+            enc_data,
+        ],
+    );
+    mkbundle(&state, out, bundle_args);
+}

@@ -116,7 +116,7 @@ enum Command {
     /// Example:
     ///   bootbank restore /dev/sdb --from bootbank-backup-20261125T220000Z
     #[command(verbatim_doc_comment)]
-    Restore(cli::fix::RestoreArgs),
+    Restore(cli::restore::RestoreArgs),
     /// Unpack the configuration files of the bank that boots next into a directory, for reading.
     ///
     /// DIR/state/ gets the members of state.tgz, DIR/local/ those of local.tgz (decrypted when
@@ -209,7 +209,7 @@ fn main() -> ExitCode {
         Command::Lint(a) => cli::lint::run(a),
         Command::Audit(a) => cli::audit::run(a),
         Command::Fix(a) => cli::fix::run_fix(a),
-        Command::Restore(a) => cli::fix::run_restore(a),
+        Command::Restore(a) => cli::restore::run_restore(a),
         Command::Extract(a) => cli::extract::run(a),
         Command::Completions { shell } => cli::generate::completions(Cli::command(), shell),
         Command::Man { out_dir } => cli::generate::man(Cli::command(), out_dir.as_deref()),

@@ -254,7 +254,7 @@ pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>
         return ExitCode::SUCCESS;
     }
     if !w.yes
-        && let Err(c) = super::fix::confirm(&format!("Write this to {}?", target.display()))
+        && let Err(c) = super::prompt::confirm(&format!("Write this to {}?", target.display()))
     {
         return c;
     }

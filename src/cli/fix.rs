@@ -5,7 +5,7 @@ use bootbank::esxconf::Edit;
 use bootbank::findings::Severity;
 use bootbank::fix::{self, Banks, FixError, Options, Plan, Request};
 use clap::Args;
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -20,19 +20,19 @@ pub struct WriteArgs {
     both_banks: bool,
     /// Show the plan and the diff of esx.conf; write nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub(super) dry_run: bool,
     /// Do not ask (for scripts). Without a terminal, writing requires --yes.
     #[arg(long, short = 'y')]
-    yes: bool,
+    pub(super) yes: bool,
     /// Where to copy every file before it changes (default: ./bootbank-backup-<UTC time>).
     #[arg(long, value_name = "DIR")]
-    backup_dir: Option<PathBuf>,
+    pub(super) backup_dir: Option<PathBuf>,
     /// For a state.tgz or config bundle: write the result here instead of in place.
     #[arg(long, value_name = "FILE")]
     output: Option<PathBuf>,
     /// Print the plan and the outcome as JSON.
     #[arg(long)]
-    json: bool,
+    pub(super) json: bool,
 }
 
 #[derive(Args)]
@@ -46,20 +46,6 @@ pub struct FixArgs {
     /// Every storage adapter (vmhba*) owned by passthru.
     #[arg(long, conflicts_with = "devices")]
     all_storage: bool,
-    #[command(flatten)]
-    write: WriteArgs,
-}
-
-#[derive(Args)]
-pub struct RestoreArgs {
-    /// The disk, partition or archive the backup was taken from.
-    target: PathBuf,
-    /// Backup directory printed by the command that wrote.
-    #[arg(long, value_name = "DIR")]
-    from: PathBuf,
-    /// Restore even when the target changed since, or the bank UUID differs.
-    #[arg(long)]
-    force: bool,
     #[command(flatten)]
     write: WriteArgs,
 }
@@ -109,31 +95,6 @@ pub fn run_edit(target: PathBuf, edits: Vec<Edit>, write: WriteArgs) -> ExitCode
     execute(&target, &write, |o| fix::plan(&target, &what, o))
 }
 
-pub fn run_restore(a: RestoreArgs) -> ExitCode {
-    let (from, force) = (a.from.clone(), a.force);
-    // A backup of boot.cfg files (from `bank rollback|select`) goes back through the bank path.
-    match bootbank::bank::plan_restore(&a.target, &from, force) {
-        Ok(Some(plan)) => {
-            let w = &a.write;
-            return super::bank::execute(
-                &a.target,
-                &super::bank::WriteOpts {
-                    dry_run: w.dry_run,
-                    yes: w.yes,
-                    backup_dir: w.backup_dir.clone(),
-                    json: w.json,
-                },
-                Ok(plan),
-            );
-        }
-        Ok(None) => {}
-        Err(e) => return super::fail(&e.to_string(), if e.during_write() { 1 } else { 2 }),
-    }
-    execute(&a.target, &a.write, |_| {
-        fix::plan_restore(&a.target, &from, force)
-    })
-}
-
 pub fn run_get(a: GetArgs) -> ExitCode {
     match bootbank::inspect::read_esx_conf(&a.target) {
         Ok((conf, location)) => match conf.get(&a.key) {
@@ -176,7 +137,7 @@ fn choose_interactively(target: &Path) -> Result<Option<Vec<String>>, ExitCode> 
     for f in &critical {
         println!("  {}", super::style::severity(f.severity, &f.message));
     }
-    if !ask("Give these back to the vmkernel?")? {
+    if !super::prompt::ask("Give these back to the vmkernel?")? {
         return Ok(None);
     }
     Ok(Some(
@@ -188,35 +149,7 @@ fn choose_interactively(target: &Path) -> Result<Option<Vec<String>>, ExitCode> 
     ))
 }
 
-pub(super) fn ask(question: &str) -> Result<bool, ExitCode> {
-    print!("{question} [y/N] ");
-    let _ = std::io::stdout().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| super::fail(&format!("cannot read the answer: {e}"), 2))?;
-    Ok(matches!(line.trim(), "y" | "Y" | "yes" | "YES" | "Yes"))
-}
-
-/// The question before a write: refused without a terminal (exit 2, the user is told which flag
-/// to add), declined with exit 3, nothing written either way. `Err` is the exit code to return.
-pub(super) fn confirm(question: &str) -> Result<(), ExitCode> {
-    if !std::io::stdin().is_terminal() {
-        return Err(super::fail(
-            "not asking without a terminal: add --yes to write, or --dry-run to only look",
-            2,
-        ));
-    }
-    if ask(question)? {
-        Ok(())
-    } else {
-        println!("Nothing written.");
-        Err(ExitCode::from(3))
-    }
-}
-
-fn execute(
+pub(super) fn execute(
     target: &Path,
     w: &WriteArgs,
     make_plan: impl FnOnce(&Options) -> Result<Plan, FixError>,
@@ -248,7 +181,8 @@ fn execute(
         return ExitCode::SUCCESS;
     }
     if !w.yes
-        && let Err(c) = confirm(&format!("Write these changes to {}?", target.display()))
+        && let Err(c) =
+            super::prompt::confirm(&format!("Write these changes to {}?", target.display()))
     {
         return c;
     }

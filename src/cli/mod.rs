@@ -8,6 +8,8 @@ pub mod generate;
 pub mod human;
 pub mod inspect;
 pub mod lint;
+pub mod prompt;
+pub mod restore;
 pub mod style;
 
 use serde::Serialize;

@@ -1,0 +1,3 @@
+//! The rescue system bootbank runs on, read-only: its sysfs (PCI devices, drivers, disks).
+
+pub mod sysfs;

@@ -1,0 +1,5 @@
+//! The bytes: a disk image, block device or flat VMDK read and written through a block cache,
+//! and the exclusive open that writing needs. Knows nothing of partitions or ESXi.
+
+pub mod disk;
+pub mod vmdk;

@@ -1,0 +1,1092 @@
+//! `bank status | rollback | select N`: which bank boots next, and changing that offline the way
+//! the bootloader and VMware's documented manual method do.
+//!
+//! - **rollback** is Shift+R done offline: the bank that boots next gets `bootstate=3`, nothing
+//!   else changes, and the bootloader's selection then picks the other valid bank.
+//! - **select N** changes only bank N: `bootstate=0` when its state would not be valid at boot,
+//!   and `updated` one above every other valid bank's when it would not win otherwise (what the
+//!   installer writes for a new image). The other banks stay valid, so Shift+R can still go back
+//!   to them. The alternative the manual mentions, `bootstate=3` on the other bank, is exactly
+//!   `rollback`, and it throws the fallback away.
+//!
+//! How a change reaches the disk: when the only difference is the one `bootstate` digit, that
+//! byte is overwritten in place inside boot.cfg's existing cluster, as the bootloader itself
+//! does; the FAT driver says which disk byte holds it ([`FatVolume::locate`]), the directory
+//! entry (size, time) is not touched, and a one-byte write cannot be torn (a sector is written
+//! whole). Anything else (a missing or multi-digit `bootstate`; a new `updated`, which generally
+//! changes the file's length and which the bootloader never rewrites) replaces boot.cfg the safe
+//! way of `fix` ([`transaction::replace`]:
+//! `boot.new` written and verified, then renamed). Both paths take the disk exclusively, back up
+//! boot.cfg with a sha256 manifest first (undone by `bootbank restore`), sync, and read back.
+
+use crate::esxi::bank::{self as bootbank, Bank, BankError};
+use crate::esxi::bootcfg::BootCfg;
+use crate::esxi::nextboot::{self, Candidate};
+use crate::format::fat::FatVolume;
+use crate::io::disk::{Disk, DiskError, Slice};
+use crate::ops::fix::{self, BackupFile, FixError, Manifest};
+use crate::ops::inspect::{self, BankReport, InspectError, TargetKind};
+use crate::write::transaction::{self, Leftover, Names, TxError, WriteStats};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// The file every change here touches.
+pub const BOOT_CFG: &str = "boot.cfg";
+
+/// `boot.cfg`, `boot.new`, `boot.old`: the names of the safe replace.
+pub fn boot_names() -> Names {
+    Names::for_file(BOOT_CFG)
+}
+
+/// Errors of the bank commands. Everything but [`BankOpError::during_write`] happens before
+/// anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum BankOpError {
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Bank(#[from] BankError),
+    #[error(
+        "{target}: {what}, which holds no bootbanks; give the disk image, block device or bank partition"
+    )]
+    NoBanks { target: String, what: String },
+    #[error(
+        "{target}: a lone bank partition holds one bank; give the whole disk to choose between banks"
+    )]
+    LonePartition { target: String },
+    #[error(
+        "no bank is valid, so none boots now and there is nothing to roll back from; use `bootbank bank select N`"
+    )]
+    NothingBoots,
+    #[error(
+        "no alternate hypervisor to roll back to: partition {current} boots next and no other bank is valid ({why})"
+    )]
+    NoAlternate { current: u32, why: String },
+    #[error("{why}; bootbank changes banks only when it can predict the bootloader's choice")]
+    Unknown { why: String },
+    #[error(
+        "partition {partition}: bootbank would not write a boot.cfg that the bootloader reads as intended: {why}; nothing written"
+    )]
+    Unwritable { partition: u32, why: String },
+    #[error("partition {partition} is not a bootbank on this disk (banks: {banks})")]
+    NoSuchBank { partition: u32, banks: String },
+    #[error("partition {partition} cannot be made to boot: {why}")]
+    CannotBoot { partition: u32, why: String },
+    #[error(
+        "partition {partition}: {state}; it cannot be completed or undone automatically: look at the bank's files (e.g. with mdir) and restore boot.cfg from a backup"
+    )]
+    Leftover { partition: u32, state: String },
+    #[error(
+        "partition {partition}: boot.cfg changed since the plan was made; nothing written there, run again"
+    )]
+    Changed { partition: u32 },
+    #[error("{0}")]
+    Backup(#[from] FixError),
+    #[error("write failed: {0}")]
+    Write(#[from] TxError),
+    #[error(
+        "write failed: partition {partition}: {why}; restore boot.cfg with `bootbank restore` from the backup"
+    )]
+    InPlace { partition: u32, why: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("backup {path}: {why}")]
+    BadBackup { path: String, why: String },
+}
+
+impl BankOpError {
+    /// Whether the error happened while writing (exit 1) rather than before (exit 2).
+    pub fn during_write(&self) -> bool {
+        match self {
+            BankOpError::Write(_) | BankOpError::InPlace { .. } => true,
+            BankOpError::Backup(e) => e.during_write(),
+            _ => false,
+        }
+    }
+}
+
+/// The banks and the next-boot prediction, by the same engine as `inspect`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub target: String,
+    /// `disk` or `partition` (a lone bank partition image).
+    pub kind: TargetKind,
+    pub banks: Vec<BankReport>,
+    pub next_boot_partition: Option<u32>,
+    /// Whether a bank boots; null when that cannot be told (see `next_boot_unknown`).
+    pub will_boot: Option<bool>,
+    /// Why the next boot cannot be predicted from the disk alone; null when it can.
+    pub next_boot_unknown: Option<String>,
+    /// The surprising parts of the prediction, in words (as `inspect`).
+    pub explanation: Vec<String>,
+    /// The bank Shift+R (or `bank rollback`) would boot instead; null when there is none
+    /// ("No alternate hypervisor to roll back to") or for a lone partition.
+    pub rollback_partition: Option<u32>,
+    /// What Shift+R at boot would do, in words (null for a lone partition or when no bank
+    /// boots).
+    pub rollback_explanation: Option<String>,
+    /// Leftovers of an interrupted boot.cfg write and partition table warnings.
+    pub warnings: Vec<String>,
+}
+
+/// One bank as read. `bank.boot_cfg` is what the bootloader reads now (status predicts with
+/// it, like inspect); `effective` and `bytes` are boot.cfg as it will be once an interrupted
+/// replace is completed or undone, which the write commands do first and plan with.
+struct Read {
+    bank: Bank,
+    effective: Result<BootCfg, String>,
+    /// The effective boot.cfg bytes (empty when there is none).
+    bytes: Vec<u8>,
+    leftover: Option<Leftover>,
+}
+
+struct Target {
+    lone: bool,
+    banks: Vec<Read>,
+    warnings: Vec<String>,
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BankOpError + '_ {
+    move |source| BankOpError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Opens a target read-only and reads every bank's boot.cfg; refuses anything that is not a disk
+/// or bank partition (archives and directories have no banks to choose between).
+fn open(target: &Path) -> Result<Target, BankOpError> {
+    let meta = std::fs::metadata(target).map_err(io_err(target))?;
+    if meta.is_dir() {
+        return Err(BankOpError::NoBanks {
+            target: target.display().to_string(),
+            what: "a directory (a copied or mounted bank)".into(),
+        });
+    }
+    let mut disk = Disk::open(target)?;
+    let head = disk.head(inspect::HEAD)?;
+    if crate::format::archive::is_gzip(&head) {
+        return Err(BankOpError::NoBanks {
+            target: target.display().to_string(),
+            what: "an archive (state.tgz or config bundle)".into(),
+        });
+    }
+    let found = inspect::find_banks(&mut disk, &head).map_err(|e| match e {
+        InspectError::NotEsxi(why) if why.is_empty() => BankOpError::NoBanks {
+            target: target.display().to_string(),
+            what: "not an ESXi boot disk or bank partition (no partition table, no bank magic)"
+                .into(),
+        },
+        other => other.into(),
+    })?;
+    let lone = found.table.is_none();
+    let mut warnings: Vec<String> = found
+        .table
+        .as_ref()
+        .map(|t| t.warnings.clone())
+        .unwrap_or_default();
+    let names = boot_names();
+    let mut banks = Vec::new();
+    for bank in found.banks {
+        let leftover = Leftover::detect(&bank.files, &names);
+        let file = leftover
+            .as_ref()
+            .map(|l| l.effective(&names).to_string())
+            .unwrap_or_else(|| names.current.clone());
+        let bytes = bootbank::read_file(&mut disk, &bank, &file)?.unwrap_or_default();
+        let effective = match &leftover {
+            None => bank.boot_cfg.clone(),
+            Some(l) => {
+                warnings.push(format!(
+                    "{}: {}; `bank rollback`, `bank select` and `restore` complete or undo it first",
+                    where_(lone, bank.partition),
+                    l.describe(&names)
+                ));
+                if bytes.is_empty() {
+                    Err(format!("no /{file}"))
+                } else {
+                    BootCfg::parse(&bytes).map_err(|e| e.to_string())
+                }
+            }
+        };
+        banks.push(Read {
+            bank,
+            effective,
+            bytes,
+            leftover,
+        });
+    }
+    Ok(Target {
+        lone,
+        banks,
+        warnings,
+    })
+}
+
+fn where_(lone: bool, p: u32) -> String {
+    if lone {
+        "this partition".to_string()
+    } else {
+        format!("partition {p}")
+    }
+}
+
+/// Which boot.cfg of a bank to predict with.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum View {
+    /// What the bootloader reads now.
+    Now,
+    /// After interrupted writes are completed or undone.
+    Effective,
+}
+
+fn cfg_of(r: &Read, view: View) -> &Result<BootCfg, String> {
+    match view {
+        View::Now => &r.bank.boot_cfg,
+        View::Effective => &r.effective,
+    }
+}
+
+/// Predicts with boot.cfg of some banks replaced.
+fn predict_view(banks: &[Read], view: View, replaced: &[(u32, &BootCfg)]) -> nextboot::Prediction {
+    let candidates: Vec<Candidate> = banks
+        .iter()
+        .map(|r| Candidate {
+            partition: r.bank.partition,
+            boot_cfg: match replaced.iter().find(|(p, _)| *p == r.bank.partition) {
+                Some((_, c)) => Ok(*c),
+                None => cfg_of(r, view).as_ref().map_err(|e| e.clone()),
+            },
+        })
+        .collect();
+    nextboot::predict(&candidates)
+}
+
+/// Predicts for planning (the effective boot.cfg files).
+fn predict(banks: &[Read], replaced: &[(u32, &BootCfg)]) -> nextboot::Prediction {
+    predict_view(banks, View::Effective, replaced)
+}
+
+/// What Shift+R at boot would do (`nextboot::shift_r`).
+fn shift_r_view(banks: &[Read], view: View) -> nextboot::ShiftR {
+    let candidates: Vec<Candidate> = banks
+        .iter()
+        .map(|r| Candidate {
+            partition: r.bank.partition,
+            boot_cfg: cfg_of(r, view).as_ref().map_err(|e| e.clone()),
+        })
+        .collect();
+    nextboot::shift_r(&candidates)
+}
+
+/// `bank status`.
+pub fn status(target: &Path) -> Result<Status, BankOpError> {
+    let t = open(target)?;
+    Ok(status_of(target, &t))
+}
+
+fn status_of(target: &Path, t: &Target) -> Status {
+    let prediction = predict_view(&t.banks, View::Now, &[]);
+    let shift_r = (!t.lone && prediction.next_boot_partition.is_some())
+        .then(|| shift_r_view(&t.banks, View::Now));
+    let banks = prediction
+        .banks
+        .iter()
+        .filter_map(|v| {
+            t.banks
+                .iter()
+                .find(|r| r.bank.partition == v.partition)
+                .map(|r| inspect::bank_report(&r.bank, v, t.lone))
+        })
+        .collect();
+    Status {
+        target: target.display().to_string(),
+        kind: if t.lone {
+            TargetKind::Partition
+        } else {
+            TargetKind::Disk
+        },
+        banks,
+        next_boot_partition: if t.lone {
+            None
+        } else {
+            prediction.next_boot_partition
+        },
+        will_boot: prediction.will_boot(),
+        next_boot_unknown: prediction.unknown.clone(),
+        explanation: prediction.explanation.clone(),
+        rollback_partition: shift_r
+            .as_ref()
+            .and_then(|r| r.boots)
+            .filter(|&p| Some(p) != prediction.next_boot_partition),
+        rollback_explanation: shift_r.map(|r| r.explanation),
+        warnings: t.warnings.clone(),
+    }
+}
+
+/// How a step reaches the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// One `bootstate` digit overwritten inside boot.cfg's cluster, as the bootloader does.
+    InPlaceDigit,
+    /// boot.cfg replaced: `boot.new` written and verified, renamed into place.
+    ReplaceFile,
+}
+
+/// One boot.cfg key that changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyChange {
+    pub key: String,
+    /// The value before (null when the key was not written).
+    pub old: Option<String>,
+    pub new: String,
+}
+
+/// The change to one bank's boot.cfg.
+#[derive(Debug, Clone, Serialize)]
+pub struct BankStep {
+    /// Partition number (null for a lone partition image).
+    pub partition: Option<u32>,
+    pub bank_uuid: String,
+    pub file: String,
+    pub method: Method,
+    /// For [`Method::InPlaceDigit`]: the digit's byte offset inside boot.cfg.
+    pub offset_in_file: Option<u64>,
+    pub changes: Vec<KeyChange>,
+    pub notes: Vec<String>,
+    /// An interrupted boot.cfg write that is completed or undone first.
+    pub recover: Option<Leftover>,
+    #[serde(skip)]
+    pub old_bytes: Vec<u8>,
+    #[serde(skip)]
+    pub new_bytes: Vec<u8>,
+    #[serde(skip)]
+    number: u32,
+}
+
+/// What a bank command will do, shown before anything is written.
+#[derive(Debug, Clone, Serialize)]
+pub struct BankPlan {
+    pub target: String,
+    /// `rollback`, `select` or `restore`.
+    pub action: &'static str,
+    /// The bank `select` makes boot next.
+    pub selected_partition: Option<u32>,
+    pub next_boot_partition_before: Option<u32>,
+    /// The prediction for the boot.cfg files this plan writes.
+    pub next_boot_partition_after: Option<u32>,
+    pub steps: Vec<BankStep>,
+    /// Why these changes, in words.
+    pub explanation: String,
+    #[serde(skip)]
+    target_path: PathBuf,
+}
+
+impl BankPlan {
+    /// Whether anything would be written.
+    pub fn has_changes(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.old_bytes != s.new_bytes || s.recover.is_some())
+    }
+}
+
+/// boot.cfg with the integer `key` set to `value`, every other byte kept. An existing value is
+/// replaced where it stands (the line that wins, as the bootloader reads it, whatever prefix of
+/// the key it is written with); a missing `bootstate` is added as the first line (where ESXi
+/// writes it, and where the bootloader can update it), any other missing key last. A new line
+/// is always `key=value`, never with a space before `=` (which would hide the key). Whether the
+/// result reads as intended is [`check_written`]'s to say.
+pub fn set_int(bytes: &[u8], cfg: &BootCfg, key: &str, value: i64) -> Vec<u8> {
+    let text = value.to_string();
+    match cfg.get(key) {
+        Some(v) => {
+            // The value's bytes in the file, from its first to its last (none when empty).
+            let end = v.offset + v.len;
+            let mut out = bytes[..v.offset].to_vec();
+            out.extend_from_slice(text.as_bytes());
+            out.extend_from_slice(&bytes[end..]);
+            out
+        }
+        None => {
+            let eol: &[u8] = if bytes.windows(2).any(|w| w == b"\r\n") {
+                b"\r\n"
+            } else {
+                b"\n"
+            };
+            let line = [format!("{key}={text}").as_bytes(), eol].concat();
+            if key == "bootstate" {
+                [line, bytes.to_vec()].concat()
+            } else {
+                let mut out = bytes.to_vec();
+                if !out.is_empty() && !out.ends_with(b"\n") {
+                    out.extend_from_slice(eol);
+                }
+                out.extend_from_slice(&line);
+                out
+            }
+        }
+    }
+}
+
+/// Refuses a boot.cfg the bootloader would not read as intended. `want`: the numbers it must
+/// read for the keys that change; every other selection key must read as before; no line may
+/// be hidden by a space before `=` that was not already; and the bank's `bootstate` must be one
+/// the bootloader can update itself at boot and on Shift+R (`BootCfg::state_writable`: the
+/// first `bootstate` line, within the first 512 bytes, a digit 0-3, the line the parser
+/// reads), so that an edit never moves it beyond byte 512.
+pub fn check_written(
+    partition: u32,
+    old: &BootCfg,
+    new_bytes: &[u8],
+    want: &[(&str, i64)],
+) -> Result<BootCfg, BankOpError> {
+    let cannot = |why: String| BankOpError::Unwritable { partition, why };
+    let new = BootCfg::parse(new_bytes).map_err(|e| cannot(e.to_string()))?;
+    for (key, value) in want {
+        if new.number(key) != i128::from(*value) {
+            return Err(cannot(format!(
+                "the bootloader would read {key}={} instead of {value}",
+                new.text(key)
+            )));
+        }
+    }
+    for key in ["build", "updated", "bootstate", "quickboot"] {
+        let same = old.text(key) == new.text(key) && old.number(key) == new.number(key);
+        if want.iter().all(|(k, _)| *k != key) && !same {
+            return Err(cannot(format!(
+                "{key} would read `{}` instead of `{}`",
+                new.text(key),
+                old.text(key)
+            )));
+        }
+    }
+    if old.build_cleared() != new.build_cleared() {
+        return Err(cannot("build would read differently".into()));
+    }
+    if new.hidden().len() > old.hidden().len() {
+        return Err(cannot(
+            "a line would have a space before `=`, which hides its key from the bootloader".into(),
+        ));
+    }
+    if let Err(why) = new.state_writable() {
+        let was = old.state_writable().is_ok();
+        return Err(cannot(format!(
+            "{}{why}; bootbank writes only a boot.cfg whose bootstate the bootloader can update itself (at an upgrade's first boot, and on Shift+R): make `bootstate=` the first line of this boot.cfg by hand first",
+            if was { "after the change, " } else { "" }
+        )));
+    }
+    Ok(new)
+}
+
+/// The way `new` can reach the disk: in place when it differs from `old` only in the single
+/// `bootstate` digit (written as one digit), else a file replace.
+fn method_for(old: &[u8], new: &[u8]) -> (Method, Option<u64>) {
+    let Ok(cfg) = BootCfg::parse(old) else {
+        return (Method::ReplaceFile, None);
+    };
+    let Some(v) = cfg.get("bootstate") else {
+        return (Method::ReplaceFile, None);
+    };
+    let one_digit = |b: &[u8]| b.len() == 1 && b[0].is_ascii_digit();
+    if old.len() == new.len()
+        && one_digit(v.text.as_bytes())
+        && one_digit(&new[v.offset..v.offset + 1])
+        && old
+            .iter()
+            .zip(new)
+            .enumerate()
+            .all(|(i, (a, b))| a == b || i == v.offset)
+    {
+        (Method::InPlaceDigit, Some(v.offset as u64))
+    } else {
+        (Method::ReplaceFile, None)
+    }
+}
+
+fn key_changes(old: &BootCfg, new: &BootCfg) -> Vec<KeyChange> {
+    ["bootstate", "updated"]
+        .into_iter()
+        .filter_map(|k| {
+            let (a, b) = (old.get(k).map(|v| v.text.clone()), new.get(k)?.text.clone());
+            (a.as_deref() != Some(b.as_str())).then(|| KeyChange {
+                key: k.to_string(),
+                old: a,
+                new: b,
+            })
+        })
+        .collect()
+}
+
+fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpError> {
+    if r.leftover == Some(Leftover::All) {
+        return Err(BankOpError::Leftover {
+            partition: r.bank.partition,
+            state: Leftover::All.describe(&boot_names()),
+        });
+    }
+    let changed = r.bytes != new_bytes;
+    let (method, offset) = if changed {
+        method_for(&r.bytes, &new_bytes)
+    } else {
+        (Method::ReplaceFile, None)
+    };
+    let old = r.effective.as_ref().ok();
+    let new = if changed {
+        Some(
+            BootCfg::parse(&new_bytes).map_err(|e| BankOpError::CannotBoot {
+                partition: r.bank.partition,
+                why: e.to_string(),
+            })?,
+        )
+    } else {
+        None
+    };
+    let changes = match (old, &new) {
+        (Some(o), Some(n)) => key_changes(o, n),
+        _ => Vec::new(),
+    };
+    let mut notes = Vec::new();
+    if let Some(l) = &r.leftover {
+        notes.push(format!(
+            "{}; it is completed or undone first",
+            l.describe(&boot_names())
+        ));
+    }
+    const SAFE: &str = "boot.cfg is replaced the safe way (boot.new written, read back, renamed)";
+    let bootstate_only = !changes.is_empty() && changes.iter().all(|c| c.key == "bootstate");
+    match (method, changed) {
+        (_, false) => {}
+        (Method::InPlaceDigit, true) => notes.push(format!(
+            "the bootstate digit (byte {} of boot.cfg) is overwritten in place, as the bootloader does: one byte, file size and time unchanged",
+            offset.unwrap_or(0)
+        )),
+        (Method::ReplaceFile, true) => notes.push(match old.map(|c| c.get("bootstate")) {
+            Some(None) if bootstate_only => format!(
+                "boot.cfg has no bootstate line, so one digit cannot be overwritten in place: {SAFE}"
+            ),
+            Some(Some(v)) if bootstate_only && v.text.len() != 1 => format!(
+                "bootstate is not written as one digit ({}), so it cannot be overwritten in place: {SAFE}",
+                v.text
+            ),
+            _ => format!("the change alters boot.cfg's length: {SAFE}"),
+        }),
+    }
+    Ok(BankStep {
+        partition: (!lone).then_some(r.bank.partition),
+        bank_uuid: r.bank.uuid.clone(),
+        file: BOOT_CFG.to_string(),
+        method,
+        offset_in_file: offset,
+        changes,
+        notes,
+        recover: r.leftover.clone(),
+        old_bytes: r.bytes.clone(),
+        new_bytes,
+        number: r.bank.partition,
+    })
+}
+
+/// Refuses a leftover no recovery can settle, and puts first a recovery-only step for every bank
+/// with a leftover that the plan does not otherwise change, so that the banks are after the write
+/// what the plan predicted with.
+fn add_recoveries(t: &Target, plan: &mut BankPlan) -> Result<(), BankOpError> {
+    let mut first = Vec::new();
+    for r in t.banks.iter().filter(|r| r.leftover.is_some()) {
+        if !plan.steps.iter().any(|s| s.number == r.bank.partition) {
+            first.push(step(t.lone, r, r.bytes.clone())?);
+        }
+    }
+    first.append(&mut plan.steps);
+    plan.steps = first;
+    Ok(())
+}
+
+fn banks_list(t: &Target) -> String {
+    t.banks
+        .iter()
+        .map(|r| r.bank.partition.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Plans `bank rollback`: what Shift+R does.
+pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
+    let t = open(target)?;
+    if t.lone {
+        return Err(BankOpError::LonePartition {
+            target: target.display().to_string(),
+        });
+    }
+    let before = predict(&t.banks, &[]);
+    if let Some(why) = &before.unknown {
+        return Err(BankOpError::Unknown { why: why.clone() });
+    }
+    let next = before
+        .next_boot_partition
+        .ok_or(BankOpError::NothingBoots)?;
+    let r = t
+        .banks
+        .iter()
+        .find(|r| r.bank.partition == next)
+        .expect("the next bank is one of the banks");
+    let cfg = r
+        .effective
+        .as_ref()
+        .map_err(|_| BankOpError::NothingBoots)?;
+    let new_bytes = set_int(&r.bytes, cfg, "bootstate", 3);
+    let new_cfg = check_written(next, cfg, &new_bytes, &[("bootstate", 3)])?;
+    let after = predict(&t.banks, &[(next, &new_cfg)]);
+    let Some(to) = after.next_boot_partition else {
+        let why = before
+            .banks
+            .iter()
+            .filter(|v| v.partition != next)
+            .map(|v| {
+                format!(
+                    "partition {}: {}",
+                    v.partition,
+                    v.invalid_reasons.join(", ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ");
+        return Err(BankOpError::NoAlternate {
+            current: next,
+            why: if why.is_empty() {
+                "it is the only bank".into()
+            } else {
+                why
+            },
+        });
+    };
+    let step = step(false, r, new_bytes)?;
+    let mut plan = BankPlan {
+        target: target.display().to_string(),
+        action: "rollback",
+        selected_partition: None,
+        next_boot_partition_before: Some(next),
+        next_boot_partition_after: Some(to),
+        explanation: format!(
+            "partition {next} boots next; as Shift+R does, its bootstate becomes 3 (invalid), so the bootloader picks partition {to}, the other valid bank. Rollback brings back that bank's image and its own (older) state.tgz. Nothing else changes; `bootbank bank select {next}` or `bootbank restore` undoes it"
+        ),
+        steps: vec![step],
+        target_path: target.to_path_buf(),
+    };
+    add_recoveries(&t, &mut plan)?;
+    Ok(plan)
+}
+
+/// Plans `bank select N`: bank N boots next, changing only bank N.
+pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
+    let t = open(target)?;
+    if t.lone {
+        return Err(BankOpError::LonePartition {
+            target: target.display().to_string(),
+        });
+    }
+    let Some(r) = t.banks.iter().find(|r| r.bank.partition == n) else {
+        return Err(BankOpError::NoSuchBank {
+            partition: n,
+            banks: banks_list(&t),
+        });
+    };
+    let cannot = |why: String| BankOpError::CannotBoot { partition: n, why };
+    let cfg = r.effective.as_ref().map_err(|e| cannot(e.clone()))?;
+    if cfg.build_cleared() {
+        return Err(cannot(
+            "its boot.cfg empties build= after a build= line, and what the UEFI bootloader then reads as the build is unknown".into(),
+        ));
+    }
+    if cfg.build().is_empty() {
+        return Err(cannot(
+            "its boot.cfg has no build= line (an empty bank, e.g. the second bank after a fresh install)".into(),
+        ));
+    }
+    if !r.bank.has_system {
+        return Err(cannot(
+            "it holds no kernel or payload modules (b.b00, *.v00): an empty bank".into(),
+        ));
+    }
+    if cfg.number("quickboot") != 0 {
+        return Err(cannot(format!(
+            "quickboot={} (a quick boot image; bootbank does not change quickboot)",
+            cfg.text("quickboot")
+        )));
+    }
+    let before = predict(&t.banks, &[]);
+    let mut plan = BankPlan {
+        target: target.display().to_string(),
+        action: "select",
+        selected_partition: Some(n),
+        next_boot_partition_before: before.next_boot_partition,
+        next_boot_partition_after: before.next_boot_partition,
+        steps: Vec::new(),
+        explanation: String::new(),
+        target_path: target.to_path_buf(),
+    };
+    if before.next_boot_partition == Some(n) {
+        plan.explanation = format!("partition {n} already boots next: nothing to change");
+        add_recoveries(&t, &mut plan)?;
+        return Ok(plan);
+    }
+    let mut bytes = r.bytes.clone();
+    let mut why = Vec::new();
+    let mut want: Vec<(&str, i64)> = Vec::new();
+    let state = cfg.bootstate();
+    if !matches!(nextboot::transition(state), 0 | 2) {
+        bytes = set_int(&bytes, cfg, "bootstate", 0);
+        want.push(("bootstate", 0));
+        why.push(format!(
+            "its bootstate {state} ({}) would make the bootloader skip it, so it becomes 0 (valid)",
+            nextboot::bootstate_meaning(state)
+        ));
+    }
+    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    if predict(&t.banks, &[(n, &cur)]).next_boot_partition != Some(n) {
+        // The largest `updated` of the other valid banks, as the bootloader compares it
+        // (unsigned; the larger reading when the firmware decides).
+        let top = before
+            .banks
+            .iter()
+            .filter(|v| v.valid && v.partition != n)
+            .filter_map(|v| t.banks.iter().find(|r| r.bank.partition == v.partition))
+            .filter_map(|r| {
+                let c = r.effective.as_ref().ok()?;
+                let u = c.number("updated");
+                let read = [nextboot::Firmware::Uefi, nextboot::Firmware::Bios]
+                    .map(|fw| nextboot::atoi(u, fw) as u32);
+                Some((
+                    read[0].max(read[1]),
+                    r.bank.partition,
+                    c.text("updated").to_string(),
+                ))
+            })
+            .max();
+        let (top, top_part, top_text) = top.unwrap_or((0, 0, String::new()));
+        if top >= i32::MAX as u32 {
+            return Err(cannot(format!(
+                "partition {top_part} has updated={top_text}, which the bootloader reads as {top}: bootbank writes updated only up to 2147483647, which every firmware reads the same, and that does not beat it; roll partition {top_part} back instead (`bootbank bank rollback`)"
+            )));
+        }
+        let new_updated = i64::from(top) + 1;
+        bytes = set_int(&bytes, &cur, "updated", new_updated);
+        want.push(("updated", new_updated));
+        why.push(format!(
+            "its updated={} does not beat the other valid banks' (largest {top}), so it becomes {new_updated}, one above, as the installer numbers a new image",
+            cur.text("updated")
+        ));
+    }
+    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    if !cur.has_bootstate()
+        && cur.state_site() == (crate::esxi::bootcfg::StateSite::Missing { beyond: None })
+    {
+        // Without a bootstate line the bootloader could not mark the bank on Shift+R: give it
+        // the line a missing one means, first in the file where the bootloader can update it.
+        bytes = set_int(&bytes, &cur, "bootstate", 0);
+        want.push(("bootstate", 0));
+        why.push(
+            "it has no bootstate line, which the bootloader needs to mark it on Shift+R, so `bootstate=0` (what a missing line means) becomes its first line".to_string(),
+        );
+    }
+    let new_cfg = check_written(n, cfg, &bytes, &want)?;
+    let after = predict(&t.banks, &[(n, &new_cfg)]);
+    if let Some(u) = &after.unknown {
+        return Err(BankOpError::Unknown { why: u.clone() });
+    }
+    if after.next_boot_partition != Some(n) {
+        let v = after.banks.iter().find(|v| v.partition == n);
+        return Err(cannot(
+            v.map(|v| v.invalid_reasons.join(", "))
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "the bootloader would still pick another bank".into()),
+        ));
+    }
+    plan.next_boot_partition_after = Some(n);
+    plan.explanation = format!(
+        "partition {n} is made to boot next by changing only its own boot.cfg: {}. The other banks are not touched and stay valid, so Shift+R can still go back to them",
+        why.join("; ")
+    );
+    plan.steps.push(step(false, r, bytes)?);
+    add_recoveries(&t, &mut plan)?;
+    Ok(plan)
+}
+
+/// Plans putting back boot.cfg files from a backup written by `bank rollback|select`. `Ok(None)`
+/// when the backup is not one of boot.cfg files (or has no readable manifest): `fix`'s restore
+/// handles it.
+pub fn plan_restore(
+    target: &Path,
+    from: &Path,
+    force: bool,
+) -> Result<Option<BankPlan>, BankOpError> {
+    let mpath = from.join("manifest.json");
+    let Ok(text) = std::fs::read(&mpath) else {
+        return Ok(None);
+    };
+    let Ok(manifest) = serde_json::from_slice::<Manifest>(&text) else {
+        return Ok(None);
+    };
+    if manifest.entries.is_empty()
+        || !manifest
+            .entries
+            .iter()
+            .all(|e| e.file.eq_ignore_ascii_case(BOOT_CFG))
+    {
+        return Ok(None);
+    }
+    let t = open(target)?;
+    let mut plan = BankPlan {
+        target: target.display().to_string(),
+        action: "restore",
+        selected_partition: None,
+        next_boot_partition_before: predict(&t.banks, &[]).next_boot_partition,
+        next_boot_partition_after: None,
+        steps: Vec::new(),
+        explanation: format!(
+            "boot.cfg put back from {} (taken {} by {})",
+            from.display(),
+            manifest.created,
+            manifest.tool
+        ),
+        target_path: target.to_path_buf(),
+    };
+    let mut restored: Vec<(u32, BootCfg)> = Vec::new();
+    for e in &manifest.entries {
+        let bpath = from.join(&e.backup);
+        let backup = std::fs::read(&bpath).map_err(io_err(&bpath))?;
+        let bad = |why: String| BankOpError::BadBackup {
+            path: bpath.display().to_string(),
+            why,
+        };
+        if fix::sha256_hex(&backup) != e.sha256_before {
+            return Err(bad(
+                "does not match the checksum in the manifest; the backup is damaged".into(),
+            ));
+        }
+        let p = e.partition.unwrap_or(0);
+        let r = t
+            .banks
+            .iter()
+            .find(|r| r.bank.partition == p)
+            .ok_or_else(|| BankOpError::NoSuchBank {
+                partition: p,
+                banks: banks_list(&t),
+            })?;
+        if e.bank_uuid.as_deref().is_some_and(|u| u != r.bank.uuid) && !force {
+            return Err(bad(format!(
+                "taken from bank {} but partition {p} is bank {}: another disk? (--force to restore anyway)",
+                e.bank_uuid.as_deref().unwrap_or("?"),
+                r.bank.uuid
+            )));
+        }
+        let cur = fix::sha256_hex(&r.bytes);
+        if cur != e.sha256_before && cur != e.sha256_after && !force {
+            return Err(bad(format!(
+                "partition {p} boot.cfg changed since the backup's write (neither what bootbank wrote nor the backed-up file); --force to overwrite it"
+            )));
+        }
+        let cfg = BootCfg::parse(&backup).map_err(|e| bad(e.to_string()))?;
+        let mut s = step(t.lone, r, backup)?;
+        if cur == e.sha256_before {
+            s.notes
+                .push("already holds the backed-up boot.cfg".to_string());
+        }
+        restored.push((p, cfg));
+        plan.steps.push(s);
+    }
+    let refs: Vec<(u32, &BootCfg)> = restored.iter().map(|(p, c)| (*p, c)).collect();
+    plan.next_boot_partition_after = predict(&t.banks, &refs).next_boot_partition;
+    add_recoveries(&t, &mut plan)?;
+    Ok(Some(plan))
+}
+
+/// What was written: the same record as `fix` keeps.
+pub use crate::ops::fix::Outcome;
+
+/// Carries out a plan: exclusive access, backup, recovery of leftovers, the writes, read-back.
+pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError> {
+    let mut outcome = Outcome::default();
+    if !plan.has_changes() {
+        return Ok(outcome);
+    }
+    // Exclusive access first: a target in use must leave no backup behind either.
+    let mut disk = Disk::open_rw(&plan.target_path)?;
+    let changing: Vec<&BankStep> = plan
+        .steps
+        .iter()
+        .filter(|s| s.old_bytes != s.new_bytes)
+        .collect();
+    if !changing.is_empty() {
+        let files: Vec<BackupFile> = changing
+            .iter()
+            .map(|s| BackupFile {
+                partition: s.partition,
+                bank_uuid: Some(s.bank_uuid.clone()),
+                file: s.file.clone(),
+                old_bytes: &s.old_bytes,
+                new_bytes: &s.new_bytes,
+            })
+            .collect();
+        fix::write_backup_files(&plan.target_path, backup_dir, &files)?;
+        outcome.backup_dir = Some(backup_dir.display().to_string());
+    }
+    let head = disk.head(inspect::HEAD)?;
+    let names = boot_names();
+    let (w0, c0) = (disk.bytes_written(), disk.write_calls());
+    for s in &plan.steps {
+        let p = s.number;
+        let location = format!("{} /boot.cfg", where_(s.partition.is_none(), p));
+        let mut bank = find_bank(&mut disk, &head, p)?;
+        if let Some(l) = &s.recover {
+            let msg = transaction::recover(&mut disk, &bank, &names, l, &verify_parses)?;
+            outcome.recovered.push(format!("{location}: {msg}"));
+            bank = find_bank(&mut disk, &head, p)?;
+        }
+        if s.old_bytes == s.new_bytes {
+            continue;
+        }
+        let current = bootbank::read_file(&mut disk, &bank, BOOT_CFG)?.unwrap_or_default();
+        if current != s.old_bytes {
+            return Err(BankOpError::Changed { partition: p });
+        }
+        match s.method {
+            Method::InPlaceDigit => write_digit(&mut disk, &bank, s)?,
+            Method::ReplaceFile => {
+                let want = s.new_bytes.clone();
+                let verify = move |b: &[u8]| -> Result<(), String> {
+                    BootCfg::parse(b).map_err(|e| e.to_string())?;
+                    if b != want.as_slice() {
+                        return Err("boot.cfg differs from the intended one".into());
+                    }
+                    Ok(())
+                };
+                transaction::replace(&mut disk, &bank, &names, &s.new_bytes, &verify)?;
+            }
+        }
+        outcome.written.push(location);
+    }
+    outcome.stats = WriteStats {
+        bytes_written: disk.bytes_written() - w0,
+        write_calls: disk.write_calls() - c0,
+    };
+    Ok(outcome)
+}
+
+fn verify_parses(b: &[u8]) -> Result<(), String> {
+    BootCfg::parse(b).map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn find_bank(disk: &mut Disk, head: &[u8], p: u32) -> Result<Bank, BankOpError> {
+    inspect::find_banks(disk, head)?
+        .banks
+        .into_iter()
+        .find(|b| b.partition == p)
+        .ok_or_else(|| BankOpError::NoSuchBank {
+            partition: p,
+            banks: "vanished while writing".into(),
+        })
+}
+
+/// Overwrites the one `bootstate` digit in place: the FAT driver names the disk byte, which must
+/// hold the old digit; one write, fsync, then boot.cfg is read back whole from the storage.
+fn write_digit(disk: &mut Disk, bank: &Bank, s: &BankStep) -> Result<(), BankOpError> {
+    let p = s.number;
+    let fail = |why: String| BankOpError::InPlace { partition: p, why };
+    let at = s.offset_in_file.ok_or_else(|| fail("no offset".into()))?;
+    let (old, new) = (s.old_bytes[at as usize], s.new_bytes[at as usize]);
+    let (abs, found) = {
+        let vol = FatVolume::open(Slice::new(disk, bank.byte_start, bank.byte_len))
+            .map_err(|e| fail(e.to_string()))?;
+        vol.locate(BOOT_CFG, at).map_err(|e| fail(e.to_string()))?
+    };
+    if found != old {
+        return Err(BankOpError::Changed { partition: p });
+    }
+    disk.write_at(abs, &[new])
+        .map_err(|e| fail(e.to_string()))?;
+    disk.sync().map_err(|e| fail(e.to_string()))?;
+    disk.drop_cache();
+    let back = bootbank::read_file(disk, bank, BOOT_CFG)
+        .map_err(|e| fail(e.to_string()))?
+        .unwrap_or_default();
+    if back != s.new_bytes {
+        return Err(fail(format!(
+            "boot.cfg read back differs from what was written ({} bytes read, {} expected)",
+            back.len(),
+            s.new_bytes.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(b: &[u8]) -> BootCfg {
+        BootCfg::parse(b).unwrap()
+    }
+
+    #[test]
+    fn set_int_replaces_the_winning_value_only() {
+        let b = b"bootstate=0\ntitle=x\nupdated=9\nupdated=12\nupdated = 7\n";
+        let out = set_int(b, &cfg(b), "updated", 13);
+        assert_eq!(
+            out, b"bootstate=0\ntitle=x\nupdated=9\nupdated=13\nupdated = 7\n",
+            "the last line the bootloader reads; `updated = 7` is hidden from it"
+        );
+        let out = set_int(b, &cfg(b), "bootstate", 3);
+        assert_eq!(
+            out,
+            b"bootstate=3\ntitle=x\nupdated=9\nupdated=12\nupdated = 7\n"
+        );
+        // A key written by prefix keeps its spelling; an empty value gets the digits.
+        let b = b"bo=1\nup=\n";
+        assert_eq!(set_int(b, &cfg(b), "updated", 4), b"bo=1\nup=4\n");
+        assert_eq!(set_int(b, &cfg(b), "bootstate", 0), b"bo=0\nup=\n");
+    }
+
+    #[test]
+    fn set_int_adds_missing_keys() {
+        let b = b"build=1\nupdated=2";
+        assert_eq!(
+            set_int(b, &cfg(b), "bootstate", 3),
+            b"bootstate=3\nbuild=1\nupdated=2"
+        );
+        let b = b"build=1\r\nbootstate=0\r\n";
+        assert_eq!(
+            set_int(b, &cfg(b), "updated", 4),
+            b"build=1\r\nbootstate=0\r\nupdated=4\r\n"
+        );
+    }
+
+    #[test]
+    fn method_is_in_place_only_for_one_digit() {
+        let b = b"bootstate=0\nupdated=2\nbuild=x\n";
+        assert_eq!(
+            method_for(b, &set_int(b, &cfg(b), "bootstate", 3)),
+            (Method::InPlaceDigit, Some(10))
+        );
+        assert_eq!(
+            method_for(b, &set_int(b, &cfg(b), "updated", 3)).0,
+            Method::ReplaceFile
+        );
+        let two = b"bootstate=00\nupdated=2\nbuild=x\n";
+        assert_eq!(
+            method_for(two, &set_int(two, &cfg(two), "bootstate", 3)).0,
+            Method::ReplaceFile
+        );
+        let none = b"updated=2\nbuild=x\n";
+        assert_eq!(
+            method_for(none, &set_int(none, &cfg(none), "bootstate", 3)).0,
+            Method::ReplaceFile
+        );
+    }
+}

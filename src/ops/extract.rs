@@ -1,0 +1,569 @@
+//! `extract`: the configuration files of the bank that boots next, unpacked into a directory for
+//! reading: `DIR/state/` holds the members of state.tgz, `DIR/local/` the members of local.tgz
+//! (decrypted when the key can be derived offline).
+//!
+//! The archives come from a disk that may be damaged or hostile, and the user will read the
+//! result with ordinary tools, so every member is checked before the first byte is written: a
+//! name that is absolute or climbs with `..`, a link whose target leaves its archive's directory
+//! or passes through another link, a device or fifo, a member written twice: the whole
+//! extraction is refused. Writing never follows a symlink found in DIR: every directory is
+//! opened with `O_NOFOLLOW` relative to its parent, and every file is created under a temporary
+//! name and renamed into place.
+
+use crate::esxi::config::ESX_CONF;
+use crate::format::archive::Tgz;
+use crate::format::envelope::Encryption;
+use crate::ops::inspect::{self, InspectError};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// Errors of `extract`. Every refusal happens before anything is written.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error(
+        "extract: {archive} member `{member}` (header at byte {offset}): {why}; nothing written"
+    )]
+    Hostile {
+        archive: String,
+        member: String,
+        offset: u64,
+        why: String,
+    },
+    #[error("extract: {archive}: {detail}; nothing written")]
+    Tar { archive: String, detail: String },
+    #[error(
+        "extract: {dir} is not empty; give an empty or new directory, or --force to write into it (existing files of the same name are replaced); nothing written"
+    )]
+    NotEmpty { dir: String },
+    #[error("extract: {path}: {why}; nothing written")]
+    Unsafe { path: String, why: String },
+    #[error(
+        "extract: {source_}: the configuration is sealed by the host's TPM; no offline tool can decrypt local.tgz.ve (the encryption recovery key or a config bundle taken on the host is needed); nothing written"
+    )]
+    Sealed { source_: String },
+    #[error(
+        "extract: {target}: no configuration found (the bank holds no state.tgz); nothing written"
+    )]
+    NoConfig { target: String },
+    #[error("extract: cannot write {path}: {source} ({written} entries were written before)")]
+    Write {
+        path: String,
+        source: io::Error,
+        written: usize,
+    },
+}
+
+impl ExtractError {
+    /// Whether something may have been written (exit 1) rather than nothing (exit 2).
+    pub fn during_write(&self) -> bool {
+        matches!(self, ExtractError::Write { .. })
+    }
+}
+
+/// Options of `extract`.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Write into a directory that is not empty (same names are replaced, never followed).
+    pub force: bool,
+}
+
+/// What an entry is on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EntryKind {
+    File,
+    Directory,
+    Symlink,
+    Hardlink,
+}
+
+/// One thing written, as listed for the user.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// Path relative to DIR, e.g. `local/etc/vmware/esx.conf`.
+    pub path: String,
+    pub kind: EntryKind,
+    pub size: u64,
+    /// Permission bits as written (set-id and sticky bits are dropped).
+    pub mode: String,
+    /// Symlink target as stored, or the member a hard link shares data with.
+    pub link: Option<String>,
+}
+
+/// The result of an extraction.
+#[derive(Debug, Clone, Serialize)]
+pub struct Extracted {
+    pub target: String,
+    /// Where the configuration came from, e.g. `partition 5 /state.tgz`.
+    pub source: String,
+    pub dir: String,
+    pub encryption: Encryption,
+    pub entries: Vec<Entry>,
+}
+
+/// Unpacks the configuration of `target`'s next-boot bank into `dir`.
+pub fn extract(target: &Path, dir: &Path, opts: &Options) -> Result<Extracted, ExtractError> {
+    let (cfg, source) = inspect::read_config(target)?.ok_or_else(|| ExtractError::NoConfig {
+        target: target.display().to_string(),
+    })?;
+    let Some(local) = &cfg.local else {
+        return Err(ExtractError::Sealed { source_: source });
+    };
+    let mut ops = Vec::new();
+    // A bare local.tgz (older embedded builds, or given directly) has no state level.
+    if cfg.state.member(ESX_CONF).is_none() {
+        ops.extend(plan(&cfg.state, "state")?);
+    }
+    ops.extend(plan(local, "local")?);
+
+    if dir.exists() {
+        let mut list = std::fs::read_dir(dir).map_err(|e| ExtractError::Unsafe {
+            path: dir.display().to_string(),
+            why: format!("cannot list it: {e}"),
+        })?;
+        if list.next().is_some() && !opts.force {
+            return Err(ExtractError::NotEmpty {
+                dir: dir.display().to_string(),
+            });
+        }
+        for op in &ops {
+            preflight(dir, op)?;
+        }
+    }
+    let entries = write_all(dir, &ops, &cfg)?;
+    Ok(Extracted {
+        target: target.display().to_string(),
+        source,
+        dir: dir.display().to_string(),
+        encryption: cfg.encryption,
+        entries,
+    })
+}
+
+/// One member to write, checked.
+#[derive(Debug)]
+struct Op {
+    /// `state` or `local` first, then the member's components.
+    path: Vec<OsString>,
+    what: What,
+    mode: u32,
+    mtime: u64,
+    /// Which archive (`state`/`local`) and the byte range of the data in its tar.
+    archive: &'static str,
+    data: std::ops::Range<usize>,
+}
+
+#[derive(Debug)]
+enum What {
+    File,
+    Dir,
+    Symlink(OsString),
+    /// Path (with the archive prefix) of the earlier file this links to.
+    Hardlink(Vec<OsString>),
+}
+
+/// A member name split into components; `Err` says why it is refused.
+fn components(name: &[u8]) -> Result<Vec<OsString>, String> {
+    if name.first() == Some(&b'/') {
+        return Err("absolute path".to_string());
+    }
+    let mut out = Vec::new();
+    for c in name.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => return Err("`..` component".to_string()),
+            c => out.push(OsStr::from_bytes(c).to_os_string()),
+        }
+    }
+    Ok(out)
+}
+
+/// Checks every member of `tgz` and returns what to write under `prefix`.
+fn plan(tgz: &Tgz, prefix: &'static str) -> Result<Vec<Op>, ExtractError> {
+    let archive_label = tgz.label.clone();
+    let tar_err = |detail: String| ExtractError::Tar {
+        archive: archive_label.clone(),
+        detail,
+    };
+    let mut archive = tar::Archive::new(&tgz.tar[..]);
+    let entries = archive.entries().map_err(|e| tar_err(e.to_string()))?;
+    // First pass: names and kinds; links are checked once every member is known.
+    let mut raw = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| tar_err(e.to_string()))?;
+        let header = entry.header();
+        let name_bytes = entry.path_bytes().into_owned();
+        let member = String::from_utf8_lossy(&name_bytes).into_owned();
+        let offset = entry.raw_header_position();
+        let hostile = |why: String| ExtractError::Hostile {
+            archive: archive_label.clone(),
+            member: member.clone(),
+            offset,
+            why,
+        };
+        let comps = components(&name_bytes).map_err(&hostile)?;
+        use tar::EntryType as T;
+        let kind = header.entry_type();
+        let link = entry.link_name_bytes().map(|l| l.into_owned());
+        let what = match kind {
+            T::Regular | T::Continuous => What::File,
+            T::Directory => What::Dir,
+            T::Symlink => What::Symlink(OsStr::from_bytes(&link.unwrap_or_default()).into()),
+            T::Link => {
+                let to = components(&link.unwrap_or_default())
+                    .map_err(|why| hostile(format!("hard link with {why}")))?;
+                let mut full = vec![OsString::from(prefix)];
+                full.extend(to);
+                What::Hardlink(full)
+            }
+            T::Char | T::Block => return Err(hostile("a device file".to_string())),
+            T::Fifo => return Err(hostile("a fifo".to_string())),
+            T::GNUSparse => return Err(hostile("a GNU sparse member (not supported)".into())),
+            other => {
+                return Err(hostile(format!(
+                    "member type {:?} is not supported",
+                    other.as_byte() as char
+                )));
+            }
+        };
+        if comps.is_empty() {
+            if matches!(what, What::Dir) {
+                continue;
+            }
+            return Err(hostile("empty name".to_string()));
+        }
+        let start = entry.raw_file_position() as usize;
+        let size = entry.size() as usize;
+        let mut path = vec![OsString::from(prefix)];
+        path.extend(comps);
+        raw.push((
+            Op {
+                path,
+                what,
+                mode: header.mode().unwrap_or(0o644),
+                mtime: header.mtime().unwrap_or(0),
+                archive: prefix,
+                data: start..start + size,
+            },
+            member,
+            offset,
+        ));
+    }
+    // Second pass: duplicates, members below files or links, and link targets.
+    let mut kinds: BTreeMap<&[OsString], usize> = BTreeMap::new();
+    for (i, (op, member, offset)) in raw.iter().enumerate() {
+        let hostile = |why: String| ExtractError::Hostile {
+            archive: archive_label.clone(),
+            member: member.clone(),
+            offset: *offset,
+            why,
+        };
+        if let Some(&j) = kinds.get(op.path.as_slice())
+            && !(matches!(op.what, What::Dir) && matches!(raw[j].0.what, What::Dir))
+        {
+            return Err(hostile("the name appears twice in the archive".to_string()));
+        }
+        kinds.insert(&op.path, i);
+        for n in 1..op.path.len() {
+            if let Some(&j) = kinds.get(&op.path[..n])
+                && !matches!(raw[j].0.what, What::Dir)
+            {
+                return Err(hostile(format!(
+                    "lies below `{}`, which is not a directory (a link would be followed)",
+                    raw[j].1
+                )));
+            }
+        }
+    }
+    for (op, member, offset) in &raw {
+        let hostile = |why: String| ExtractError::Hostile {
+            archive: archive_label.clone(),
+            member: member.clone(),
+            offset: *offset,
+            why,
+        };
+        match &op.what {
+            What::Symlink(target) => {
+                check_symlink(&op.path, target, &raw, &kinds).map_err(&hostile)?
+            }
+            What::Hardlink(to) => {
+                let ok = kinds
+                    .get(to.as_slice())
+                    .map(|&j| matches!(raw[j].0.what, What::File))
+                    .unwrap_or(false);
+                if !ok {
+                    return Err(hostile(format!(
+                        "hard link to `{}`, which is not a regular file of this archive",
+                        to[1..]
+                            .iter()
+                            .map(|c| c.to_string_lossy())
+                            .collect::<Vec<_>>()
+                            .join("/")
+                    )));
+                }
+                // The target must come first: tar writes it before its links.
+                let j = kinds[to.as_slice()];
+                let me = kinds[op.path.as_slice()];
+                if j >= me {
+                    return Err(hostile(
+                        "hard link to a member that comes later in the archive".to_string(),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(raw.into_iter().map(|(op, _, _)| op).collect())
+}
+
+/// A symlink's target must stay inside its archive's directory, resolved from the link's own
+/// directory without passing through another link (whose real target could climb out).
+fn check_symlink(
+    path: &[OsString],
+    target: &OsStr,
+    raw: &[(Op, String, u64)],
+    kinds: &BTreeMap<&[OsString], usize>,
+) -> Result<(), String> {
+    let bytes = target.as_bytes();
+    if bytes.is_empty() {
+        return Err("symlink with an empty target".to_string());
+    }
+    if bytes[0] == b'/' {
+        return Err(format!(
+            "symlink to the absolute path `{}`, outside the directory",
+            target.to_string_lossy()
+        ));
+    }
+    // Start in the link's directory; path[0] is the archive prefix, which may not be left. A
+    // link as the last component is fine (it is checked from its own directory); a link in the
+    // middle would be resolved from its real target, so it is refused.
+    let mut at: Vec<OsString> = path[..path.len() - 1].to_vec();
+    for c in bytes.split(|&b| b == b'/') {
+        if matches!(c, b"" | b".") {
+            continue;
+        }
+        if let Some(&j) = kinds.get(at.as_slice())
+            && matches!(raw[j].0.what, What::Symlink(_))
+        {
+            return Err(format!(
+                "symlink to `{}`, through the link `{}`",
+                target.to_string_lossy(),
+                raw[j].1
+            ));
+        }
+        if c == b".." {
+            if at.len() <= 1 {
+                return Err(format!(
+                    "symlink to `{}`, outside the directory",
+                    target.to_string_lossy()
+                ));
+            }
+            at.pop();
+        } else {
+            at.push(OsStr::from_bytes(c).to_os_string());
+        }
+    }
+    Ok(())
+}
+
+/// Before writing into an existing directory: no component on the way may be a symlink or a
+/// non-directory (the write pass would refuse it half-way).
+fn preflight(dir: &Path, op: &Op) -> Result<(), ExtractError> {
+    let mut p = dir.to_path_buf();
+    let last = op.path.len() - 1;
+    for (i, c) in op.path.iter().enumerate() {
+        p.push(c);
+        let Ok(m) = std::fs::symlink_metadata(&p) else {
+            return Ok(());
+        };
+        let needs_dir = i < last || matches!(op.what, What::Dir);
+        if m.file_type().is_symlink() && needs_dir {
+            return Err(ExtractError::Unsafe {
+                path: p.display().to_string(),
+                why: "a symlink already in the directory (never followed)".to_string(),
+            });
+        }
+        if needs_dir && !m.is_dir() {
+            return Err(ExtractError::Unsafe {
+                path: p.display().to_string(),
+                why: "exists and is not a directory".to_string(),
+            });
+        }
+        if !needs_dir && m.is_dir() {
+            return Err(ExtractError::Unsafe {
+                path: p.display().to_string(),
+                why: "exists and is a directory".to_string(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn cstr(c: &OsStr) -> io::Result<CString> {
+    CString::new(c.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
+}
+
+fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(rc)
+    }
+}
+
+/// Opens (creating when missing) the directory `comps` below `root`, never following a link.
+fn open_dir(root: &OwnedFd, comps: &[OsString]) -> io::Result<OwnedFd> {
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    // SAFETY: dup of a valid fd; the result is owned below.
+    let mut fd = unsafe { OwnedFd::from_raw_fd(check(libc::dup(root.as_raw_fd()))?) };
+    for c in comps {
+        let name = cstr(c)?;
+        // SAFETY: valid fd and NUL-terminated name.
+        let rc = unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o755) };
+        if rc < 0 {
+            let e = io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::EEXIST) {
+                return Err(e);
+            }
+        }
+        // SAFETY: as above; O_NOFOLLOW refuses a symlink in place of the directory (ELOOP).
+        let next = check(unsafe { libc::openat(fd.as_raw_fd(), name.as_ptr(), flags) })?;
+        // SAFETY: a fresh fd from openat.
+        fd = unsafe { OwnedFd::from_raw_fd(next) };
+    }
+    Ok(fd)
+}
+
+const TMP: &str = ".bootbank-extract.tmp";
+
+fn write_all(
+    dir: &Path,
+    ops: &[Op],
+    cfg: &crate::esxi::config::Config,
+) -> Result<Vec<Entry>, ExtractError> {
+    let mut entries: Vec<Entry> = Vec::new();
+    let fail = |path: &Path, source: io::Error, written: usize| ExtractError::Write {
+        path: path.display().to_string(),
+        source,
+        written,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e, 0))?;
+    let root = File::open(dir)
+        .map(OwnedFd::from)
+        .map_err(|e| fail(dir, e, 0))?;
+    for op in ops {
+        let shown: PathBuf = op.path.iter().collect();
+        let full = dir.join(&shown);
+        let n = entries.len();
+        let (parent_comps, name) = op.path.split_at(op.path.len() - 1);
+        let name = &name[0];
+        let tar = if op.archive == "state" {
+            &cfg.state.tar
+        } else {
+            &cfg.local.as_ref().expect("checked before").tar
+        };
+        let entry = (|| -> io::Result<Entry> {
+            let parent = open_dir(&root, parent_comps)?;
+            let pfd = parent.as_raw_fd();
+            let cname = cstr(name)?;
+            let tmp = CString::new(TMP).expect("no NUL");
+            // A leftover temporary from an interrupted run is ours to remove.
+            // SAFETY: valid fd and names.
+            unsafe { libc::unlinkat(pfd, tmp.as_ptr(), 0) };
+            let mut entry = Entry {
+                path: shown.to_string_lossy().into_owned(),
+                kind: EntryKind::File,
+                size: 0,
+                mode: String::new(),
+                link: None,
+            };
+            match &op.what {
+                What::Dir => {
+                    let mode = (op.mode & 0o777) | 0o700;
+                    open_dir(&parent, std::slice::from_ref(name))?;
+                    // SAFETY: valid fd and name; AT_SYMLINK_NOFOLLOW is not supported by
+                    // fchmodat on Linux, but open_dir just proved it is a directory.
+                    check(unsafe { libc::fchmodat(pfd, cname.as_ptr(), mode, 0) })?;
+                    entry.kind = EntryKind::Directory;
+                    entry.mode = format!("{mode:04o}");
+                    return Ok(entry);
+                }
+                What::File => {
+                    let mode = (op.mode & 0o777) | 0o400;
+                    let flags = libc::O_WRONLY
+                        | libc::O_CREAT
+                        | libc::O_EXCL
+                        | libc::O_NOFOLLOW
+                        | libc::O_CLOEXEC;
+                    // SAFETY: valid fd and name; O_EXCL|O_NOFOLLOW never opens an existing
+                    // file or follows a link.
+                    let fd = check(unsafe { libc::openat(pfd, tmp.as_ptr(), flags, 0o600) })?;
+                    // SAFETY: a fresh fd from openat.
+                    let mut f = unsafe { File::from_raw_fd(fd) };
+                    let data = &tar[op.data.clone()];
+                    f.write_all(data)?;
+                    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(op.mtime);
+                    f.set_modified(t)?;
+                    check(unsafe { libc::fchmod(f.as_raw_fd(), mode) })?;
+                    entry.size = data.len() as u64;
+                    entry.mode = format!("{mode:04o}");
+                }
+                What::Symlink(target) => {
+                    let t = cstr(target)?;
+                    // SAFETY: valid fd and names.
+                    check(unsafe { libc::symlinkat(t.as_ptr(), pfd, tmp.as_ptr()) })?;
+                    entry.kind = EntryKind::Symlink;
+                    entry.mode = "0777".to_string();
+                    entry.link = Some(target.to_string_lossy().into_owned());
+                }
+                What::Hardlink(to) => {
+                    let (to_parent, to_name) = to.split_at(to.len() - 1);
+                    let from = open_dir(&root, to_parent)?;
+                    let to_c = cstr(&to_name[0])?;
+                    // SAFETY: valid fds and names; flags 0: a symlink is linked, not followed.
+                    check(unsafe {
+                        libc::linkat(from.as_raw_fd(), to_c.as_ptr(), pfd, tmp.as_ptr(), 0)
+                    })?;
+                    let shown_to: PathBuf = to.iter().collect();
+                    let size = entries
+                        .iter()
+                        .find(|e| Path::new(&e.path) == shown_to)
+                        .map(|e| (e.size, e.mode.clone()))
+                        .unwrap_or_default();
+                    entry.kind = EntryKind::Hardlink;
+                    entry.size = size.0;
+                    entry.mode = size.1;
+                    entry.link = Some(shown_to.to_string_lossy().into_owned());
+                }
+            }
+            // SAFETY: valid fd and names; renameat replaces the name itself (file or link),
+            // never what a link points to.
+            check(unsafe { libc::renameat(pfd, tmp.as_ptr(), pfd, cname.as_ptr()) })?;
+            Ok(entry)
+        })()
+        .map_err(|e| fail(&full, e, n))?;
+        entries.push(entry);
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_split_and_checked() {
+        assert_eq!(components(b"./etc//hosts").unwrap(), ["etc", "hosts"]);
+        assert!(components(b"/etc/x").unwrap_err().contains("absolute"));
+        assert!(components(b"etc/../../x").unwrap_err().contains(".."));
+        assert!(components(b"./").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,1396 @@
+//! `fix`, `config set|unset` and `restore`: one engine that edits esx.conf in the configuration
+//! of one or more banks (or in a state archive or config bundle) and writes the result back the
+//! safe way.
+//!
+//! Edits flow back up the stack the data came down: esx.conf -> local.tgz (one member replaced,
+//! the others byte-identical) -> state.tgz (likewise) -> [config bundle] -> the bank's FAT through
+//! [`transaction::replace`], or a file replaced by rename. Nothing is written before a backup of
+//! every file about to change exists outside the target.
+
+use crate::esxi::bank::{self as bootbank, Bank, BankError};
+use crate::esxi::config::{Config, ConfigError, ESX_CONF};
+use crate::esxi::configstore::{self, ColumnChange, ConfigStore, ConfigStoreError, Ownership};
+use crate::esxi::devices::HostDevice;
+use crate::esxi::esxconf::{self, Change, Edit, EsxConf, EsxConfError};
+use crate::esxi::nextboot::{self, Candidate};
+use crate::esxi::pci::{PciAddress, Reading};
+use crate::format::archive::{self, ArchiveError, Tgz};
+use crate::format::envelope::Encryption;
+use crate::io::disk::{Disk, DiskError};
+use crate::ops::inspect::{self, InspectError, TargetKind};
+use crate::write::transaction::{self, Names, TxError, WriteStats};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::cell::{Cell, RefCell};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::thread::ScopedJoinHandle;
+
+/// Which banks to change besides the one that boots next.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Banks {
+    /// Only the bank that boots next.
+    #[default]
+    Next,
+    /// The next bank and these partitions (a bank that will not boot only when named here).
+    Also(Vec<u32>),
+    /// Every bank that holds a configuration and is valid, so that a rollback (Shift+R) does not
+    /// bring the old setting back.
+    Both,
+}
+
+/// What to change.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Give these devices (user-typed addresses) back to the vmkernel.
+    Devices(Vec<String>),
+    /// Every storage adapter owned by passthru.
+    AllStorage,
+    /// Plain esx.conf edits (`config set|unset`).
+    Edits(Vec<Edit>),
+}
+
+/// Errors of the fix engine; each says whether anything was written.
+#[derive(Debug, thiserror::Error)]
+pub enum FixError {
+    #[error(transparent)]
+    Inspect(#[from] InspectError),
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error(transparent)]
+    Bank(#[from] BankError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error("{where_}: {source}")]
+    EsxConf {
+        where_: String,
+        #[source]
+        source: EsxConfError,
+    },
+    #[error("{0}")]
+    Device(String),
+    /// The ConfigStore holds a change the fix needs, and it cannot be made. Nothing is written.
+    #[error(
+        "{location} > local.tgz > {}: {source}; nothing was written",
+        configstore::MEMBER
+    )]
+    Store {
+        location: String,
+        #[source]
+        source: ConfigStoreError,
+    },
+    #[error("{0}")]
+    Refused(String),
+    #[error("write failed: {0}")]
+    Write(#[from] TxError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl FixError {
+    /// Whether the error happened while writing (exit 1) rather than before (exit 2).
+    pub fn during_write(&self) -> bool {
+        matches!(self, FixError::Write(_))
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FixError + '_ {
+    move |source| FixError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// One configuration to change.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    /// `partition 5 /state.tgz`, `state.tgz`, `bundle > state.tgz`...
+    pub location: String,
+    pub partition: Option<u32>,
+    pub bank_uuid: Option<String>,
+    /// Name of the file that is replaced (in the bank, or the target file itself).
+    pub file: String,
+    pub changes: Vec<Change>,
+    /// Unified diff of esx.conf.
+    pub diff: String,
+    /// Notes for the user (device already vmkernel, leftover to recover first...).
+    pub notes: Vec<String>,
+    /// Changes to the ConfigStore database in the same local.tgz.
+    pub store_changes: Vec<StoreChange>,
+    #[serde(skip)]
+    pub old_bytes: Vec<u8>,
+    #[serde(skip)]
+    pub new_bytes: Vec<u8>,
+    #[serde(skip)]
+    pub new_esx_conf: Vec<u8>,
+    /// The new ConfigStore database, when it changes, for the read-back check.
+    #[serde(skip)]
+    new_store: Option<Vec<u8>>,
+    #[serde(skip)]
+    leftover: Option<transaction::Leftover>,
+    #[serde(skip)]
+    names: Option<Names>,
+}
+
+/// One ConfigStore record changed by `fix` (see [`ConfigStore::set_owner`]): the row before and
+/// after, for the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreChange {
+    /// The database's member in local.tgz.
+    pub member: String,
+    /// `esx/hardware/pci_devices`.
+    pub key: String,
+    pub identifier: String,
+    pub rowid: i64,
+    /// The device in every form: lspci hex, esx.conf decimal, ConfigStore bus address.
+    pub pci_address: String,
+    pub esx_address: String,
+    pub bus_address: String,
+    /// The owner before and after, as the store writes it.
+    pub old_owner: String,
+    pub new_owner: String,
+    /// Each value column that holds `owner`: its JSON text before and after.
+    pub columns: Vec<ColumnChange>,
+    /// Set by the store's triggers, as when ESXi edits the record.
+    pub modified_time_before: Option<String>,
+    pub modified_time_after: Option<String>,
+    pub revision_before: Option<i64>,
+    pub revision_after: Option<i64>,
+}
+
+/// The whole plan, shown before anything is written.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub target: String,
+    pub kind: TargetKind,
+    pub steps: Vec<Step>,
+    /// Devices the user named, as understood: both address forms.
+    pub devices: Vec<DeviceChoice>,
+    #[serde(skip)]
+    target_path: PathBuf,
+}
+
+/// A device the user named, and how its address was read.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceChoice {
+    pub typed: String,
+    pub read_as: Reading,
+    pub pci_address: String,
+    /// esx.conf's decimal form (as written there when esx.conf has the device).
+    pub esx_address: Option<String>,
+    /// The ConfigStore's bus-address form, `p0000:16:00.0`.
+    pub bus_address: String,
+    pub vmkname: Option<String>,
+    /// The owner ESXi will apply, and where it was read.
+    pub owner: Option<String>,
+    pub owner_source: Option<crate::esxi::devices::Store>,
+}
+
+impl Step {
+    /// Whether this step changes the configuration (esx.conf or the ConfigStore).
+    pub fn changes_anything(&self) -> bool {
+        !self.changes.is_empty() || !self.store_changes.is_empty()
+    }
+
+    /// The new ConfigStore and what changed in it, for the read-back check.
+    fn store_check(&self) -> Option<(&[u8], &[StoreChange])> {
+        self.new_store
+            .as_deref()
+            .map(|db| (db, self.store_changes.as_slice()))
+    }
+}
+
+impl Plan {
+    /// A plan with no step yet, for a disk until the target says otherwise.
+    fn empty(target: &Path) -> Plan {
+        Plan {
+            target: target.display().to_string(),
+            kind: TargetKind::Disk,
+            steps: Vec::new(),
+            devices: Vec::new(),
+            target_path: target.to_path_buf(),
+        }
+    }
+
+    /// Whether anything would be written.
+    pub fn has_changes(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|s| s.changes_anything() || s.leftover.is_some())
+    }
+}
+
+/// Where the output goes for archive targets.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    pub banks: Banks,
+    /// For a state.tgz or bundle target: write here instead of in place.
+    pub output: Option<PathBuf>,
+}
+
+/// Builds the plan: reads the target read-only and computes every new byte.
+pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixError> {
+    let meta = std::fs::metadata(target).map_err(io_err(target))?;
+    if meta.is_dir() {
+        return Err(FixError::Refused(format!(
+            "{}: a directory (a mounted or copied bank) cannot be fixed in place; give the disk, the partition or the state.tgz",
+            target.display()
+        )));
+    }
+    let mut disk = Disk::open(target)?;
+    let head = disk.head(inspect::HEAD)?;
+    let mut plan = Plan::empty(target);
+    if archive::is_gzip(&head) {
+        inspect::no_archive_in_vmdk(&disk)?;
+        let bytes = std::fs::read(target).map_err(io_err(target))?;
+        plan_archive(&bytes, what, &mut plan)?;
+    } else {
+        let banks = disk_banks(&mut disk, &head)?;
+        plan_disk(&mut disk, &banks, what, opts, &mut plan)?;
+    }
+    Ok(plan)
+}
+
+/// The banks of a disk or lone partition image, read-only.
+fn disk_banks(disk: &mut Disk, head: &[u8]) -> Result<Vec<Bank>, FixError> {
+    Ok(inspect::find_banks(disk, head)
+        .map_err(|e| match e {
+            InspectError::NotEsxi(why) if why.is_empty() => InspectError::NotEsxi(
+                "not an ESXi boot disk, bootbank partition, state.tgz or config bundle".into(),
+            ),
+            other => other,
+        })?
+        .banks)
+}
+
+fn plan_disk(
+    disk: &mut Disk,
+    banks: &[Bank],
+    what: &Request,
+    opts: &Options,
+    plan: &mut Plan,
+) -> Result<(), FixError> {
+    let lone = banks.len() == 1 && banks[0].partition == 0;
+    plan.kind = if lone {
+        TargetKind::Partition
+    } else {
+        TargetKind::Disk
+    };
+    let candidates: Vec<Candidate> = banks
+        .iter()
+        .map(|b| Candidate {
+            partition: b.partition,
+            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
+        })
+        .collect();
+    let prediction = nextboot::predict(&candidates);
+    let next = if lone {
+        Some(0)
+    } else {
+        prediction.next_boot_partition
+    };
+    let mut chosen: Vec<u32> = Vec::new();
+    match (&opts.banks, next) {
+        (Banks::Next, Some(p)) => chosen.push(p),
+        (Banks::Next, None) => {
+            return Err(FixError::Refused(match &prediction.unknown {
+                Some(why) => format!("{why}: name the bank to change with --bank N"),
+                None => "no bank is valid (this host will not boot): name the bank to change with --bank N"
+                    .to_string(),
+            }));
+        }
+        (Banks::Also(list), next) => {
+            chosen.extend(next);
+            for p in list {
+                if !banks.iter().any(|b| b.partition == *p) {
+                    return Err(FixError::Refused(format!(
+                        "--bank {p}: partition {p} is not a bootbank (banks: {})",
+                        banks
+                            .iter()
+                            .map(|b| b.partition.to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                if !chosen.contains(p) {
+                    chosen.push(*p);
+                }
+            }
+        }
+        (Banks::Both, next) => {
+            chosen.extend(next);
+            for v in prediction.banks.iter().filter(|v| v.valid) {
+                if !chosen.contains(&v.partition) {
+                    chosen.push(v.partition);
+                }
+            }
+            if chosen.is_empty() {
+                return Err(FixError::Refused(
+                    "no bank is valid: name the banks to change with --bank N".to_string(),
+                ));
+            }
+        }
+    }
+    // Addresses typed by the user are read against the configuration of the first bank chosen
+    // (the one that boots next), then matched by value in every bank.
+    let mut resolved: Option<Vec<PciAddress>> = None;
+    for p in chosen {
+        let bank = banks
+            .iter()
+            .find(|b| b.partition == p)
+            .expect("chosen among banks");
+        let where_ = if lone {
+            "this partition".to_string()
+        } else {
+            format!("partition {p}")
+        };
+        let Some(cf) = bank.config_file() else {
+            if matches!(what, Request::Devices(_) | Request::AllStorage) && plan.steps.is_empty() {
+                return Err(FixError::Refused(format!(
+                    "{where_} holds no state.tgz: nothing to fix there"
+                )));
+            }
+            continue;
+        };
+        let file = cf.effective.name.to_ascii_lowercase();
+        let old_bytes = bootbank::read_file(disk, bank, &cf.effective.name)?.unwrap_or_default();
+        let location = format!("{where_} /{file}");
+        let build = bank
+            .boot_cfg
+            .as_ref()
+            .ok()
+            .map(|c| (c.build().to_string(), "boot.cfg"));
+        let mut step = build_step(&old_bytes, &location, build, what, &mut resolved, plan, Ok)?;
+        step.partition = (!lone).then_some(p);
+        step.bank_uuid = Some(bank.uuid.clone());
+        step.file = cf.names.current.clone();
+        if let Some(l) = &cf.leftover {
+            step.notes.insert(
+                0,
+                format!("{}; it is completed or undone first", l.describe(&cf.names)),
+            );
+        }
+        step.leftover = cf.leftover.clone();
+        step.names = Some(cf.names.clone());
+        plan.steps.push(step);
+    }
+    Ok(())
+}
+
+fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), FixError> {
+    let file = plan
+        .target_path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let outer = Tgz::parse_for_edit(bytes, &format!("archive {file}"))?;
+    let mut resolved = None;
+    if outer.member("state.tgz").is_some() {
+        plan.kind = TargetKind::ConfigBundle;
+        let inner = outer.require("state.tgz")?.to_vec();
+        let build = outer.member("Manifest.txt").and_then(|m| {
+            String::from_utf8_lossy(outer.data(m))
+                .lines()
+                .find_map(|l| {
+                    l.strip_prefix("RELEASELEVEL=")
+                        .map(|v| v.trim().to_string())
+                })
+                .map(|b| (b, "Manifest.txt"))
+        });
+        let mut step = build_step(
+            &inner,
+            "bundle > state.tgz",
+            build,
+            what,
+            &mut resolved,
+            plan,
+            |state| {
+                let (tar, hunks) = outer.replace_member_hunks("state.tgz", &state)?;
+                Ok(archive::reseal(bytes, &outer, &tar, Some(&hunks)))
+            },
+        )?;
+        step.old_bytes = bytes.to_vec();
+        step.file = file;
+        plan.steps.push(step);
+        return Ok(());
+    }
+    plan.kind = if outer.member(ESX_CONF).is_some() {
+        TargetKind::LocalArchive
+    } else {
+        TargetKind::StateArchive
+    };
+    let mut step = build_step(bytes, &file, None, what, &mut resolved, plan, Ok)?;
+    step.file = file;
+    plan.steps.push(step);
+    Ok(())
+}
+
+/// Computes one step: the new esx.conf, local.tgz and state.tgz (and whatever `wrap` puts
+/// around the state archive).
+fn build_step(
+    state_bytes: &[u8],
+    location: &str,
+    build: Option<(String, &'static str)>,
+    what: &Request,
+    resolved: &mut Option<Vec<PciAddress>>,
+    plan: &mut Plan,
+    wrap: impl Fn(Vec<u8>) -> Result<Vec<u8>, FixError>,
+) -> Result<Step, FixError> {
+    let cfg = Config::from_state_for_edit(state_bytes, location)?;
+    match cfg.encryption {
+        Encryption::None | Encryption::Kdf => {}
+        Encryption::Tpm => {
+            // esx.conf cannot be read, so a typed address is taken as lspci hex (as esxcli wants
+            // it) unless it says `esx:`; the command is printed ready to run for each device.
+            // Without esx.conf an unprefixed address cannot be checked against its keys: when
+            // the decimal (esx.conf) and hex (lspci) readings name different devices, both
+            // commands are printed, each saying which reading it is.
+            let cmd =
+                |a: &PciAddress| format!("esxcli hardware pci pcipassthru set -d {a} -e false -a");
+            let esxcli: Vec<String> = match what {
+                Request::Devices(typed) => typed
+                    .iter()
+                    .map(|t| {
+                        let prefixed = t.trim().get(..4).is_some_and(|p| {
+                            p.eq_ignore_ascii_case("esx:") || p.eq_ignore_ascii_case("pci:")
+                        });
+                        let as_esx = PciAddress::parse_esx(t.trim()).ok();
+                        let as_pci = PciAddress::parse_pci(t.trim()).ok();
+                        match (prefixed, as_esx, as_pci) {
+                            (false, Some(e), Some(p)) if e != p => format!(
+                                "{} (if {t} is esx.conf's decimal form) or {} (if it is lspci's hex form)",
+                                cmd(&e),
+                                cmd(&p)
+                            ),
+                            _ => PciAddress::parse_user(t, |_| false)
+                                .map(|(a, _)| cmd(&a))
+                                .unwrap_or_else(|_| format!("esxcli hardware pci pcipassthru set -d {t} -e false -a")),
+                        }
+                    })
+                    .collect(),
+                _ => vec![
+                    "esxcli hardware pci pcipassthru set -d <SSSS:BB:DD.F> -e false -a (the device list is inside the sealed configuration; `lspci` on the host or `esxcli hardware pci pcipassthru list` names them)".to_string(),
+                ],
+            };
+            return Err(FixError::Refused(format!(
+                "{location}: the configuration is sealed by the host's TPM (mode {}): no offline tool can change it, nothing was written. What still works: on the host, {}, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle",
+                cfg.encryption_mode.as_deref().unwrap_or("?"),
+                esxcli.join("; ")
+            )));
+        }
+    }
+    let conf = cfg.esx_conf.as_ref().expect("plain configs have esx.conf");
+    let local = cfg.local.as_ref().expect("plain configs have local.tgz");
+    let old_conf = local.require(ESX_CONF)?;
+    let mut notes = Vec::new();
+    let mut store_changes = Vec::new();
+    let mut new_store = None;
+    let edits = match what {
+        Request::Edits(e) => e.clone(),
+        Request::AllStorage | Request::Devices(_) => {
+            let store = match ConfigStore::from_local(local) {
+                Ok(s) => s,
+                Err(source) => {
+                    // Unreadable: on a build that reads esx.conf it does not matter; anywhere
+                    // else it may hold the very setting to fix, so nothing is written.
+                    let (obeyed, _) = inspect::devices_of(Some(conf), None, build.clone());
+                    if obeyed.store != Some(crate::esxi::devices::Store::EsxConf) {
+                        return Err(FixError::Store {
+                            location: location.to_string(),
+                            source,
+                        });
+                    }
+                    notes.push(format!(
+                        "the ConfigStore (local.tgz > {}) cannot be read ({source}); {}, so it is left unchanged",
+                        configstore::MEMBER,
+                        obeyed.why
+                    ));
+                    None
+                }
+            };
+            let (_, devices) = inspect::devices_of(Some(conf), store.as_ref(), build);
+            let wanted =
+                resolve_devices(conf, &devices, what, resolved, plan, &mut notes, location)?;
+            let (edits, store_given_back) = device_edits(&devices, &wanted, &mut notes);
+            if let Some(store) = &store {
+                new_store = store_edits(store, &devices, &store_given_back, &mut store_changes)
+                    .map_err(|source| FixError::Store {
+                        location: location.to_string(),
+                        source,
+                    })?;
+            }
+            edits
+        }
+    };
+    let (new_conf, changes) =
+        esxconf::apply(old_conf, &edits).map_err(|source| FixError::EsxConf {
+            where_: format!("{location} > local.tgz > {ESX_CONF}"),
+            source,
+        })?;
+    let diff = unified_diff(old_conf, &new_conf, location);
+    let new_bytes = if changes.is_empty() && new_store.is_none() {
+        state_bytes.to_vec()
+    } else {
+        let (mut tar, mut hunks) = match (&new_store, changes.is_empty()) {
+            (Some(db), true) => local.replace_member_hunks(configstore::MEMBER, db)?,
+            _ => local.replace_member_hunks(ESX_CONF, &new_conf)?,
+        };
+        if let (Some(db), false) = (&new_store, changes.is_empty()) {
+            tar = local
+                .with_tar(tar)?
+                .replace_member(configstore::MEMBER, db)?;
+            // Changes in two places of a rewritten tar: compress it whole (rare).
+            hunks.clear();
+        }
+        let hunks = (!hunks.is_empty()).then_some(hunks.as_slice());
+        let local_gz = if std::ptr::eq(local, &cfg.state) {
+            state_bytes
+        } else if cfg.sealed.is_some() {
+            &[][..]
+        } else {
+            cfg.state.require("local.tgz")?
+        };
+        let new_local = archive::reseal(local_gz, local, &tar, hunks);
+        let new_state = if std::ptr::eq(local, &cfg.state) {
+            new_local
+        } else if let Some(sealed) = &cfg.sealed {
+            // Same header, attributes and key; a fresh IV; checked by decrypting before use.
+            let iv = crate::format::envelope::fresh_iv().map_err(ConfigError::from)?;
+            let ve = sealed
+                .envelope
+                .seal(&new_local, &sealed.key.key, iv)
+                .map_err(ConfigError::from)?;
+            notes.push(format!(
+                "the configuration is encrypted (mode {}): the changed local.tgz is sealed again with the same key (id {}) and a fresh IV; encryption.info is not changed. Re-encrypted configurations have not yet been booted on a real host",
+                cfg.encryption_mode.as_deref().unwrap_or("?"),
+                sealed.key.key_id
+            ));
+            archive::seal(
+                &cfg.state.replace_member("local.tgz.ve", &ve)?,
+                &cfg.state.gzip,
+            )
+        } else {
+            let (tar, hunks) = cfg.state.replace_member_hunks("local.tgz", &new_local)?;
+            archive::reseal(state_bytes, &cfg.state, &tar, Some(&hunks))
+        };
+        wrap(new_state)?
+    };
+    Ok(Step {
+        location: location.to_string(),
+        partition: None,
+        bank_uuid: None,
+        file: String::new(),
+        changes,
+        diff,
+        notes,
+        store_changes,
+        old_bytes: state_bytes.to_vec(),
+        new_bytes,
+        new_esx_conf: new_conf,
+        new_store,
+        leftover: None,
+        names: None,
+    })
+}
+
+/// The ConfigStore side of giving devices back to the vmkernel: every pci_devices record of
+/// `given_back` whose owner is OWNER_PASSTHRU is set to OWNER_VMKERNEL, one after the other in
+/// the same copy of the database. Any record that cannot be changed (schema that differs,
+/// record that breaks its schema, unknown triggers...) fails the whole fix before anything is
+/// written. Returns the new database when anything changed.
+fn store_edits(
+    store: &ConfigStore,
+    devices: &[HostDevice],
+    given_back: &[PciAddress],
+    out: &mut Vec<StoreChange>,
+) -> Result<Option<Vec<u8>>, ConfigStoreError> {
+    let mut current = store.clone();
+    let mut bytes = None;
+    for addr in given_back {
+        let Some(rec) = current.pci_device(*addr).cloned() else {
+            continue;
+        };
+        let rowid = rec.record.rowid.ok_or_else(|| {
+            configstore::EditRefusal::ReadBack(format!(
+                "record {} has no rowid to address it by",
+                rec.identifier
+            ))
+        })?;
+        let e = current.set_owner(rowid, Ownership::Vmkernel)?;
+        let d = devices.iter().find(|d| d.address == *addr);
+        out.push(StoreChange {
+            member: configstore::MEMBER.to_string(),
+            key: configstore::schema::PCI_DEVICES.to_string(),
+            identifier: e.identifier.clone(),
+            rowid,
+            pci_address: addr.to_pci_string(),
+            esx_address: d
+                .map(|d| d.esx_address.clone())
+                .unwrap_or_else(|| addr.to_esx_string()),
+            bus_address: format!("p{}", addr.to_pci_string()),
+            old_owner: rec.owner_raw.clone().unwrap_or_default(),
+            new_owner: Ownership::Vmkernel.store_value().to_string(),
+            columns: e.columns.clone(),
+            modified_time_before: e.modified_time.0.clone(),
+            modified_time_after: e.modified_time.1.clone(),
+            revision_before: e.revision.0,
+            revision_after: e.revision.1,
+        });
+        bytes = Some(e.bytes);
+        current = *e.after;
+    }
+    Ok(bytes)
+}
+
+/// The devices the user named (or every storage adapter in passthrough), resolved once against
+/// the configuration of the first bank chosen and then matched by value in every bank.
+fn resolve_devices(
+    conf: &EsxConf,
+    devices: &[HostDevice],
+    what: &Request,
+    resolved: &mut Option<Vec<PciAddress>>,
+    plan: &mut Plan,
+    notes: &mut Vec<String>,
+    location: &str,
+) -> Result<Vec<PciAddress>, FixError> {
+    if let Some(r) = resolved.as_ref() {
+        return Ok(r.clone());
+    }
+    let says_passthru = |d: &HostDevice| {
+        d.esx_owner() == Some(Ownership::Passthru) || d.store_owner() == Some(Ownership::Passthru)
+    };
+    let v: Vec<PciAddress> = match what {
+        Request::AllStorage => {
+            let v: Vec<PciAddress> = devices
+                .iter()
+                .filter(|d| d.is_storage() && says_passthru(d))
+                .map(|d| d.address)
+                .collect();
+            if v.is_empty() {
+                notes.push("no storage adapter is set to passthrough".to_string());
+            }
+            v
+        }
+        Request::Devices(typed) => {
+            let mut v = Vec::new();
+            for t in typed {
+                let (addr, reading) = PciAddress::parse_user(t, |s| conf.has_device_text(s))
+                    .map_err(|e| FixError::Device(format!("--device {t}: {e}")))?;
+                let d = devices.iter().find(|d| d.address == addr);
+                plan.devices.push(DeviceChoice {
+                    typed: t.clone(),
+                    read_as: reading,
+                    pci_address: addr.to_pci_string(),
+                    esx_address: Some(
+                        d.map(|d| d.esx_address.clone())
+                            .unwrap_or_else(|| addr.to_esx_string()),
+                    ),
+                    bus_address: format!("p{}", addr.to_pci_string()),
+                    vmkname: d.and_then(|d| d.vmkname.clone()),
+                    owner: d.and_then(|d| d.owner.map(|o| o.to_string())),
+                    owner_source: d.and_then(|d| d.owner_source),
+                });
+                if d.is_none() {
+                    return Err(FixError::Device(format!(
+                        "--device {t}: read as {} {} (esx.conf form {}, ConfigStore form p{}), but {location} has no such device in esx.conf or the ConfigStore; devices set to passthrough: {}",
+                        match reading {
+                            Reading::Esx => "ESXi decimal address, lspci",
+                            Reading::Pci => "lspci address",
+                            Reading::Bus => "ConfigStore bus address, lspci",
+                        },
+                        addr,
+                        addr.to_esx_string(),
+                        addr.to_pci_string(),
+                        passthru_list(devices)
+                    )));
+                }
+                v.push(addr);
+            }
+            v
+        }
+        Request::Edits(_) => Vec::new(),
+    };
+    *resolved = Some(v.clone());
+    Ok(v)
+}
+
+/// The esx.conf edits that give `wanted` back to the vmkernel, and the devices whose ConfigStore
+/// record must change too. Both stores are changed wherever they say passthrough, whichever one
+/// the build obeys: a stale line left saying passthrough would mislead the next reader.
+fn device_edits(
+    devices: &[HostDevice],
+    wanted: &[PciAddress],
+    notes: &mut Vec<String>,
+) -> (Vec<Edit>, Vec<PciAddress>) {
+    let mut edits = Vec::new();
+    let mut store = Vec::new();
+    for addr in wanted {
+        let Some(d) = devices.iter().find(|d| d.address == *addr) else {
+            notes.push(format!("{addr}: not in this configuration; left alone"));
+            continue;
+        };
+        let vmk = d.vmkname.as_deref().unwrap_or("no vmkname");
+        let mut any = false;
+        if d.esx_owner() == Some(Ownership::Passthru) {
+            edits.push(Edit::Set {
+                key: format!("/device/{}/owner", d.esx_address),
+                value: "vmkernel".to_string(),
+                create: false,
+            });
+            any = true;
+        }
+        if d.store_owner() == Some(Ownership::Passthru) {
+            store.push(*addr);
+            any = true;
+        }
+        if !any {
+            let mut said = Vec::new();
+            if let Some(o) = d.esx_conf.as_ref().and_then(|e| e.owner.as_deref()) {
+                said.push(format!("esx.conf \"{o}\""));
+            }
+            if let Some(s) = &d.configstore {
+                said.push(format!(
+                    "ConfigStore {} ({})",
+                    s.owner_raw.as_deref().unwrap_or("not known"),
+                    s.owner_from.join(", ")
+                ));
+            }
+            if said.is_empty() {
+                notes.push(format!(
+                    "{} ({vmk}) has no owner in esx.conf or the ConfigStore; bootbank never adds one",
+                    d.all_forms()
+                ));
+            } else {
+                notes.push(format!(
+                    "{} ({vmk}) is not set to passthrough ({}): nothing to change",
+                    d.all_forms(),
+                    said.join(", ")
+                ));
+            }
+        }
+    }
+    (edits, store)
+}
+
+fn passthru_list(devices: &[HostDevice]) -> String {
+    let v: Vec<String> = devices
+        .iter()
+        .filter(|d| {
+            d.esx_owner() == Some(Ownership::Passthru)
+                || d.store_owner() == Some(Ownership::Passthru)
+        })
+        .map(|d| {
+            format!(
+                "{} ({})",
+                d.all_forms(),
+                d.vmkname.as_deref().unwrap_or("no vmkname")
+            )
+        })
+        .collect();
+    if v.is_empty() {
+        "none".to_string()
+    } else {
+        v.join(", ")
+    }
+}
+
+/// A unified diff of two esx.conf texts.
+pub fn unified_diff(old: &[u8], new: &[u8], location: &str) -> String {
+    let (a, b) = (String::from_utf8_lossy(old), String::from_utf8_lossy(new));
+    similar::TextDiff::from_lines(a.as_ref(), b.as_ref())
+        .unified_diff()
+        .context_radius(2)
+        .header(
+            &format!("a/{location} > {ESX_CONF}"),
+            &format!("b/{location} > {ESX_CONF}"),
+        )
+        .to_string()
+}
+
+/// What was written (by `fix`, `config`, `restore` and `bank`).
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Outcome {
+    pub backup_dir: Option<String>,
+    pub written: Vec<String>,
+    pub recovered: Vec<String>,
+    pub stats: WriteStats,
+    /// The configurations the read-back checks decoded from what was written: an `inspect` of
+    /// the result that reads the same bytes again need not decode them again.
+    #[serde(skip)]
+    pub decoded: Vec<inspect::Decoded>,
+}
+
+/// Backup manifest, written before the first write.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct Manifest {
+    pub tool: String,
+    pub created: String,
+    pub target: String,
+    pub entries: Vec<ManifestEntry>,
+}
+
+/// One file in a backup.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct ManifestEntry {
+    pub partition: Option<u32>,
+    pub bank_uuid: Option<String>,
+    /// The file's name in the bank, or the target file's name.
+    pub file: String,
+    /// The copy inside the backup directory.
+    pub backup: String,
+    pub sha256_before: String,
+    pub sha256_after: String,
+    pub size: u64,
+}
+
+pub fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+/// The default backup directory: `./bootbank-backup-<UTC time>`.
+pub fn default_backup_dir() -> PathBuf {
+    PathBuf::from(format!(
+        "bootbank-backup-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
+    ))
+}
+
+/// Writes the backup (copies of every file about to change and a manifest), fsynced.
+pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
+    let files: Vec<BackupFile> = plan
+        .steps
+        .iter()
+        .filter(|s| s.changes_anything())
+        .map(|s| BackupFile {
+            partition: s.partition,
+            bank_uuid: s.bank_uuid.clone(),
+            file: s.file.clone(),
+            old_bytes: &s.old_bytes,
+            new_bytes: &s.new_bytes,
+        })
+        .collect();
+    write_backup_files(&plan.target_path, dir, &files)
+}
+
+/// One file to copy into a backup before it changes.
+#[derive(Debug, Clone)]
+pub struct BackupFile<'a> {
+    pub partition: Option<u32>,
+    pub bank_uuid: Option<String>,
+    /// The file's name in the bank (`state.tgz`, `boot.cfg`) or the target file's name.
+    pub file: String,
+    pub old_bytes: &'a [u8],
+    pub new_bytes: &'a [u8],
+}
+
+/// Writes a backup of `files` taken from `target` into `dir`, with the sha256 manifest that
+/// `restore` checks, everything fsynced before the caller writes anything to the target. Shared
+/// by `fix` and `bank` so that one `restore` undoes either.
+pub fn write_backup_files(
+    target: &Path,
+    dir: &Path,
+    files: &[BackupFile<'_>],
+) -> Result<(), FixError> {
+    let target_path = target;
+    let target = std::fs::canonicalize(target_path).map_err(io_err(target_path))?;
+    let dir_abs = std::path::absolute(dir).map_err(io_err(dir))?;
+    if dir_abs.starts_with(&target) || dir_abs == target {
+        return Err(FixError::Refused(format!(
+            "backup directory {} is inside the target",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let mut entries = Vec::new();
+    for s in files {
+        let backup = match s.partition {
+            Some(p) => format!("partition{p}-{}", s.file),
+            None => s.file.clone(),
+        };
+        let path = dir.join(&backup);
+        // Rerunning the same command after an interruption finds its own backup: the same
+        // bytes may stay; anything else is never overwritten.
+        match std::fs::read(&path) {
+            Ok(existing) if existing == s.old_bytes => {}
+            Ok(_) => {
+                return Err(FixError::Refused(format!(
+                    "backup file {} already exists with other content; choose another --backup-dir",
+                    path.display()
+                )));
+            }
+            Err(_) => write_synced(&path, s.old_bytes)?,
+        }
+        entries.push(ManifestEntry {
+            partition: s.partition,
+            bank_uuid: s.bank_uuid.clone(),
+            file: s.file.clone(),
+            backup,
+            sha256_before: sha256_hex(s.old_bytes),
+            sha256_after: sha256_hex(s.new_bytes),
+            size: s.old_bytes.len() as u64,
+        });
+    }
+    let manifest = Manifest {
+        tool: format!("bootbank {}", env!("CARGO_PKG_VERSION")),
+        created: chrono::Utc::now().to_rfc3339(),
+        target: target.display().to_string(),
+        entries,
+    };
+    let text = serde_json::to_vec_pretty(&manifest).expect("plain data serialises");
+    write_synced(&dir.join("manifest.json"), &text)?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))?;
+    Ok(())
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), FixError> {
+    let mut f = std::fs::File::create(path).map_err(io_err(path))?;
+    f.write_all(bytes).map_err(io_err(path))?;
+    f.sync_all().map_err(io_err(path))
+}
+
+/// Checks that bytes decode to a configuration whose esx.conf is `want` and, when the step
+/// changes the ConfigStore, whose database is the intended one and reads back with every changed
+/// record owned by the vmkernel. Hands back what it decoded.
+fn check_bytes(
+    bytes: &[u8],
+    location: &str,
+    want: &[u8],
+    bundle: bool,
+    store: Option<(&[u8], &[StoreChange])>,
+) -> Result<inspect::Decoded, String> {
+    let state = if bundle {
+        let outer = Tgz::parse(bytes, location).map_err(|e| e.to_string())?;
+        outer
+            .require("state.tgz")
+            .map_err(|e| e.to_string())?
+            .to_vec()
+    } else {
+        bytes.to_vec()
+    };
+    let cfg = Config::from_state(&state, location).map_err(|e| e.to_string())?;
+    let config = check_config(cfg, want, store)?;
+    Ok(inspect::Decoded {
+        bytes: state,
+        config,
+    })
+}
+
+/// The read-back check of one step, started on another thread before the backup is written:
+/// decoding both archive levels is CPU work that overlaps the backup's and the new file's fsyncs.
+/// The write path reads the new file back and requires it to be exactly the bytes checked here
+/// (so what is on the storage is what decoded correctly) before [`Prechecked::verify`] waits for
+/// this check and passes its verdict on.
+struct Prechecked<'scope, 'a> {
+    new: &'a [u8],
+    job: Cell<Option<ScopedJoinHandle<'scope, Result<inspect::Decoded, String>>>>,
+    verdict: RefCell<Option<Result<(), String>>>,
+    decoded: &'a RefCell<Vec<inspect::Decoded>>,
+}
+
+impl<'scope, 'a: 'scope> Prechecked<'scope, 'a> {
+    fn start(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        step: &'a Step,
+        bundle: bool,
+        decoded: &'a RefCell<Vec<inspect::Decoded>>,
+    ) -> Self {
+        let job = s.spawn(move || {
+            check_bytes(
+                &step.new_bytes,
+                &step.location,
+                &step.new_esx_conf,
+                bundle,
+                step.store_check(),
+            )
+        });
+        Prechecked {
+            new: &step.new_bytes,
+            job: Cell::new(Some(job)),
+            verdict: RefCell::new(None),
+            decoded,
+        }
+    }
+
+    fn verify(&self, read_back: &[u8]) -> Result<(), String> {
+        if read_back != self.new {
+            return Err("the bytes read back are not the ones checked".to_string());
+        }
+        if let Some(job) = self.job.take() {
+            let verdict = job
+                .join()
+                .unwrap_or_else(|_| Err("the check stopped unexpectedly".to_string()))
+                .map(|d| self.decoded.borrow_mut().push(d));
+            *self.verdict.borrow_mut() = Some(verdict);
+        }
+        self.verdict
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| Err("not checked".to_string()))
+    }
+}
+
+/// The checks of [`check_bytes`] on a decoded configuration, which it hands back when they pass.
+fn check_config(
+    cfg: Config,
+    want: &[u8],
+    store: Option<(&[u8], &[StoreChange])>,
+) -> Result<Config, String> {
+    {
+        let local = cfg.local.as_ref().ok_or("no local.tgz")?;
+        let got = local.require(ESX_CONF).map_err(|e| e.to_string())?;
+        if got != want {
+            return Err("esx.conf differs from the intended one".to_string());
+        }
+        if let Some((db, changed)) = store {
+            let got = local
+                .require(configstore::MEMBER)
+                .map_err(|e| e.to_string())?;
+            if got != db {
+                return Err("the ConfigStore database differs from the intended one".to_string());
+            }
+            let s = ConfigStore::from_local(local)
+                .map_err(|e| e.to_string())?
+                .ok_or("no ConfigStore")?;
+            for c in changed {
+                let r = s
+                    .pci_devices
+                    .iter()
+                    .find(|r| r.record.rowid == Some(c.rowid));
+                if r.and_then(|r| r.owner_raw.as_deref()) != Some(c.new_owner.as_str()) {
+                    return Err(format!(
+                        "ConfigStore record {} does not read back as {}",
+                        c.identifier, c.new_owner
+                    ));
+                }
+            }
+        }
+    }
+    Ok(cfg)
+}
+
+/// Carries out a plan: recovery of leftovers, backup, safe writes, read-back checks.
+pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, FixError> {
+    let mut outcome = Outcome::default();
+    if !plan.has_changes() {
+        return Ok(outcome);
+    }
+    let decoded = RefCell::new(Vec::new());
+    // Take exclusive access first: a target in use must leave no backup behind either.
+    let disk = match plan.kind {
+        TargetKind::Disk | TargetKind::Partition => Some(Disk::open_rw(&plan.target_path)?),
+        _ => None,
+    };
+    let bundle = plan.kind == TargetKind::ConfigBundle;
+    std::thread::scope(|s| -> Result<(), FixError> {
+        let checks: Vec<Option<Prechecked>> = plan
+            .steps
+            .iter()
+            .map(|step| {
+                step.changes_anything()
+                    .then(|| Prechecked::start(s, step, bundle, &decoded))
+            })
+            .collect();
+        if plan.steps.iter().any(Step::changes_anything) {
+            write_backup(plan, backup_dir)?;
+            outcome.backup_dir = Some(backup_dir.display().to_string());
+        }
+        match (plan.kind, disk) {
+            (TargetKind::Disk | TargetKind::Partition, Some(mut disk)) => {
+                let head = disk.head(inspect::HEAD)?;
+                for (step, check) in plan.steps.iter().zip(&checks) {
+                    let names = step.names.clone().expect("disk steps have names");
+                    // Re-read the bank: its files may have changed since the plan, and again
+                    // after a recovery changed them.
+                    let p = step.partition.unwrap_or(0);
+                    let find = |banks: Vec<Bank>| {
+                        banks
+                            .into_iter()
+                            .find(|b| b.partition == p)
+                            .ok_or_else(|| FixError::Refused(format!("partition {p} vanished")))
+                    };
+                    let mut bank = find(disk_banks(&mut disk, &head)?)?;
+                    if let Some(l) = &step.leftover {
+                        let msg = transaction::recover(&mut disk, &bank, &names, l, &verify_any)?;
+                        outcome.recovered.push(format!("{}: {msg}", step.location));
+                        bank = find(disk_banks(&mut disk, &head)?)?;
+                    }
+                    let Some(check) = check else {
+                        continue;
+                    };
+                    let bank = &bank;
+                    let current = bank
+                        .config_file()
+                        .and_then(|c| {
+                            bootbank::read_file(&mut disk, bank, &c.effective.name).transpose()
+                        })
+                        .transpose()?
+                        .unwrap_or_default();
+                    if current != step.old_bytes {
+                        return Err(FixError::Refused(format!(
+                            "{}: the configuration changed since the plan was made; run again",
+                            step.location
+                        )));
+                    }
+                    let st =
+                        transaction::replace(&mut disk, bank, &names, &step.new_bytes, &|b| {
+                            check.verify(b)
+                        })?;
+                    outcome.stats.bytes_written += st.bytes_written;
+                    outcome.stats.write_calls += st.write_calls;
+                    outcome.written.push(step.location.clone());
+                }
+            }
+            _ => {
+                let step = &plan.steps[0];
+                let out = opts
+                    .output
+                    .clone()
+                    .unwrap_or_else(|| plan.target_path.clone());
+                // An archive's only step has changes whenever the plan has (no leftovers).
+                if let Some(check) = &checks[0] {
+                    replace_file(&out, &step.new_bytes, &|b| check.verify(b))?;
+                    outcome.stats.bytes_written += step.new_bytes.len() as u64;
+                    outcome.written.push(out.display().to_string());
+                }
+            }
+        }
+        Ok(())
+    })?;
+    outcome.decoded = decoded.into_inner();
+    Ok(outcome)
+}
+
+/// Plans putting back the files of a backup made by [`apply`]: each becomes a step whose new
+/// bytes are the backed-up copy, written through the same safe path (with its own backup).
+pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, FixError> {
+    let mpath = from.join("manifest.json");
+    let text = std::fs::read(&mpath).map_err(io_err(&mpath))?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
+        FixError::Refused(format!(
+            "{}: not a bootbank backup manifest: {e}",
+            mpath.display()
+        ))
+    })?;
+    let mut plan = Plan::empty(target);
+    let mut disk = Disk::open(target)?;
+    let head = disk.head(inspect::HEAD)?;
+    let is_archive = archive::is_gzip(&head);
+    if is_archive {
+        inspect::no_archive_in_vmdk(&disk)?;
+    }
+    let banks = if is_archive {
+        Vec::new()
+    } else {
+        disk_banks(&mut disk, &head)?
+    };
+    for e in &manifest.entries {
+        let bpath = from.join(&e.backup);
+        let backup = std::fs::read(&bpath).map_err(io_err(&bpath))?;
+        if sha256_hex(&backup) != e.sha256_before {
+            return Err(FixError::Refused(format!(
+                "{}: does not match the checksum in the manifest; the backup is damaged",
+                bpath.display()
+            )));
+        }
+        let (current, location, names, leftover, uuid) = if is_archive {
+            plan.kind = TargetKind::StateArchive;
+            (
+                std::fs::read(target).map_err(io_err(target))?,
+                e.file.clone(),
+                None,
+                None,
+                None,
+            )
+        } else {
+            let p = e.partition.unwrap_or(0);
+            let bank = banks.iter().find(|b| b.partition == p).ok_or_else(|| {
+                FixError::Refused(format!("the target has no bootbank on partition {p}"))
+            })?;
+            if e.bank_uuid.as_deref().is_some_and(|u| u != bank.uuid) && !force {
+                return Err(FixError::Refused(format!(
+                    "partition {p} is bank {} but the backup was taken from bank {}: another disk? (--force to restore anyway)",
+                    bank.uuid,
+                    e.bank_uuid.as_deref().unwrap_or("?")
+                )));
+            }
+            let cf = bank.config_file();
+            let bytes = match &cf {
+                Some(c) => {
+                    bootbank::read_file(&mut disk, bank, &c.effective.name)?.unwrap_or_default()
+                }
+                None => Vec::new(),
+            };
+            plan.kind = if e.partition.is_none() {
+                TargetKind::Partition
+            } else {
+                TargetKind::Disk
+            };
+            (
+                bytes,
+                match e.partition {
+                    Some(p) => format!("partition {p} /{}", e.file),
+                    None => format!("this partition /{}", e.file),
+                },
+                Some(
+                    cf.as_ref()
+                        .map(|c| c.names.clone())
+                        .unwrap_or_else(|| Names::for_file(&e.file)),
+                ),
+                cf.and_then(|c| c.leftover),
+                Some(bank.uuid.clone()),
+            )
+        };
+        let cur_hash = sha256_hex(&current);
+        let mut notes = Vec::new();
+        if cur_hash == e.sha256_before {
+            notes.push("already holds the backed-up configuration".to_string());
+        } else if cur_hash != e.sha256_after && !force {
+            return Err(FixError::Refused(format!(
+                "{location}: changed since the backup's write (neither the file bootbank wrote nor the backed-up one); --force to overwrite it"
+            )));
+        }
+        let bundle = plan.kind == TargetKind::StateArchive
+            && Tgz::parse(&backup, "backup")
+                .map(|t| t.member("state.tgz").is_some())
+                .unwrap_or(false);
+        if bundle {
+            plan.kind = TargetKind::ConfigBundle;
+        }
+        let esx = |bytes: &[u8]| -> Result<Vec<u8>, FixError> {
+            let state = if bundle {
+                Tgz::parse(bytes, &location)?.require("state.tgz")?.to_vec()
+            } else {
+                bytes.to_vec()
+            };
+            let cfg = Config::from_state(&state, &location)?;
+            Ok(cfg
+                .local
+                .as_ref()
+                .map(|l| l.require(ESX_CONF).map(<[u8]>::to_vec))
+                .transpose()?
+                .unwrap_or_default())
+        };
+        let new_conf = esx(&backup)?;
+        let old_conf = if current.is_empty() {
+            Vec::new()
+        } else {
+            esx(&current).unwrap_or_default()
+        };
+        let changes = if cur_hash == e.sha256_before {
+            Vec::new()
+        } else {
+            conf_changes(&old_conf, &new_conf)
+        };
+        plan.steps.push(Step {
+            location: location.clone(),
+            partition: e.partition,
+            bank_uuid: uuid,
+            file: e.file.clone(),
+            diff: unified_diff(&old_conf, &new_conf, &location),
+            changes: if cur_hash == e.sha256_before {
+                changes
+            } else if changes.is_empty() {
+                // Same esx.conf, other members differ: still a change to write.
+                vec![Change {
+                    key: "(other members of local.tgz)".into(),
+                    line: 0,
+                    old: None,
+                    new: None,
+                }]
+            } else {
+                changes
+            },
+            notes,
+            store_changes: Vec::new(),
+            old_bytes: current,
+            new_bytes: backup,
+            new_esx_conf: new_conf,
+            new_store: None,
+            leftover,
+            names,
+        });
+    }
+    Ok(plan)
+}
+
+/// Key-level differences between two esx.conf texts, for a restore plan.
+fn conf_changes(old: &[u8], new: &[u8]) -> Vec<Change> {
+    let (a, b) = (
+        EsxConf::parse(old).unwrap_or_default(),
+        EsxConf::parse(new).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    for e in &a.entries {
+        let nv = b.get(&e.key);
+        if nv != Some(e.value.as_str()) {
+            out.push(Change {
+                key: e.key.clone(),
+                line: e.line,
+                old: Some(e.value.clone()),
+                new: nv.map(str::to_string),
+            });
+        }
+    }
+    for e in &b.entries {
+        if a.get(&e.key).is_none() {
+            out.push(Change {
+                key: e.key.clone(),
+                line: e.line,
+                old: None,
+                new: Some(e.value.clone()),
+            });
+        }
+    }
+    out
+}
+
+/// Any configuration that decodes is usable for completing an interrupted write.
+fn verify_any(bytes: &[u8]) -> Result<(), String> {
+    Config::from_state(bytes, "state.new")
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// Replaces a file by writing a temporary sibling, syncing, verifying and renaming it over.
+pub fn replace_file(
+    path: &Path,
+    bytes: &[u8],
+    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+) -> Result<(), FixError> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.bootbank-new"));
+    write_synced(&tmp, bytes)?;
+    let back = std::fs::read(&tmp).map_err(io_err(&tmp))?;
+    if back != bytes {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FixError::Refused(format!(
+            "{}: read back differs",
+            tmp.display()
+        )));
+    }
+    if let Err(why) = verify(&back) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(FixError::Refused(format!("{}: {why}", tmp.display())));
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}

@@ -1,0 +1,359 @@
+//! `lint`: the checks an administrator runs before and after every change, on one host or on a
+//! fleet's config bundles. Everything `inspect` finds, plus rules that need more than the
+//! next-boot bank's esx.conf: the hardware seen through sysfs, `etc/vmware/passthru.map`, the
+//! other bank's configuration and build.
+
+use crate::esxi::config::Config;
+use crate::esxi::pci::PciAddress;
+use crate::format::pciids::PciIds;
+use crate::ops::findings::{self, Finding, Severity};
+use crate::ops::inspect::{self, InspectError, Options, Report, TargetKind};
+use serde::Serialize;
+use std::collections::BTreeSet;
+use std::path::Path;
+
+/// Rule: a device in passthrough holds the inspected disk or a disk mounted on this system,
+/// itself or through a bridge above it.
+pub const PASSTHRU_TAKES_DISK: &str = "passthru-takes-disk";
+/// Rule: a PCI bridge set to passthrough: every device behind it goes with it.
+pub const PASSTHRU_BRIDGE: &str = "passthru-bridge";
+/// Rule: passthru.map makes a storage or USB controller passthrough-capable.
+pub const PASSTHRU_MAP_STORAGE: &str = "passthru-map-storage";
+/// Rule: the bank that boots next and the other bank pass different devices through.
+pub const BANKS_DISAGREE: &str = "banks-disagree-passthru";
+/// Rule: there is no other valid bank to roll back to.
+pub const NO_ROLLBACK: &str = "no-rollback-bank";
+/// Rule: the other bank holds an older build (and its older configuration).
+pub const ROLLBACK_OLDER: &str = "rollback-older-build";
+
+/// What `lint` reports for one target: the findings, most severe first.
+#[derive(Debug, Clone, Serialize)]
+pub struct LintReport {
+    pub path: String,
+    pub findings: Vec<Finding>,
+    pub warnings: Vec<String>,
+}
+
+impl LintReport {
+    pub fn has_critical(&self) -> bool {
+        self.findings
+            .iter()
+            .any(|f| f.severity == Severity::Critical)
+    }
+}
+
+/// Lints one target (the same kinds `inspect` reads).
+pub fn lint(target: &Path, opts: &Options) -> Result<LintReport, InspectError> {
+    let opts = Options {
+        rollback_config: true,
+        ..opts.clone()
+    };
+    let (report, configs) = inspect::inspect_with_config(target, &opts)?;
+    let config = configs.next;
+    let mut out = LintReport {
+        path: target.display().to_string(),
+        findings: report.findings.clone(),
+        warnings: report.warnings.clone(),
+    };
+    sysfs_rules(&report, &mut out.findings);
+    if let Some(cfg) = &config {
+        map_rules(cfg, &report, &mut out.findings);
+    }
+    if report.kind == TargetKind::Disk {
+        bank_rules(
+            &report,
+            config.as_ref(),
+            configs.rollback.as_ref(),
+            &mut out,
+        );
+    }
+    findings::sort(&mut out.findings);
+    Ok(out)
+}
+
+/// Rules that need the rescue system's view of the hardware.
+fn sysfs_rules(report: &Report, out: &mut Vec<Finding>) {
+    for d in report.devices.iter().filter(|d| d.conf.is_passthru()) {
+        let Some(s) = &d.sysfs else { continue };
+        let addr = &d.conf.pci_address;
+        for disk in s.disks.iter().filter(|k| k.inspected || k.mounted) {
+            let what = if disk.inspected {
+                "the disk being inspected"
+            } else {
+                "a disk mounted on this system"
+            };
+            let how = if disk.via_bridge {
+                format!(
+                    "it is a bridge above {}, the controller of {}",
+                    disk.controller, disk.name
+                )
+            } else {
+                format!("it is the controller of {}", disk.name)
+            };
+            out.push(Finding {
+                severity: Severity::Critical,
+                rule: PASSTHRU_TAKES_DISK,
+                device: Some(addr.clone()),
+                message: format!(
+                    "device {addr} (esx.conf /device/{}) is set to passthrough and holds {what} ({}): {how}; ESXi loses that disk at the next boot",
+                    d.conf.esx_address, disk.name
+                ),
+                fix: Some(format!(
+                    "bootbank fix {} --device {addr} --both-banks",
+                    report.target
+                )),
+            });
+        }
+        if s.is_bridge {
+            out.push(Finding {
+                severity: Severity::Warning,
+                rule: PASSTHRU_BRIDGE,
+                device: Some(addr.clone()),
+                message: format!(
+                    "PCI bridge {addr} (esx.conf /device/{}) is set to passthrough: every device behind it is passed through with it ({} disk(s) behind it here)",
+                    d.conf.esx_address,
+                    s.disks.len()
+                ),
+                fix: Some(format!(
+                    "pass the devices behind it through instead; to undo: bootbank fix {} --device {addr}",
+                    report.target
+                )),
+            });
+        }
+    }
+}
+
+/// One line of `etc/vmware/passthru.map`: `vendor device resetMethod fptShareable` (hex ids;
+/// `ffff` as device means every device of the vendor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MapEntry {
+    pub line: usize,
+    pub vendor: u16,
+    pub device: u16,
+    pub reset: String,
+}
+
+/// Parses passthru.map, skipping comments, blank and malformed lines.
+pub fn parse_passthru_map(text: &str) -> Vec<MapEntry> {
+    text.lines()
+        .enumerate()
+        .filter_map(|(i, l)| {
+            let l = l.split('#').next().unwrap_or("").trim();
+            let mut f = l.split_whitespace();
+            let vendor = u16::from_str_radix(f.next()?, 16).ok()?;
+            let device = u16::from_str_radix(f.next()?, 16).ok()?;
+            let reset = f.next().unwrap_or("").to_string();
+            Some(MapEntry {
+                line: i + 1,
+                vendor,
+                device,
+                reset,
+            })
+        })
+        .collect()
+}
+
+/// Whether a controller is a storage or USB one: by its class when sysfs knows the device, else
+/// by words in its pci.ids name (the map holds only ids).
+fn storage_or_usb(class: Option<u32>, name: Option<&str>) -> bool {
+    if let Some(c) = class {
+        return c >> 16 == 0x01 || c >> 8 == 0x0c03;
+    }
+    let Some(n) = name else { return false };
+    let n = n.to_ascii_lowercase();
+    [
+        "sata", "ahci", "raid", "sas", "nvme", "scsi", "storage", "usb", "xhci", "ehci", "fibre",
+        "hba", "ide ",
+    ]
+    .iter()
+    .any(|w| n.contains(w))
+}
+
+fn map_rules(cfg: &Config, report: &Report, out: &mut Vec<Finding>) {
+    let Some(local) = &cfg.local else { return };
+    let Some(m) = local.member("etc/vmware/passthru.map") else {
+        return;
+    };
+    let text = String::from_utf8_lossy(local.data(m));
+    let entries = parse_passthru_map(&text);
+    if entries.is_empty() {
+        return;
+    }
+    let ids = PciIds::load();
+    for e in entries {
+        // Devices of this machine with these ids, when sysfs enrichment ran.
+        let seen = report
+            .devices
+            .iter()
+            .filter_map(|d| d.sysfs.as_ref())
+            .find(|s| s.vendor_id == e.vendor && (e.device == 0xffff || s.device_id == e.device));
+        let name = if e.device == 0xffff {
+            None
+        } else {
+            ids.device_name(e.vendor, e.device)
+        };
+        if !storage_or_usb(seen.map(|s| s.class), name.as_deref()) {
+            continue;
+        }
+        let vendor = ids
+            .vendor_name(e.vendor)
+            .unwrap_or_else(|| "unknown vendor".to_string());
+        out.push(Finding {
+            severity: Severity::Warning,
+            rule: PASSTHRU_MAP_STORAGE,
+            device: seen.map(|s| s.address.to_string()),
+            message: format!(
+                "etc/vmware/passthru.map line {}: {:04x} {:04x} {} makes {} {} passthrough-capable: one wrong tick in the DirectPath dialog then hands a storage or USB controller to a VM",
+                e.line,
+                e.vendor,
+                e.device,
+                e.reset,
+                vendor,
+                name.as_deref().unwrap_or("(every device of this vendor)")
+            ),
+            fix: Some(
+                "remove the line on the host unless a VM really needs this controller".to_string(),
+            ),
+        });
+    }
+}
+
+/// Devices a configuration passes through, read where its build reads them (esx.conf or the
+/// ConfigStore); `build` is the bank's boot.cfg build.
+fn passthru_set(cfg: &Config, build: Option<&str>) -> Option<BTreeSet<PciAddress>> {
+    let conf = cfg.esx_conf.as_ref()?;
+    let store = cfg.local.as_ref().and_then(|l| {
+        crate::esxi::configstore::ConfigStore::from_local(l)
+            .ok()
+            .flatten()
+    });
+    let (_, devices) = inspect::devices_of(
+        Some(conf),
+        store.as_ref(),
+        build.map(|b| (b.to_string(), "boot.cfg")),
+    );
+    Some(
+        devices
+            .into_iter()
+            .filter(|d| d.is_passthru())
+            .map(|d| d.address)
+            .collect(),
+    )
+}
+
+fn bank_rules(
+    report: &Report,
+    next_cfg: Option<&Config>,
+    other_cfg: Option<&Config>,
+    out: &mut LintReport,
+) {
+    let Some(next) = report.banks.iter().find(|b| b.boots_next) else {
+        return;
+    };
+    let others: Vec<_> = report
+        .banks
+        .iter()
+        .filter(|b| b.valid && !b.boots_next)
+        .collect();
+    let Some(other) = others.first() else {
+        out.findings.push(Finding {
+            severity: Severity::Info,
+            rule: NO_ROLLBACK,
+            device: None,
+            message: format!(
+                "no other valid bank: a rollback (Shift+R) has nothing to go back to; partition {} is the only bootable image",
+                next.partition.unwrap_or(0)
+            ),
+            fix: None,
+        });
+        return;
+    };
+    let (p_next, p_other) = (next.partition.unwrap_or(0), other.partition.unwrap_or(0));
+    if other.updated < next.updated {
+        out.findings.push(Finding {
+            severity: Severity::Info,
+            rule: ROLLBACK_OLDER,
+            device: None,
+            message: format!(
+                "a rollback boots partition {p_other}: build {} (updated {}), older than partition {p_next}'s {} (updated {}), with that bank's own, older configuration",
+                other.build.as_deref().unwrap_or("?"),
+                other.updated.unwrap_or(0),
+                next.build.as_deref().unwrap_or("?"),
+                next.updated.unwrap_or(0)
+            ),
+            fix: None,
+        });
+    }
+    if let (Some(a), Some(b)) = (
+        next_cfg.and_then(|c| passthru_set(c, next.build.as_deref())),
+        other_cfg.and_then(|c| passthru_set(c, other.build.as_deref())),
+    ) && a != b
+    {
+        let list = |s: Vec<&PciAddress>| {
+            if s.is_empty() {
+                "none".to_string()
+            } else {
+                s.iter()
+                    .map(|a| a.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        };
+        out.findings.push(Finding {
+            severity: Severity::Warning,
+            rule: BANKS_DISAGREE,
+            device: None,
+            message: format!(
+                "the banks pass different devices through: only partition {p_next} (boots next): {}; only partition {p_other} (a rollback): {}. A rollback (Shift+R) changes what ESXi keeps",
+                list(a.difference(&b).collect()),
+                list(b.difference(&a).collect())
+            ),
+            fix: Some(format!(
+                "bootbank fix {} --all-storage --both-banks, or decide which bank is right",
+                report.target
+            )),
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passthru_map_lines_are_read() {
+        let m = parse_passthru_map(
+            "# NVIDIA\n10de  ffff  bridge  false\n\n8086 1d02 d3d0 default # Intel SATA\nbad line\n",
+        );
+        assert_eq!(
+            m,
+            vec![
+                MapEntry {
+                    line: 2,
+                    vendor: 0x10de,
+                    device: 0xffff,
+                    reset: "bridge".into()
+                },
+                MapEntry {
+                    line: 4,
+                    vendor: 0x8086,
+                    device: 0x1d02,
+                    reset: "d3d0".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn storage_and_usb_controllers_are_recognised() {
+        assert!(storage_or_usb(Some(0x010601), None));
+        assert!(storage_or_usb(Some(0x0c0330), None));
+        assert!(!storage_or_usb(Some(0x030000), Some("SATA (wrong name)")));
+        assert!(storage_or_usb(
+            None,
+            Some("C600/X79 series chipset 6-Port SATA AHCI Controller")
+        ));
+        assert!(!storage_or_usb(None, Some("GK104GL [GRID K2]")));
+        assert!(!storage_or_usb(None, None));
+    }
+}

@@ -1,0 +1,10 @@
+//! The commands as library functions: inspect, lint, audit, fix (and `config set`, restore),
+//! bank status/rollback/select, extract, and the findings they report.
+
+pub mod audit;
+pub mod bank;
+pub mod extract;
+pub mod findings;
+pub mod fix;
+pub mod inspect;
+pub mod lint;

@@ -1,0 +1,4 @@
+//! The code that writes to a bank: the safe replace of one file and the recovery of an
+//! interrupted one.
+
+pub mod transaction;

@@ -11,3 +11,4 @@ pub mod esxconf;
 pub mod leftover;
 pub mod nextboot;
 pub mod pci;
+pub mod target;

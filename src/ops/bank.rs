@@ -22,6 +22,7 @@
 use crate::esxi::bank::{self as bootbank, Bank, BankError};
 use crate::esxi::bootcfg::BootCfg;
 use crate::esxi::nextboot::{self, Candidate};
+use crate::esxi::target::TargetError;
 use crate::format::fat::FatVolume;
 use crate::io::disk::{Disk, DiskError, Slice};
 use crate::ops::fix::{self, BackupFile, FixError, Manifest};
@@ -44,6 +45,8 @@ pub fn boot_names() -> Names {
 pub enum BankOpError {
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
@@ -161,29 +164,26 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BankOpError + '_ {
 /// Opens a target read-only and reads every bank's boot.cfg; refuses anything that is not a disk
 /// or bank partition (archives and directories have no banks to choose between).
 fn open(target: &Path) -> Result<Target, BankOpError> {
-    let meta = std::fs::metadata(target).map_err(io_err(target))?;
-    if meta.is_dir() {
-        return Err(BankOpError::NoBanks {
-            target: target.display().to_string(),
-            what: "a directory (a copied or mounted bank)".into(),
-        });
-    }
-    let mut disk = Disk::open(target)?;
-    let head = disk.head(inspect::HEAD)?;
-    if crate::format::archive::is_gzip(&head) {
-        return Err(BankOpError::NoBanks {
-            target: target.display().to_string(),
-            what: "an archive (state.tgz or config bundle)".into(),
-        });
-    }
-    let found = inspect::find_banks(&mut disk, &head).map_err(|e| match e {
-        InspectError::NotEsxi(why) if why.is_empty() => BankOpError::NoBanks {
-            target: target.display().to_string(),
-            what: "not an ESXi boot disk or bank partition (no partition table, no bank magic)"
-                .into(),
-        },
-        other => other.into(),
-    })?;
+    let no_banks = |what: &str| BankOpError::NoBanks {
+        target: target.display().to_string(),
+        what: what.to_string(),
+    };
+    let (mut disk, found) = match crate::esxi::target::Target::open(target) {
+        Ok(crate::esxi::target::Target::Disk { disk, found, .. }) => (disk, found),
+        Ok(crate::esxi::target::Target::Directory(_)) => {
+            return Err(no_banks("a directory (a copied or mounted bank)"));
+        }
+        Ok(crate::esxi::target::Target::Archive { .. })
+        | Err(TargetError::ArchiveInVmdk { .. }) => {
+            return Err(no_banks("an archive (state.tgz or config bundle)"));
+        }
+        Err(TargetError::Unrecognised { .. } | TargetError::Empty { .. }) => {
+            return Err(no_banks(
+                "not an ESXi boot disk or bank partition (no partition table, no bank magic)",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let lone = found.table.is_none();
     let mut warnings: Vec<String> = found
         .table
@@ -937,7 +937,7 @@ pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError>
         fix::write_backup_files(&plan.target_path, backup_dir, &files)?;
         outcome.backup_dir = Some(backup_dir.display().to_string());
     }
-    let head = disk.head(inspect::HEAD)?;
+    let head = disk.head(crate::esxi::target::HEAD)?;
     let names = boot_names();
     let (w0, c0) = (disk.bytes_written(), disk.write_calls());
     for s in &plan.steps {
@@ -984,7 +984,7 @@ fn verify_parses(b: &[u8]) -> Result<(), String> {
 }
 
 fn find_bank(disk: &mut Disk, head: &[u8], p: u32) -> Result<Bank, BankOpError> {
-    inspect::find_banks(disk, head)?
+    crate::esxi::target::find_banks(disk, head)?
         .banks
         .into_iter()
         .find(|b| b.partition == p)

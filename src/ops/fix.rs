@@ -14,6 +14,7 @@ use crate::esxi::devices::HostDevice;
 use crate::esxi::esxconf::{self, Change, Edit, EsxConf, EsxConfError};
 use crate::esxi::nextboot::{self, Candidate};
 use crate::esxi::pci::{PciAddress, Reading};
+use crate::esxi::target::{Target, TargetError};
 use crate::format::archive::{self, ArchiveError, Tgz};
 use crate::format::envelope::Encryption;
 use crate::io::disk::{Disk, DiskError};
@@ -55,6 +56,8 @@ pub enum Request {
 pub enum FixError {
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
@@ -235,37 +238,25 @@ pub struct Options {
 
 /// Builds the plan: reads the target read-only and computes every new byte.
 pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixError> {
-    let meta = std::fs::metadata(target).map_err(io_err(target))?;
-    if meta.is_dir() {
-        return Err(FixError::Refused(format!(
-            "{}: a directory (a mounted or copied bank) cannot be fixed in place; give the disk, the partition or the state.tgz",
-            target.display()
-        )));
-    }
-    let mut disk = Disk::open(target)?;
-    let head = disk.head(inspect::HEAD)?;
     let mut plan = Plan::empty(target);
-    if archive::is_gzip(&head) {
-        inspect::no_archive_in_vmdk(&disk)?;
-        let bytes = std::fs::read(target).map_err(io_err(target))?;
-        plan_archive(&bytes, what, &mut plan)?;
-    } else {
-        let banks = disk_banks(&mut disk, &head)?;
-        plan_disk(&mut disk, &banks, what, opts, &mut plan)?;
+    match Target::open(target)? {
+        Target::Directory(_) => {
+            return Err(FixError::Refused(format!(
+                "{}: a directory (a mounted or copied bank) cannot be fixed in place; give the disk, the partition or the state.tgz",
+                target.display()
+            )));
+        }
+        Target::Archive { bytes, .. } => plan_archive(&bytes, what, &mut plan)?,
+        Target::Disk {
+            mut disk, found, ..
+        } => plan_disk(&mut disk, &found.banks, what, opts, &mut plan)?,
     }
     Ok(plan)
 }
 
-/// The banks of a disk or lone partition image, read-only.
+/// The banks of a disk or lone partition image, found again on the disk opened for writing.
 fn disk_banks(disk: &mut Disk, head: &[u8]) -> Result<Vec<Bank>, FixError> {
-    Ok(inspect::find_banks(disk, head)
-        .map_err(|e| match e {
-            InspectError::NotEsxi(why) if why.is_empty() => InspectError::NotEsxi(
-                "not an ESXi boot disk, bootbank partition, state.tgz or config bundle".into(),
-            ),
-            other => other,
-        })?
-        .banks)
+    Ok(crate::esxi::target::find_banks(disk, head)?.banks)
 }
 
 fn plan_disk(
@@ -1106,7 +1097,7 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
         }
         match (plan.kind, disk) {
             (TargetKind::Disk | TargetKind::Partition, Some(mut disk)) => {
-                let head = disk.head(inspect::HEAD)?;
+                let head = disk.head(crate::esxi::target::HEAD)?;
                 for (step, check) in plan.steps.iter().zip(&checks) {
                     let names = step.names.clone().expect("disk steps have names");
                     // Re-read the bank: its files may have changed since the plan, and again
@@ -1182,17 +1173,17 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
         ))
     })?;
     let mut plan = Plan::empty(target);
-    let mut disk = Disk::open(target)?;
-    let head = disk.head(inspect::HEAD)?;
-    let is_archive = archive::is_gzip(&head);
-    if is_archive {
-        inspect::no_archive_in_vmdk(&disk)?;
-    }
-    let banks = if is_archive {
-        Vec::new()
-    } else {
-        disk_banks(&mut disk, &head)?
+    let (mut disk, banks, archive_bytes) = match Target::open(target)? {
+        Target::Archive { bytes, .. } => (None, Vec::new(), Some(bytes)),
+        Target::Disk { disk, found, .. } => (Some(disk), found.banks, None),
+        Target::Directory(_) => {
+            return Err(FixError::Refused(format!(
+                "{}: a directory (a mounted or copied bank) cannot be restored in place; give the disk, the partition or the archive",
+                target.display()
+            )));
+        }
     };
+    let is_archive = archive_bytes.is_some();
     for e in &manifest.entries {
         let bpath = from.join(&e.backup);
         let backup = std::fs::read(&bpath).map_err(io_err(&bpath))?;
@@ -1205,7 +1196,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
         let (current, location, names, leftover, uuid) = if is_archive {
             plan.kind = TargetKind::StateArchive;
             (
-                std::fs::read(target).map_err(io_err(target))?,
+                archive_bytes.clone().unwrap_or_default(),
                 e.file.clone(),
                 None,
                 None,
@@ -1226,7 +1217,8 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
             let cf = bank.config_file();
             let bytes = match &cf {
                 Some(c) => {
-                    bootbank::read_file(&mut disk, bank, &c.effective.name)?.unwrap_or_default()
+                    let disk = disk.as_mut().expect("a disk target has its disk open");
+                    bootbank::read_file(disk, bank, &c.effective.name)?.unwrap_or_default()
                 }
                 None => Vec::new(),
             };

@@ -12,10 +12,11 @@ use crate::esxi::config::{Config, ConfigError, MemberSummary};
 use crate::esxi::configstore::{ConfigStore, DeviceName, PciDeviceRecord, SchemaSource};
 use crate::esxi::devices::{self, HostDevice, Obeyed};
 use crate::esxi::nextboot::{self, Candidate};
-use crate::format::archive::{self, ArchiveError, Tgz};
+use crate::esxi::target::{Target, TargetError};
+use crate::format::archive::{ArchiveError, Tgz};
 use crate::format::envelope::Encryption;
 use crate::format::fat::FileInfo;
-use crate::format::partition::{self, PartitionError, Table};
+use crate::format::partition::{PartitionError, Table};
 use crate::io::disk::{Disk, DiskError};
 use crate::ops::findings::{self, Finding, Severity};
 use serde::Serialize;
@@ -191,6 +192,8 @@ pub enum InspectError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error("{0}")]
     NotEsxi(String),
     #[error("{path}: {source}")]
@@ -286,10 +289,6 @@ pub(crate) struct Sourced {
 type Inner = (Report, Option<Sourced>, Option<Config>);
 
 fn inspect_inner(target: &Path, opts: &Options) -> Result<Inner, InspectError> {
-    let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
-        path: target.display().to_string(),
-        source,
-    })?;
     let mut report = Report {
         target: target.display().to_string(),
         kind: TargetKind::Disk,
@@ -311,38 +310,21 @@ fn inspect_inner(target: &Path, opts: &Options) -> Result<Inner, InspectError> {
     };
     let config: Option<Sourced>;
     let mut rollback = None;
-    if meta.is_dir() {
-        report.kind = TargetKind::Directory;
-        config = inspect_dir(target, &mut report)?;
-    } else {
-        let mut disk = Disk::open(target)?;
-        let head = disk.head(HEAD)?;
-        if archive::is_gzip(&head) {
-            no_archive_in_vmdk(&disk)?;
-            drop(disk);
-            let bytes = std::fs::read(target).map_err(|source| InspectError::Io {
-                path: target.display().to_string(),
-                source,
-            })?;
+    match Target::open(target)? {
+        Target::Directory(dir) => {
+            report.kind = TargetKind::Directory;
+            config = inspect_dir(&dir, &mut report)?;
+        }
+        Target::Archive { bytes, .. } => {
             let name = target
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_else(|| "archive".to_string());
             config = Some(inspect_archive(&bytes, &name, &mut report)?);
-        } else if head.is_empty() {
-            return Err(InspectError::NotEsxi(format!(
-                "{}: empty file, not an ESXi boot disk, bootbank partition, state.tgz or config bundle",
-                target.display()
-            )));
-        } else {
-            let found = find_banks(&mut disk, &head).map_err(|e| match e {
-                InspectError::NotEsxi(why) if why.is_empty() => InspectError::NotEsxi(format!(
-                    "{}: not an ESXi boot disk, bootbank partition, state.tgz or config bundle (no partition table, no bank magic, no gzip header in the first {} bytes)",
-                    target.display(),
-                    head.len()
-                )),
-                other => other,
-            })?;
+        }
+        Target::Disk {
+            mut disk, found, ..
+        } => {
             if let Some(t) = &found.table {
                 report.warnings.extend(t.warnings.iter().cloned());
             } else {
@@ -356,85 +338,9 @@ fn inspect_inner(target: &Path, opts: &Options) -> Result<Inner, InspectError> {
     Ok((report, config, rollback))
 }
 
-/// Archives are read and replaced as whole files by path; one inside a VMDK's flat extent
-/// would be read from the descriptor instead, so it is refused (nobody stores one that way).
-pub(crate) fn no_archive_in_vmdk(disk: &Disk) -> Result<(), InspectError> {
-    match disk.descriptor() {
-        Some(d) => Err(InspectError::NotEsxi(format!(
-            "vmdk: {}: the flat extent holds a gzip archive, not a disk; give the archive itself",
-            d.display()
-        ))),
-        None => Ok(()),
-    }
-}
-
 fn meta_is_block(meta: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::FileTypeExt;
     meta.file_type().is_block_device()
-}
-
-/// How many bytes of a target are read to tell what it is.
-pub(crate) const HEAD: usize = 8192;
-
-/// The banks of a disk (or of a lone bank partition image, then `table` is None).
-pub(crate) struct Found {
-    pub table: Option<Table>,
-    pub banks: Vec<Bank>,
-}
-
-/// Finds the banks the way the bootloader does. `NotEsxi` with an empty text means the target
-/// has neither a partition table nor the bank magic.
-pub(crate) fn find_banks(disk: &mut Disk, head: &[u8]) -> Result<Found, InspectError> {
-    if let Some(ss) = lone_bank_sector_size(head) {
-        let len = disk.len();
-        let bank = bootbank::probe_at(disk, 0, 0, len, ss)?
-            .ok_or_else(|| InspectError::NotEsxi("not a bootbank".into()))?;
-        return Ok(Found {
-            table: None,
-            banks: vec![bank],
-        });
-    }
-    if !partition::looks_partitioned(head) {
-        return Err(InspectError::NotEsxi(String::new()));
-    }
-    let table = partition::read(disk)?;
-    let mut banks = Vec::new();
-    for p in &table.partitions {
-        if let Some(b) = bootbank::probe(disk, p, table.sector_size)? {
-            banks.push(b);
-        }
-    }
-    if banks.is_empty() {
-        let mut why = format!(
-            "bootbank: no ESXi bootbank on this disk ({} table with {} partitions; none carries `VMWARE FAT16` in its second sector)",
-            match table.scheme {
-                partition::Scheme::Gpt => "GPT",
-                partition::Scheme::Mbr => "MBR",
-            },
-            table.partitions.len()
-        );
-        for w in &table.warnings {
-            why.push_str("; ");
-            why.push_str(w);
-        }
-        return Err(InspectError::NotEsxi(why));
-    }
-    Ok(Found {
-        table: Some(table),
-        banks,
-    })
-}
-
-/// A lone bank partition image: a FAT boot sector whose second sector holds the bank magic.
-fn lone_bank_sector_size(head: &[u8]) -> Option<u64> {
-    if head.len() < 1024 || head[510] != 0x55 || head[511] != 0xAA {
-        return None;
-    }
-    let bps = u16::from_le_bytes([head[11], head[12]]) as usize;
-    if !(bps == 512 || bps == 4096) || head.len() < bps + 16 {
-        return None;
-    }
-    (&head[bps..bps + 16] == bootbank::MAGIC).then_some(bps as u64)
 }
 
 /// Predicts the next boot, reports the banks, and reads the configuration of the bank that boots

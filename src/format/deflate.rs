@@ -10,7 +10,7 @@
 //! original compressed symbols wherever the data they decode to is unchanged. This is our own
 //! code because no crate re-encodes part of a deflate stream; it builds on what zlib's own
 //! examples do (zran.c maps block boundaries with `Z_BLOCK`, gzappend primes a compressor with
-//! leftover bits) and goes below block boundaries with a small symbol reader ([`symbols`]):
+//! leftover bits) and goes below block boundaries with a small symbol reader (`symbols`):
 //!
 //! - everything before the symbol that makes the first changed byte is copied bit for bit, and
 //!   that block is closed there with its own end-of-block code;

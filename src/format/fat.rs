@@ -1,7 +1,7 @@
 //! The FAT volume layer: a bootbank partition read without mounting, through the `fatfs` crate.
 //!
 //! FAT16 banks of 4 GiB use 64 KiB clusters; `fatfs` handles them. The volume is opened over a
-//! read-only [`Slice`](crate::io::disk::Slice): a write attempt by the driver fails instead of
+//! read-only [`Slice`]: a write attempt by the driver fails instead of
 //! reaching the disk.
 
 use crate::io::disk::{ReadTrace, Slice};

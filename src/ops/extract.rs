@@ -427,7 +427,7 @@ fn open_dir(root: &OwnedFd, comps: &[OsString]) -> io::Result<OwnedFd> {
     for c in comps {
         let name = cstr(c)?;
         // SAFETY: valid fd and NUL-terminated name.
-        let rc = unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o755) };
+        let rc = unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o700) };
         if rc < 0 {
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EEXIST) {
@@ -438,6 +438,11 @@ fn open_dir(root: &OwnedFd, comps: &[OsString]) -> io::Result<OwnedFd> {
         let next = check(unsafe { libc::openat(fd.as_raw_fd(), name.as_ptr(), flags) })?;
         // SAFETY: a fresh fd from openat.
         fd = unsafe { OwnedFd::from_raw_fd(next) };
+        if rc == 0 {
+            // Created here: owner only, whatever the umask took from 0700.
+            // SAFETY: `fd` is the valid directory fd just opened.
+            check(unsafe { libc::fchmod(fd.as_raw_fd(), 0o700) })?;
+        }
     }
     Ok(fd)
 }
@@ -455,7 +460,11 @@ fn write_all(
         source,
         written,
     };
-    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e, 0))?;
+    // The host's password hashes and private keys go in there: only the owner may look.
+    crate::write::private::create_dir(dir).map_err(|e| match e {
+        crate::write::private::PrivateDirError::Io { source, .. } => fail(dir, source, 0),
+        shared => fail(dir, io::Error::other(shared.to_string()), 0),
+    })?;
     let root = File::open(dir)
         .map(OwnedFd::from)
         .map_err(|e| fail(dir, e, 0))?;

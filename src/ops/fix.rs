@@ -23,7 +23,6 @@ use crate::write::transaction::{self, Names, TxError, WriteStats};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::thread::ScopedJoinHandle;
 
@@ -58,6 +57,8 @@ pub enum FixError {
     Inspect(#[from] InspectError),
     #[error(transparent)]
     Target(#[from] TargetError),
+    #[error("backup directory {0}")]
+    BackupDir(#[from] crate::write::private::PrivateDirError),
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
@@ -899,7 +900,7 @@ pub fn write_backup_files(
             dir.display()
         )));
     }
-    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    crate::write::private::create_dir(dir)?;
     let mut entries = Vec::new();
     for s in files {
         let backup = match s.partition {
@@ -943,10 +944,9 @@ pub fn write_backup_files(
     Ok(())
 }
 
+/// A backup file, readable by its owner only ([`crate::write::private`]), synced.
 fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), FixError> {
-    let mut f = std::fs::File::create(path).map_err(io_err(path))?;
-    f.write_all(bytes).map_err(io_err(path))?;
-    f.sync_all().map_err(io_err(path))
+    crate::write::private::write_file(path, bytes).map_err(io_err(path))
 }
 
 /// Checks that bytes decode to a configuration whose esx.conf is `want` and, when the step

@@ -1,4 +1,5 @@
 //! The code that writes to a bank: the safe replace of one file and the recovery of an
 //! interrupted one.
 
+pub mod private;
 pub mod transaction;

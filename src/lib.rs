@@ -19,7 +19,7 @@
 //!
 //! The modules follow the layers data flows down and edits flow back up (see ARCHITECTURE.md):
 //! `ops` (the commands) uses `write`, `esxi` and `host`; those use `format`, which uses `io`.
-//! `tests/layers.rs` enforces the rule.
+//! `tests/it/layers.rs` enforces the rule.
 
 pub mod esxi;
 pub mod format;

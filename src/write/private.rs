@@ -99,7 +99,7 @@ mod tests {
     fn private_whatever_the_umask_and_shared_dirs_refused() {
         let base = std::env::temp_dir().join(format!("bootbank-private-{}", std::process::id()));
         let _ = fs::remove_dir_all(&base);
-        // A permissive umask (harmless to the tests running beside this one); tests/fix_write.rs
+        // A permissive umask (harmless to the tests running beside this one); tests/it/private_files.rs
         // runs the binary under one that clears owner bits too.
         // SAFETY: umask has no preconditions; the test sets it back.
         let old = unsafe { libc::umask(0) };

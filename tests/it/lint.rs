@@ -1,9 +1,9 @@
 //! `bootbank lint`: rules, exit codes and the JSON lines, on disks made by the fixture builder
 //! and the hand-made sysfs tree of the story host (tests/fixtures/sysfs/story-host).
 
-mod common;
+use crate::common;
 
-use common::{BankSpec, Scenario, TempDir, esxconf};
+use crate::common::{BankSpec, Scenario, TempDir, esxconf};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -6,10 +6,10 @@
 //! Without python3/pip/PyPI the oracle tests print SKIPPED and pass, except under `CI=true`,
 //! where a missing oracle fails them.
 
-mod common;
+use crate::common;
 
+use crate::common::TempDir;
 use bootbank::envelope::{ATTR_IV, DerivedKey, EncryptionInfo, Envelope, EnvelopeError, fresh_iv};
-use common::TempDir;
 use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;

@@ -20,15 +20,15 @@
 //! A TPM-sealed bank is refused (exit 2, image unchanged) with an esxcli command line.
 //!
 //! Without python3/pip/PyPI the oracle checks print SKIPPED and the rest still runs, except under
-//! `CI=true`, where a missing oracle fails the test (like tests/envelope.rs).
+//! `CI=true`, where a missing oracle fails the test (like tests/it/envelope.rs).
 //!
 //! Two `#[ignore]`d helpers serve `bench/encrypted`: `make_bench_fixture` writes a 16 GiB 7.x
 //! image with an encrypted bank 5 and its plain twin into `$BOOTBANK_BENCH_DIR`, and
 //! `time_key_derivation` prints how long bootbank's key derivation takes in this build.
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     Scenario, TarEntry, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, fsck_fat_partitions,
     healthy_bank, output_text, p, run, sha256_file, story_bank, tar_entries, untar,
 };
@@ -41,7 +41,7 @@ const ESX_CONF: &str = "etc/vmware/esx.conf";
 const OWNER_PASSTHRU: &str = "/device/000:022:00.0/owner = \"passthru\"";
 const OWNER_VMKERNEL: &str = "/device/000:022:00.0/owner = \"vmkernel\"";
 const KEY_ID: &str = "7e62cec5-6aef-4d7e-838b-cae32eefd251";
-/// The IV the fixture builder (tests/common) writes into every envelope.
+/// The IV the fixture builder (tests/it/common) writes into every envelope.
 const FIXTURE_IV: &[u8; 12] = b"WMV_\0\0\0\0\0\0\0\x01";
 const BLOCK: usize = 4096;
 

@@ -2,10 +2,10 @@
 //! GNU tar and gzip): every bank scenario of the bootloader's selection rules, every layout and
 //! table kind, and every kind of target. The builder's output is checked with fsck.fat first.
 
-mod common;
+use crate::common;
 
+use crate::common::{BankSpec, Scenario, TempDir, boot_cfg, esxconf};
 use bootbank::inspect::{Options, Report, TargetKind, inspect};
-use common::{BankSpec, Scenario, TempDir, boot_cfg, esxconf};
 use std::path::Path;
 
 fn story() -> String {

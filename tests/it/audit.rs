@@ -2,9 +2,9 @@
 //! directories, one unreadable; every input gets one JSON line, the summary counts them, and the
 //! unreadable one does not stop the others.
 
-mod common;
+use crate::common;
 
-use common::{TempDir, esxconf};
+use crate::common::{TempDir, esxconf};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fs;

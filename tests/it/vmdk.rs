@@ -12,9 +12,9 @@
 //! - sparse VMDK (monolithicSparse, streamOptimized, twoGbMaxExtentSparse) and qcow2: exit 2, one
 //!   line naming the conversion command; so does `fix`, and nothing is written.
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     Scenario, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, output_text, p, run, sha256_file,
     story_bank,
 };

@@ -15,9 +15,9 @@
 //! Also: a 6.x host upgraded to 7.0U2 with a stale `/device/` line, and a configuration whose
 //! schema differs from what bootbank knows (reported, refused, nothing written).
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     REAL_BUILD, Scenario, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, output_text, p, run,
     tar_entries, untar,
 };

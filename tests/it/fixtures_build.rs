@@ -1,4 +1,4 @@
-//! Proves the test-fixture builder (tests/tools + tests/common): every layout builds,
+//! Proves the test-fixture builder (tests/tools + tests/it/common): every layout builds,
 //! passes fsck.fat, has the expected partition table, bank magic, files and archives.
 //! Every check here uses third-party tools (sfdisk, fdisk, sgdisk, mtools, dosfstools,
 //! dd, od, tar), never the bootbank library.
@@ -6,9 +6,7 @@
 //! Slowest: `layout_6x_gpt` and `layout_7x_2t_sparse` (about 1-2 s each: fsck-banks
 //! copies every FAT partition, up to 4 GiB of holes, out of the image).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs;
 use std::path::Path;
 use std::time::Instant;

@@ -6,9 +6,9 @@
 //! `inspect --json` and `bank status --json` must give the expected next boot, agree with each
 //! other, and say why in words.
 
-mod common;
+use crate::common;
 
-use common::{BankSpec, Scenario, TempDir, bootbank, bootbank_ok, output_text, p};
+use crate::common::{BankSpec, Scenario, TempDir, bootbank, bootbank_ok, output_text, p};
 use serde_json::Value;
 
 fn tools() -> bool {

@@ -3,9 +3,9 @@
 //! and backup files 0600 whatever the umask, and a backup directory others can write is refused
 //! before anything is written. Modes are read with stat(1), not with bootbank's code.
 
-mod common;
+use crate::common;
 
-use common::{TempDir, cmd, copy_sparse, output_text, p, sha256_file};
+use crate::common::{TempDir, cmd, copy_sparse, output_text, p, sha256_file};
 use std::fs;
 use std::path::Path;
 

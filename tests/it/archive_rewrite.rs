@@ -6,10 +6,10 @@
 //! like the original except for that member, and its raw tar bytes must differ only in that
 //! member's size field, checksum field and data.
 
-mod common;
+use crate::common;
 
+use crate::common::{TempDir, cmd, run};
 use bootbank::archive::{GzipHeader, Tgz, seal};
-use common::{TempDir, cmd, run};
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};

@@ -12,15 +12,15 @@
 //! dirty bit, lost clusters, half-written directory entries, see `crash_support::Damage`): the
 //! test requires that it is only of those kinds, never a broken file, and prints a tally.
 
-mod common;
-mod crash_support;
+use crate::common;
+use crate::crash_support;
 
+use crate::common::TempDir;
+use crate::crash_support::{BankPart, DEVICE, Tally, bank};
 use bootbank::config::{Config, ESX_CONF};
 use bootbank::disk::{Disk, Storage};
 use bootbank::fix::{self, Options, Request};
 use bootbank::transaction::{self, Names};
-use common::TempDir;
-use crash_support::{BankPart, DEVICE, Tally, bank};
 use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io;

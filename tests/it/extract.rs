@@ -11,9 +11,9 @@
 //! - a non-empty DIR is refused without --force; with --force a symlink already in DIR is never
 //!   followed.
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     Scenario, TempDir, bootbank, bootbank_ok, cmd, healthy_bank, output_text, p, run, run_text,
     story_bank, write_tree,
 };

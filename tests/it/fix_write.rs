@@ -23,9 +23,9 @@
 //! image's sha256 must not change. Runs in ~17 s in debug mode; images are built once per test
 //! and copied with `cp --sparse=always` per case.
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     Scenario, TarEntry, TempDir, bootbank, bootbank_ok, cmd, copy_sparse, healthy_bank,
     output_text, p, run_text, run_with_input, sha256_file, story_bank, tar_entries, untar,
 };

@@ -2,9 +2,9 @@
 //! checked with outside tools: mtools (`mtype`) for boot.cfg, `fsck.fat -n` for the file
 //! systems, byte comparison of whole images, and `inspect --json` for the prediction.
 
-mod common;
+use crate::common;
 
-use common::{
+use crate::common::{
     BankSpec, Scenario, TempDir, boot_cfg, bootbank, bootbank_ok, esxconf, healthy_bank,
     output_text, p, sha256_file, story_bank,
 };

@@ -5,9 +5,9 @@
 //! the intended line; and nearly all of the original compressed bytes must still be there, byte
 //! for byte, which only a splice can give.
 
-mod common;
+use crate::common;
 
-use common::{TempDir, cmd, run, run_text, tar_listing, tar_member};
+use crate::common::{TempDir, cmd, run, run_text, tar_listing, tar_member};
 use std::fs;
 use std::path::Path;
 

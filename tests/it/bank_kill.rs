@@ -9,11 +9,11 @@
 //!
 //! Needs strace (and ptrace permission); under `CI=true` its absence fails the test.
 
-mod common;
-mod crash_support;
+use crate::common;
+use crate::crash_support;
 
-use common::TempDir;
-use crash_support::BankPart;
+use crate::common::TempDir;
+use crate::crash_support::BankPart;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

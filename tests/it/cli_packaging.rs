@@ -7,9 +7,9 @@
 //! - every page `bootbank man --out-dir` writes, and the page `bootbank man` prints, renders with
 //!   groff (`-ww`: all warnings) and with `man -l` without a single warning.
 
-mod common;
+use crate::common;
 
-use common::{TempDir, bootbank, bootbank_ok, cmd, output_text, p, run};
+use crate::common::{TempDir, bootbank, bootbank_ok, cmd, output_text, p, run};
 use std::fs;
 use std::path::Path;
 

@@ -564,7 +564,7 @@ fn mutated_configuration_archives_never_panic() {
     let read = |n: &str| std::fs::read(seeds.join(n)).expect("seed built by make.sh");
     let state = read("state.tgz");
     // make.sh's encrypted seed carries a placeholder envelope; seal its local.tgz for real with
-    // bootbank's envelope writer (checked against an independent decryptor in tests/envelope.rs)
+    // bootbank's envelope writer (checked against an independent decryptor in tests/it/envelope.rs)
     // so that mutations reach the decrypted layers too.
     let encrypted = {
         use bootbank::archive::{Tgz, seal};

@@ -8,8 +8,9 @@
 //! Without python3 or the real data the tests print SKIPPED and pass, except under `CI=true`,
 //! where either missing fails them.
 
-mod common;
+use crate::common;
 
+use crate::common::TempDir;
 use bootbank::archive::Tgz;
 use bootbank::configstore::schema::{self, DEVICE_DATA, PCI_DEVICES};
 use bootbank::configstore::{
@@ -17,7 +18,6 @@ use bootbank::configstore::{
     StoredValue,
 };
 use bootbank::pci::PciAddress;
-use common::TempDir;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fs;

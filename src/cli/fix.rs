@@ -75,6 +75,40 @@ fn code(e: &FixError) -> u8 {
     if e.during_write() { 1 } else { 2 }
 }
 
+/// The one-line message for an error, with what still works when the library says it cannot.
+pub(super) fn message(e: &FixError) -> String {
+    match e {
+        FixError::TpmSealed { devices, .. } => {
+            use bootbank::fix::SealedDevice;
+            let cmd = |a: &str| format!("esxcli hardware pci pcipassthru set -d {a} -e false -a");
+            let cmds: Vec<String> = if devices.is_empty() {
+                vec![format!(
+                    "{} (the device list is inside the sealed configuration; `lspci` on the host or `esxcli hardware pci pcipassthru list` names them)",
+                    cmd("<SSSS:BB:DD.F>")
+                )]
+            } else {
+                devices
+                    .iter()
+                    .map(|d| match d {
+                        SealedDevice::Known(a) => cmd(&a.to_string()),
+                        SealedDevice::Ambiguous { typed, esx, pci } => format!(
+                            "{} (if {typed} is esx.conf's decimal form) or {} (if it is lspci's hex form)",
+                            cmd(&esx.to_string()),
+                            cmd(&pci.to_string())
+                        ),
+                        SealedDevice::Unread(t) => cmd(t),
+                    })
+                    .collect()
+            };
+            format!(
+                "{e}. What still works: on the host, {}, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle",
+                cmds.join("; ")
+            )
+        }
+        other => other.to_string(),
+    }
+}
+
 pub fn run_fix(a: FixArgs) -> ExitCode {
     let what = if a.all_storage {
         Request::AllStorage
@@ -157,7 +191,7 @@ pub(super) fn execute(
     let opts = w.options();
     let plan = match make_plan(&opts) {
         Ok(p) => p,
-        Err(e) => return super::fail(&e.to_string(), code(&e)),
+        Err(e) => return super::fail(&message(&e), code(&e)),
     };
     if !w.json {
         print_plan(&plan);
@@ -220,7 +254,7 @@ pub(super) fn execute(
             }
             ExitCode::SUCCESS
         }
-        Err(e) => super::fail(&e.to_string(), code(&e)),
+        Err(e) => super::fail(&message(&e), code(&e)),
     }
 }
 

@@ -117,7 +117,7 @@ impl PciAddress {
 /// `SSS:BBB:SS.F`, `SSSSS:BBB:SS.F`) or a three- or five-digit segment. lspci and esxcli print a
 /// two-digit bus and a four-digit segment, so such a text is ESXi's decimal form even when
 /// esx.conf has no key written so (from 7.0U2 on it has no `/device/` keys at all).
-fn esx_only_shape(t: &str) -> bool {
+pub fn esx_only_shape(t: &str) -> bool {
     let Some((head, _)) = t.rsplit_once('.') else {
         return false;
     };

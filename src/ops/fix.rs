@@ -87,6 +87,16 @@ pub enum FixError {
     },
     #[error("{0}")]
     Refused(String),
+    /// The configuration is sealed by the host's TPM: no offline tool can change it. What still
+    /// works is done on the host, for `devices` (empty: the user named none).
+    #[error(
+        "{location}: the configuration is sealed by the host's TPM (mode {mode}): no offline tool can change it, nothing was written"
+    )]
+    TpmSealed {
+        location: String,
+        mode: String,
+        devices: Vec<SealedDevice>,
+    },
     #[error("write failed: {0}")]
     Write(#[from] TxError),
     #[error("{path}: {source}")]
@@ -107,6 +117,52 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FixError + '_ {
     move |source| FixError::Io {
         path: path.display().to_string(),
         source,
+    }
+}
+
+/// A device the user named for a configuration sealed by the host's TPM, read as well as can be
+/// without its esx.conf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedDevice {
+    /// One reading: the address esxcli wants (hex).
+    Known(PciAddress),
+    /// An unprefixed text whose decimal (esx.conf) and hex (lspci) readings name different
+    /// devices.
+    Ambiguous {
+        typed: String,
+        esx: PciAddress,
+        pci: PciAddress,
+    },
+    /// Not an address bootbank can read; passed on as typed.
+    Unread(String),
+}
+
+impl SealedDevice {
+    fn read(typed: &str) -> SealedDevice {
+        let t = typed.trim();
+        let prefixed = t
+            .get(..4)
+            .is_some_and(|p| p.eq_ignore_ascii_case("esx:") || p.eq_ignore_ascii_case("pci:"));
+        match (
+            prefixed,
+            PciAddress::parse_esx(t).ok(),
+            PciAddress::parse_pci(t).ok(),
+        ) {
+            (false, Some(esx), _) if crate::esxi::pci::esx_only_shape(t) => {
+                SealedDevice::Known(esx)
+            }
+            (false, Some(esx), Some(pci)) if esx != pci => SealedDevice::Ambiguous {
+                typed: typed.to_string(),
+                esx,
+                pci,
+            },
+            // Only the decimal reading is an address (slot 31 is no hex slot): it is meant.
+            (false, Some(esx), None) => SealedDevice::Known(esx),
+            _ => match PciAddress::parse_user(typed, |_| false) {
+                Ok((a, _)) => SealedDevice::Known(a),
+                Err(_) => SealedDevice::Unread(typed.to_string()),
+            },
+        }
     }
 }
 
@@ -438,42 +494,18 @@ fn build_step(
         Encryption::None | Encryption::Kdf => {}
         Encryption::Tpm => {
             // esx.conf cannot be read, so a typed address is taken as lspci hex (as esxcli wants
-            // it) unless it says `esx:`; the command is printed ready to run for each device.
-            // Without esx.conf an unprefixed address cannot be checked against its keys: when
-            // the decimal (esx.conf) and hex (lspci) readings name different devices, both
-            // commands are printed, each saying which reading it is.
-            let cmd =
-                |a: &PciAddress| format!("esxcli hardware pci pcipassthru set -d {a} -e false -a");
-            let esxcli: Vec<String> = match what {
-                Request::Devices(typed) => typed
-                    .iter()
-                    .map(|t| {
-                        let prefixed = t.trim().get(..4).is_some_and(|p| {
-                            p.eq_ignore_ascii_case("esx:") || p.eq_ignore_ascii_case("pci:")
-                        });
-                        let as_esx = PciAddress::parse_esx(t.trim()).ok();
-                        let as_pci = PciAddress::parse_pci(t.trim()).ok();
-                        match (prefixed, as_esx, as_pci) {
-                            (false, Some(e), Some(p)) if e != p => format!(
-                                "{} (if {t} is esx.conf's decimal form) or {} (if it is lspci's hex form)",
-                                cmd(&e),
-                                cmd(&p)
-                            ),
-                            _ => PciAddress::parse_user(t, |_| false)
-                                .map(|(a, _)| cmd(&a))
-                                .unwrap_or_else(|_| format!("esxcli hardware pci pcipassthru set -d {t} -e false -a")),
-                        }
-                    })
-                    .collect(),
-                _ => vec![
-                    "esxcli hardware pci pcipassthru set -d <SSSS:BB:DD.F> -e false -a (the device list is inside the sealed configuration; `lspci` on the host or `esxcli hardware pci pcipassthru list` names them)".to_string(),
-                ],
+            // it) unless it says `esx:`. Without esx.conf an unprefixed address cannot be checked
+            // against its keys: when the decimal (esx.conf) and hex (lspci) readings name
+            // different devices, both are returned, and the CLI prints a command for each.
+            let devices = match what {
+                Request::Devices(typed) => typed.iter().map(|t| SealedDevice::read(t)).collect(),
+                _ => Vec::new(),
             };
-            return Err(FixError::Refused(format!(
-                "{location}: the configuration is sealed by the host's TPM (mode {}): no offline tool can change it, nothing was written. What still works: on the host, {}, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle",
-                cfg.encryption_mode.as_deref().unwrap_or("?"),
-                esxcli.join("; ")
-            )));
+            return Err(FixError::TpmSealed {
+                location: location.to_string(),
+                mode: cfg.encryption_mode.clone().unwrap_or_else(|| "?".into()),
+                devices,
+            });
         }
     }
     let conf = cfg.esx_conf.as_ref().expect("plain configs have esx.conf");
@@ -1385,4 +1417,50 @@ pub fn replace_file(
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io_err(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_devices_are_read_without_esx_conf() {
+        let a = |s| PciAddress::parse_pci(s).unwrap();
+        // Hex digits leave one reading; `0000:16:00.0` would be decimal bus 16 as well.
+        assert_eq!(
+            SealedDevice::read("0000:1a:00.0"),
+            SealedDevice::Known(a("0000:1a:00.0"))
+        );
+        assert!(matches!(
+            SealedDevice::read("0000:16:00.0"),
+            SealedDevice::Ambiguous { .. }
+        ));
+        // 00:16.0: decimal slot 16 is 0x10, hex slot 0x16: two devices, both offered.
+        assert_eq!(
+            SealedDevice::read("00:16.0"),
+            SealedDevice::Ambiguous {
+                typed: "00:16.0".into(),
+                esx: a("0000:00:10.0"),
+                pci: a("0000:00:16.0"),
+            }
+        );
+        // Slot 31 can only be decimal (hex 0x31 is beyond the last slot).
+        assert_eq!(
+            SealedDevice::read("00:31.2"),
+            SealedDevice::Known(a("0000:00:1f.2"))
+        );
+        // A prefix decides; a shape only esx.conf writes is decimal.
+        assert_eq!(
+            SealedDevice::read("pci:00:16.0"),
+            SealedDevice::Known(a("0000:00:16.0"))
+        );
+        assert_eq!(
+            SealedDevice::read("000:022:00.0"),
+            SealedDevice::Known(a("0000:16:00.0"))
+        );
+        assert_eq!(
+            SealedDevice::read("raid card"),
+            SealedDevice::Unread("raid card".into())
+        );
+    }
 }

@@ -285,7 +285,16 @@ fn bank_rules(
         });
     }
     if let (Some(a), Some(b)) = (
-        next_cfg.and_then(|c| passthru_set(c, next.build.as_deref())),
+        // The next bank's devices are the report's own (read once, by inspect); a sealed
+        // configuration has none to compare.
+        next_cfg.filter(|c| c.esx_conf.is_some()).map(|_| {
+            report
+                .devices
+                .iter()
+                .filter(|d| d.conf.is_passthru())
+                .map(|d| d.conf.address)
+                .collect::<BTreeSet<PciAddress>>()
+        }),
         other_cfg.and_then(|c| passthru_set(c, other.build.as_deref())),
     ) && a != b
     {

@@ -73,8 +73,32 @@ pub enum FixError {
         #[source]
         source: EsxConfError,
     },
-    #[error("{0}")]
-    Device(String),
+    /// `--device TEXT` is not an address in any form bootbank reads.
+    #[error("--device {typed}: {source}")]
+    BadAddress {
+        typed: String,
+        #[source]
+        source: crate::esxi::pci::AddressError,
+    },
+    /// `--device TEXT` read as `address`, which neither esx.conf nor the ConfigStore of
+    /// `location` knows; `passthru` lists the devices set to passthrough there, every form.
+    #[error(
+        "--device {typed}: read as {} {address} (esx.conf form {}, ConfigStore form p{address}), but {location} has no such device in esx.conf or the ConfigStore; devices set to passthrough: {}",
+        match .reading {
+            Reading::Esx => "ESXi decimal address, lspci",
+            Reading::Pci => "lspci address",
+            Reading::Bus => "ConfigStore bus address, lspci",
+        },
+        .address.to_esx_string(),
+        if .passthru.is_empty() { "none".to_string() } else { .passthru.join(", ") }
+    )]
+    NoSuchDevice {
+        typed: String,
+        reading: Reading,
+        address: PciAddress,
+        location: String,
+        passthru: Vec<String>,
+    },
     /// The ConfigStore holds a change the fix needs, and it cannot be made. Nothing is written.
     #[error(
         "{location} > local.tgz > {}: {source}; nothing was written",
@@ -704,7 +728,10 @@ fn resolve_devices(
             let mut v = Vec::new();
             for t in typed {
                 let (addr, reading) = PciAddress::parse_user(t, |s| conf.has_device_text(s))
-                    .map_err(|e| FixError::Device(format!("--device {t}: {e}")))?;
+                    .map_err(|source| FixError::BadAddress {
+                        typed: t.clone(),
+                        source,
+                    })?;
                 let d = devices.iter().find(|d| d.address == addr);
                 plan.devices.push(DeviceChoice {
                     typed: t.clone(),
@@ -720,18 +747,13 @@ fn resolve_devices(
                     owner_source: d.and_then(|d| d.owner_source),
                 });
                 if d.is_none() {
-                    return Err(FixError::Device(format!(
-                        "--device {t}: read as {} {} (esx.conf form {}, ConfigStore form p{}), but {location} has no such device in esx.conf or the ConfigStore; devices set to passthrough: {}",
-                        match reading {
-                            Reading::Esx => "ESXi decimal address, lspci",
-                            Reading::Pci => "lspci address",
-                            Reading::Bus => "ConfigStore bus address, lspci",
-                        },
-                        addr,
-                        addr.to_esx_string(),
-                        addr.to_pci_string(),
-                        passthru_list(devices)
-                    )));
+                    return Err(FixError::NoSuchDevice {
+                        typed: t.clone(),
+                        reading,
+                        address: addr,
+                        location: location.to_string(),
+                        passthru: passthru_list(devices),
+                    });
                 }
                 v.push(addr);
             }
@@ -801,8 +823,9 @@ fn device_edits(
     (edits, store)
 }
 
-fn passthru_list(devices: &[HostDevice]) -> String {
-    let v: Vec<String> = devices
+/// The devices set to passthrough in either store, each in every address form.
+fn passthru_list(devices: &[HostDevice]) -> Vec<String> {
+    devices
         .iter()
         .filter(|d| {
             d.esx_owner() == Some(Ownership::Passthru)
@@ -815,12 +838,7 @@ fn passthru_list(devices: &[HostDevice]) -> String {
                 d.vmkname.as_deref().unwrap_or("no vmkname")
             )
         })
-        .collect();
-    if v.is_empty() {
-        "none".to_string()
-    } else {
-        v.join(", ")
-    }
+        .collect()
 }
 
 /// A unified diff of two esx.conf texts.

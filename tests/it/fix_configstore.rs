@@ -307,6 +307,29 @@ fn all_storage_finds_adapters_through_device_data() {
     let out = bootbank_ok(t.path(), &["fix", p(&img), "--all-storage", "--dry-run"]);
     assert!(out.contains("record 0000:16:00.0"), "{out}");
     assert!(!out.contains("record 0000:3b:00.0"), "{out}");
+    // A device neither store knows: refused, naming what is set to passthrough in every form.
+    let before = fs::read(&img).unwrap();
+    let o = bootbank(
+        t.path(),
+        &["fix", p(&img), "--device", "0000:99:00.0", "--yes"],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    let text = output_text(&o);
+    assert!(
+        text.contains("has no such device in esx.conf or the ConfigStore")
+            && text.contains(
+                "0000:16:00.0 (esx.conf 000:022:00.0, ConfigStore p0000:16:00.0) (vmhba2)"
+            ),
+        "{text}"
+    );
+    let o = bootbank(t.path(), &["fix", p(&img), "--device", "raid", "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(
+        output_text(&o).contains("--device raid: "),
+        "{}",
+        output_text(&o)
+    );
+    assert!(fs::read(&img).unwrap() == before, "nothing written");
 }
 
 /// A 6.x host upgraded to 7.0U2 that still carries `/device/` lines in esx.conf: ESXi 7.0U2

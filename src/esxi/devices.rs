@@ -193,6 +193,13 @@ impl HostDevice {
             .and_then(Ownership::from_store)
     }
 
+    /// Either store sets the device to passthrough, whichever the build obeys: what `fix`
+    /// changes (a stale line left saying passthrough would mislead the next reader).
+    pub fn any_store_passthru(&self) -> bool {
+        self.esx_owner() == Some(Ownership::Passthru)
+            || self.store_owner() == Some(Ownership::Passthru)
+    }
+
     /// Both stores state an owner and they differ.
     pub fn stores_disagree(&self) -> bool {
         matches!((self.esx_owner(), self.store_owner()), (Some(a), Some(b)) if a != b)

@@ -160,9 +160,7 @@ pub fn device_findings(devices: &[HostDevice], obeyed: &Obeyed, target: &str) ->
                         None => "no pci_devices record: the schema default".to_string(),
                     }
                 ),
-                fix: (d.esx_owner() == Some(Ownership::Passthru)
-                    || d.store_owner() == Some(Ownership::Passthru))
-                .then(|| fix_command(target, d)),
+                fix: d.any_store_passthru().then(|| fix_command(target, d)),
             });
         }
         if let Some(s) = &d.configstore

@@ -709,14 +709,11 @@ fn resolve_devices(
     if let Some(r) = resolved.as_ref() {
         return Ok(r.clone());
     }
-    let says_passthru = |d: &HostDevice| {
-        d.esx_owner() == Some(Ownership::Passthru) || d.store_owner() == Some(Ownership::Passthru)
-    };
     let v: Vec<PciAddress> = match what {
         Request::AllStorage => {
             let v: Vec<PciAddress> = devices
                 .iter()
-                .filter(|d| d.is_storage() && says_passthru(d))
+                .filter(|d| d.is_storage() && d.any_store_passthru())
                 .map(|d| d.address)
                 .collect();
             if v.is_empty() {
@@ -827,10 +824,7 @@ fn device_edits(
 fn passthru_list(devices: &[HostDevice]) -> Vec<String> {
     devices
         .iter()
-        .filter(|d| {
-            d.esx_owner() == Some(Ownership::Passthru)
-                || d.store_owner() == Some(Ownership::Passthru)
-        })
+        .filter(|d| d.any_store_passthru())
         .map(|d| {
             format!(
                 "{} ({})",

@@ -11,8 +11,8 @@
 use super::json_span::replace_token;
 use super::schema::PCI_DEVICES;
 use super::{
-    ConfigStore, ConfigStoreError, Ownership, PciDeviceRecord, StoredValue, integrity_check, quote,
-    sql_err, without_wal_flag,
+    ConfigStore, ConfigStoreError, Ownership, PciDeviceRecord, StoredValue, integrity_check,
+    private_copy, quote, sql_err,
 };
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, MAIN_DB};
@@ -210,17 +210,7 @@ impl ConfigStore {
             changes.push((column.clone(), old_value, want));
         }
 
-        let image = without_wal_flag(&self.image);
-        let mut conn = Connection::open_in_memory().map_err(sql_err("open in memory"))?;
-        {
-            use rusqlite::config::DbConfig;
-            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
-                .map_err(sql_err("enable defensive mode"))?;
-            conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)
-                .map_err(sql_err("distrust the schema"))?;
-        }
-        conn.deserialize_read_exact(MAIN_DB, &image[..], image.len(), false)
-            .map_err(sql_err("load a copy of the database"))?;
+        let mut conn = private_copy(&self.image, true)?;
         let before = dump(&conn)?;
         let table = quote(&self.table);
         let mut columns = Vec::new();

@@ -350,12 +350,7 @@ impl ConfigStore {
             });
         }
         let wal_header = db_bytes[18] == 2 || db_bytes[19] == 2;
-        let image = without_wal_flag(db_bytes);
-        let mut conn = Connection::open_in_memory().map_err(sql_err("open in memory"))?;
-        harden(&conn)?;
-        // Copies the image into memory SQLite allocates and frees: never the caller's bytes.
-        conn.deserialize_read_exact(MAIN_DB, &image[..], image.len(), true)
-            .map_err(sql_err("load a copy of the database"))?;
+        let conn = private_copy(db_bytes, false)?;
         integrity_check(&conn, &magic)?;
 
         let table = find_table(&conn)?;
@@ -517,17 +512,26 @@ fn device_name(record: Record) -> DeviceName {
     }
 }
 
-/// Limits what a hostile or damaged database can make SQLite do while we read it: no functions
-/// with side effects called from its schema (views, triggers, defaults), no writes of any kind.
-fn harden(conn: &Connection) -> Result<(), ConfigStoreError> {
+/// A private in-memory copy of a database, its WAL flags cleared ([`without_wal_flag`]): the
+/// bytes go into memory SQLite allocates and frees, never the caller's. A hostile or damaged
+/// database can make SQLite call no function with side effects from its schema (views,
+/// triggers, defaults); read-only copies accept no writes of any kind, a `writable` one (for
+/// [`ConfigStore::set_owner`]) takes the one UPDATE.
+fn private_copy(bytes: &[u8], writable: bool) -> Result<Connection, ConfigStoreError> {
     use rusqlite::config::DbConfig;
+    let image = without_wal_flag(bytes);
+    let mut conn = Connection::open_in_memory().map_err(sql_err("open in memory"))?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_DEFENSIVE, true)
         .map_err(sql_err("enable defensive mode"))?;
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_TRUSTED_SCHEMA, false)
         .map_err(sql_err("distrust the schema"))?;
-    conn.pragma_update(None, "query_only", true)
-        .map_err(sql_err("make the connection query-only"))?;
-    Ok(())
+    if !writable {
+        conn.pragma_update(None, "query_only", true)
+            .map_err(sql_err("make the connection query-only"))?;
+    }
+    conn.deserialize_read_exact(MAIN_DB, &image[..], image.len(), !writable)
+        .map_err(sql_err("load a copy of the database"))?;
+    Ok(conn)
 }
 
 /// Runs `PRAGMA integrity_check`; anything but a single `ok` is an error carrying SQLite's

@@ -11,8 +11,8 @@
 //! bootbank edits differs from the built-in one, the difference is reported and edits of that
 //! key are refused: bootbank knows what the fields it changes mean only for the schema it knows.
 
-use super::{ConfigStoreError, harden, quote, sql_err};
-use rusqlite::{Connection, MAIN_DB};
+use super::{ConfigStoreError, quote, sql_err};
+use rusqlite::Connection;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -419,12 +419,7 @@ fn open_copy(db_bytes: &[u8]) -> Result<Connection, ConfigStoreError> {
             ),
         });
     }
-    let image = super::without_wal_flag(db_bytes);
-    let mut conn = Connection::open_in_memory().map_err(sql_err("open in memory"))?;
-    harden(&conn)?;
-    conn.deserialize_read_exact(MAIN_DB, &image[..], image.len(), true)
-        .map_err(sql_err("load a copy of the schema store"))?;
-    Ok(conn)
+    super::private_copy(db_bytes, false)
 }
 
 #[cfg(test)]

@@ -136,6 +136,7 @@ pub struct Disk {
     reads: u64,
     bytes_written: u64,
     writes: u64,
+    syncs: u64,
     writable: bool,
     pub is_block_device: bool,
     /// The VMDK descriptor the bytes were found through, if any.
@@ -312,6 +313,7 @@ impl Disk {
             reads: 0,
             bytes_written: 0,
             writes: 0,
+            syncs: 0,
             writable,
             is_block_device: false,
             descriptor: None,
@@ -374,8 +376,14 @@ impl Disk {
         Ok(())
     }
 
+    /// Flushes (fsync calls) made so far.
+    pub fn sync_calls(&self) -> u64 {
+        self.syncs
+    }
+
     /// Makes everything written so far durable (fsync).
     pub fn sync(&mut self) -> Result<(), DiskError> {
+        self.syncs += 1;
         self.storage
             .sync()
             .map_err(|source| DiskError::Write { offset: 0, source })

@@ -85,6 +85,15 @@ pub enum BankOpError {
         "partition {partition}: boot.cfg changed since the plan was made; nothing written there, run again"
     )]
     Changed { partition: u32 },
+    /// The bank's FAT is damaged in a way an interrupted write does not leave.
+    #[error(
+        "partition {partition}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
+        .problems.join("; ")
+    )]
+    FatDamaged {
+        partition: u32,
+        problems: Vec<String>,
+    },
     #[error("{0}")]
     Backup(#[from] FixError),
     #[error("write failed: {0}")]
@@ -146,6 +155,8 @@ struct Read {
     /// The effective boot.cfg bytes (empty when there is none).
     bytes: Vec<u8>,
     leftover: Option<Leftover>,
+    /// The bank's FAT; `None` when it could not be checked (a write then refuses).
+    fat: Option<crate::format::fat::Health>,
 }
 
 struct Target {
@@ -214,11 +225,13 @@ fn open(target: &Path) -> Result<Target, BankOpError> {
                 }
             }
         };
+        let fat = transaction::fat_health(&mut disk, &bank).ok();
         banks.push(Read {
             bank,
             effective,
             bytes,
             leftover,
+            fat,
         });
     }
     Ok(Target {
@@ -362,6 +375,8 @@ pub struct BankStep {
     pub notes: Vec<String>,
     /// An interrupted boot.cfg write that is completed or undone first.
     pub recover: Option<Leftover>,
+    /// What an interrupted write left in the bank's FAT, reclaimed first.
+    pub fat_leftover: Option<String>,
     #[serde(skip)]
     pub old_bytes: Vec<u8>,
     #[serde(skip)]
@@ -393,7 +408,7 @@ impl BankPlan {
     pub fn has_changes(&self) -> bool {
         self.steps
             .iter()
-            .any(|s| s.old_bytes != s.new_bytes || s.recover.is_some())
+            .any(|s| s.old_bytes != s.new_bytes || s.recover.is_some() || s.fat_leftover.is_some())
     }
 }
 
@@ -559,7 +574,17 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
             l.describe(&boot_names())
         ));
     }
-    const SAFE: &str = "boot.cfg is replaced the safe way (boot.new written, read back, renamed)";
+    if let Some(h) = r
+        .fat
+        .as_ref()
+        .filter(|h| !h.is_clean() && h.is_repairable())
+    {
+        notes.push(format!(
+            "the FAT holds what an interrupted write leaves ({}): reclaimed first",
+            h.describe()
+        ));
+    }
+    const SAFE: &str = "boot.cfg is replaced the safe way (a new copy written in free clusters and read back, then the directory entry switched to it in one sector write)";
     let bootstate_only = !changes.is_empty() && changes.iter().all(|c| c.key == "bootstate");
     match (method, changed) {
         (_, false) => {}
@@ -587,6 +612,11 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
         changes,
         notes,
         recover: r.leftover.clone(),
+        fat_leftover: r
+            .fat
+            .as_ref()
+            .filter(|h| !h.is_clean() && h.is_repairable())
+            .map(|h| h.describe()),
         old_bytes: r.bytes.clone(),
         new_bytes,
         number: r.bank.partition,
@@ -598,7 +628,12 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
 /// what the plan predicted with.
 fn add_recoveries(t: &Target, plan: &mut BankPlan) -> Result<(), BankOpError> {
     let mut first = Vec::new();
-    for r in t.banks.iter().filter(|r| r.leftover.is_some()) {
+    let tidy = |r: &&Read| {
+        r.fat
+            .as_ref()
+            .is_some_and(|h| !h.is_clean() && h.is_repairable())
+    };
+    for r in t.banks.iter().filter(|r| r.leftover.is_some() || tidy(r)) {
         if !plan.steps.iter().any(|s| s.number == r.bank.partition) {
             first.push(step(t.lone, r, r.bytes.clone())?);
         }
@@ -923,6 +958,25 @@ pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError>
         .iter()
         .filter(|s| s.old_bytes != s.new_bytes)
         .collect();
+    // A bank whose FAT is damaged beyond an interrupted write's leftovers is not written to:
+    // refused here, before the backup, so nothing at all is written.
+    if !changing.is_empty() {
+        let head = disk.head(crate::esxi::target::HEAD)?;
+        for s in &changing {
+            let bank = find_bank(&mut disk, &head, s.number)?;
+            let health =
+                transaction::fat_health(&mut disk, &bank).map_err(|e| BankOpError::Unwritable {
+                    partition: s.number,
+                    why: format!("its FAT cannot be checked: {e}"),
+                })?;
+            if !health.is_repairable() {
+                return Err(BankOpError::FatDamaged {
+                    partition: s.number,
+                    problems: health.damage,
+                });
+            }
+        }
+    }
     if !changing.is_empty() {
         let files: Vec<BackupFile> = changing
             .iter()
@@ -939,7 +993,7 @@ pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError>
     }
     let head = disk.head(crate::esxi::target::HEAD)?;
     let names = boot_names();
-    let (w0, c0) = (disk.bytes_written(), disk.write_calls());
+    let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
     for s in &plan.steps {
         let p = s.number;
         let location = format!("{} /boot.cfg", where_(s.partition.is_none(), p));
@@ -948,6 +1002,12 @@ pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError>
             let msg = transaction::recover(&mut disk, &bank, &names, l, &verify_parses)?;
             outcome.recovered.push(format!("{location}: {msg}"));
             bank = find_bank(&mut disk, &head, p)?;
+        }
+        // Leftovers of an interrupted write in this bank's FAT, reclaimed before writing.
+        if (s.fat_leftover.is_some() || s.old_bytes != s.new_bytes)
+            && let Some(msg) = transaction::tidy(&mut disk, &bank)?
+        {
+            outcome.recovered.push(format!("{location}: {msg}"));
         }
         if s.old_bytes == s.new_bytes {
             continue;
@@ -975,6 +1035,7 @@ pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError>
     outcome.stats = WriteStats {
         bytes_written: disk.bytes_written() - w0,
         write_calls: disk.write_calls() - c0,
+        flushes: disk.sync_calls() - f0,
     };
     Ok(outcome)
 }

@@ -46,6 +46,12 @@ pub const NO_BOOTABLE_BANK: &str = "no-bootable-bank";
 pub const NO_CONFIGURATION: &str = "no-configuration";
 /// Rule: an interrupted bootbank write left temporary files; `fix` completes or undoes it.
 pub const INTERRUPTED_WRITE: &str = "interrupted-write";
+/// Rule: the bank's FAT holds what an interrupted write leaves (clusters no file uses, FAT copies
+/// that differ on them, the dirty bit); harmless to ESXi, reclaimed by bootbank's next write.
+pub const FAT_LEFTOVER: &str = "fat-leftover";
+/// Rule: the bank's FAT is damaged in a way an interrupted write does not leave; bootbank will
+/// not write to it until `fsck.fat` has repaired it.
+pub const FAT_DAMAGED: &str = "fat-damaged";
 /// Rule: esx.conf and the ConfigStore (7.0+) disagree about passing a device through.
 pub const CONFIGSTORE_DISAGREES: &str = "configstore-disagrees";
 /// Rule: a ConfigStore pci_devices record that cannot be read as ESXi reads it (columns that

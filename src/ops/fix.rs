@@ -121,6 +121,22 @@ pub enum FixError {
         mode: String,
         devices: Vec<SealedDevice>,
     },
+    /// The bank's FAT is damaged in a way an interrupted write does not leave. Nothing written.
+    #[error(
+        "{location}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
+        .problems.join("; ")
+    )]
+    FatDamaged {
+        location: String,
+        problems: Vec<String>,
+    },
+    /// The bank's FAT could not be checked before the plan. Nothing written.
+    #[error("{location}: the FAT's allocation cannot be checked, nothing was written")]
+    FatUnread {
+        location: String,
+        #[source]
+        source: TxError,
+    },
     #[error("write failed: {0}")]
     Write(#[from] TxError),
     #[error("{path}: {source}")]
@@ -206,6 +222,9 @@ pub struct Step {
     pub notes: Vec<String>,
     /// Changes to the ConfigStore database in the same local.tgz.
     pub store_changes: Vec<StoreChange>,
+    /// What an interrupted write left in the bank's FAT, reclaimed before anything else (also
+    /// when the configuration needs no change: a rerun after an interruption leaves it clean).
+    pub fat_leftover: Option<String>,
     #[serde(skip)]
     pub old_bytes: Vec<u8>,
     #[serde(skip)]
@@ -305,7 +324,7 @@ impl Plan {
     pub fn has_changes(&self) -> bool {
         self.steps
             .iter()
-            .any(|s| s.changes_anything() || s.leftover.is_some())
+            .any(|s| s.changes_anything() || s.leftover.is_some() || s.fat_leftover.is_some())
     }
 }
 
@@ -446,6 +465,23 @@ fn plan_disk(
                 0,
                 format!("{}; it is completed or undone first", l.describe(&cf.names)),
             );
+        }
+        let health = transaction::fat_health(disk, bank).map_err(|source| FixError::FatUnread {
+            location: location.clone(),
+            source,
+        })?;
+        if !health.is_repairable() {
+            return Err(FixError::FatDamaged {
+                location,
+                problems: health.damage,
+            });
+        }
+        if !health.is_clean() {
+            step.notes.push(format!(
+                "the FAT holds what an interrupted write leaves ({}): reclaimed first",
+                health.describe()
+            ));
+            step.fat_leftover = Some(health.describe());
         }
         step.leftover = cf.leftover.clone();
         step.names = Some(cf.names.clone());
@@ -642,6 +678,7 @@ fn build_step(
         new_esx_conf: new_conf,
         new_store,
         leftover: None,
+        fat_leftover: None,
         names: None,
     })
 }
@@ -1160,6 +1197,11 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
                         bank = find(disk_banks(&mut disk, &head)?)?;
                     }
                     let Some(check) = check else {
+                        if step.fat_leftover.is_some()
+                            && let Some(msg) = transaction::tidy(&mut disk, &bank)?
+                        {
+                            outcome.recovered.push(format!("{}: {msg}", step.location));
+                        }
                         continue;
                     };
                     let bank = &bank;
@@ -1176,12 +1218,14 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
                             step.location
                         )));
                     }
-                    let st =
+                    let (st, tidied) =
                         transaction::replace(&mut disk, bank, &names, &step.new_bytes, &|b| {
                             check.verify(b)
                         })?;
-                    outcome.stats.bytes_written += st.bytes_written;
-                    outcome.stats.write_calls += st.write_calls;
+                    if let Some(msg) = tidied {
+                        outcome.recovered.push(format!("{}: {msg}", step.location));
+                    }
+                    outcome.stats.add(&st);
                     outcome.written.push(step.location.clone());
                 }
             }
@@ -1353,6 +1397,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
             new_esx_conf: new_conf,
             new_store: None,
             leftover,
+            fat_leftover: None,
             names,
         });
     }

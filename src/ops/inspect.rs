@@ -457,6 +457,7 @@ fn banks_and_config(
             )),
         });
     }
+    fat_findings(disk, bank, &where_, report);
     let name = cf.effective.name.to_ascii_lowercase();
     let bytes = bootbank::read_file(disk, bank, &cf.effective.name)?
         .ok_or_else(|| InspectError::NotEsxi(format!("{where_}: {name} vanished while reading")))?;
@@ -756,5 +757,39 @@ pub fn read_esx_conf(
             "{}: no configuration found",
             target.display()
         ))),
+    }
+}
+
+/// Findings on the FAT of the bank whose configuration is shown (the one a fix writes): the
+/// leftovers bootbank reclaims itself, and damage it leaves to `fsck.fat`.
+fn fat_findings(disk: &mut Disk, bank: &Bank, where_: &str, report: &mut Report) {
+    match crate::write::transaction::fat_health(disk, bank) {
+        Ok(h) if h.is_clean() => {}
+        Ok(h) if h.is_repairable() => report.findings.push(Finding {
+            severity: Severity::Info,
+            rule: findings::FAT_LEFTOVER,
+            device: None,
+            message: format!(
+                "{where_}: the FAT holds what an interrupted write leaves: {}; harmless to ESXi",
+                h.describe()
+            ),
+            fix: Some(
+                "bootbank's next write to this bank reclaims it (and says so); `fsck.fat -a` would too"
+                    .to_string(),
+            ),
+        }),
+        Ok(h) => report.findings.push(Finding {
+            severity: Severity::Warning,
+            rule: findings::FAT_DAMAGED,
+            device: None,
+            message: format!("{where_}: the FAT is damaged: {}", h.describe()),
+            fix: Some(
+                "bootbank will not write to this bank: back it up, then repair it with `fsck.fat` (on the partition, unmounted)"
+                    .to_string(),
+            ),
+        }),
+        Err(e) => report
+            .warnings
+            .push(format!("{where_}: the FAT's allocation was not checked: {e}")),
     }
 }

@@ -1,22 +1,20 @@
-//! The safe write path: replace one file of a bootbank so that at every instant a complete copy
-//! exists, either under the name ESXi loads (`state.tgz`, `boot.cfg`) or under a name bootbank
-//! recognises (`state.new`, `state.old`; `boot.new`, `boot.old`). [`Names::for_file`] gives the
-//! names for any file; the examples below use state.tgz.
+//! The safe write path: replace one file of a bootbank (`state.tgz`, `boot.cfg`) so that at
+//! every instant the name ESXi loads holds a complete copy, the old one or the new one, even
+//! when the machine loses power and unflushed writes are lost in any order.
 //!
-//! The sequence, with an fsync after each step:
+//! [`replace`] first reclaims what an interrupted write left in the bank's FAT (lost clusters,
+//! FAT copies that differ on them, the dirty bit: [`crate::format::fat::Health`]) and refuses a
+//! FAT damaged in any other way. Then [`crate::format::fat::replace`] writes the new file in
+//! three flushed phases: the new chain in free clusters nothing references, verified after
+//! reading it back; the existing directory entry switched to it with one sector write; the old
+//! chain freed. The file is never absent, renamed or duplicated.
 //!
-//! 1. write the new bytes as `state.new`; read them back from the storage and verify them;
-//! 2. rename `state.tgz` to `state.old`;
-//! 3. rename `state.new` to `state.tgz`; read it back and compare;
-//! 4. remove `state.old`.
-//!
-//! The FAT driver renames by deleting the old directory entry before writing the new one, so an
-//! interruption inside a rename leaves the file under neither name only for the rename's own
-//! file; the other file of the pair is then complete. [`Leftover`] names every state an
-//! interruption can leave and what completes or undoes it.
+//! Earlier versions of bootbank renamed instead (`state.new`, `state.tgz` -> `state.old`, ...).
+//! [`Leftover`] still names every state such an interrupted write leaves, and [`recover`]
+//! completes or undoes it, then tidies the FAT the same way.
 
 use crate::esxi::bank::Bank;
-use crate::format::fat::{FatError, FatVolume};
+use crate::format::fat::{self, FatError, FatVolume, Health};
 use crate::io::disk::{Disk, DiskError, Slice};
 use serde::Serialize;
 
@@ -56,6 +54,17 @@ pub use crate::esxi::leftover::{Leftover, Names};
 pub struct WriteStats {
     pub bytes_written: u64,
     pub write_calls: u64,
+    /// fsync calls.
+    pub flushes: u64,
+}
+
+impl WriteStats {
+    /// Adds another write's counts.
+    pub fn add(&mut self, other: &WriteStats) {
+        self.bytes_written += other.bytes_written;
+        self.write_calls += other.write_calls;
+        self.flushes += other.flushes;
+    }
 }
 
 struct Bankref {
@@ -106,61 +115,86 @@ impl Bankref {
     }
 }
 
-/// Replaces `names.current` in the bank with `new`, the safe way. `verify` checks the bytes read
-/// back (decode both archive levels, compare esx.conf) before anything is renamed.
+/// The state of the bank's FAT, read for the plan: clean, only leftovers of an interrupted write
+/// (which [`replace`] and [`recover`] reclaim first), or damaged (every write refused).
+pub fn fat_health(disk: &mut Disk, bank: &Bank) -> Result<Health, TxError> {
+    let b = Bankref::of(bank);
+    let layout = fat::raw::Layout::read(disk, b.start, b.len).map_err(b.fat_err())?;
+    Health::check(disk, &layout).map_err(b.fat_err())
+}
+
+/// Reclaims what an interrupted write left in the bank's FAT (see [`Health::repair`]); says
+/// what it did, or `None` when the FAT was clean. Refuses, writing nothing, on other damage.
+pub fn tidy(disk: &mut Disk, bank: &Bank) -> Result<Option<String>, TxError> {
+    let b = Bankref::of(bank);
+    disk.drop_cache();
+    let layout = fat::raw::Layout::read(disk, b.start, b.len).map_err(b.fat_err())?;
+    let health = Health::check(disk, &layout).map_err(b.fat_err())?;
+    if health.is_clean() {
+        return Ok(None);
+    }
+    let (found, _) = Health::repair(disk, &layout).map_err(b.fat_err())?;
+    disk.drop_cache();
+    Ok(Some(format!(
+        "repaired what an interrupted write left in the FAT: {}",
+        found.describe()
+    )))
+}
+
+/// Replaces `names.current` in the bank with `new`, the safe way (see the module
+/// documentation). `verify` checks the bytes read back (decode both archive levels, compare
+/// esx.conf) before the directory entry is switched. Returns the counts and, when the FAT had
+/// leftovers of an interrupted write, what was repaired first.
 pub fn replace(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     new: &[u8],
     verify: &dyn Fn(&[u8]) -> Result<(), String>,
-) -> Result<WriteStats, TxError> {
+) -> Result<(WriteStats, Option<String>), TxError> {
     let b = Bankref::of(bank);
-    let (w0, c0) = (disk.bytes_written(), disk.write_calls());
-    b.step(disk, |v| v.create(&names.new, new))?;
-    let back = b.read_back(disk, &names.new)?;
-    let check = match &back {
-        None => Err(format!("{} is missing", names.new)),
-        Some(bytes) if bytes.as_slice() != new => {
-            Err(format!("{} bytes read, {} written", bytes.len(), new.len()))
-        }
-        Some(bytes) => verify(bytes),
-    };
-    if let Err(why) = check {
-        // Undo: the current configuration was never touched.
-        let _ = b.step(disk, |v| v.remove(&names.new));
-        return Err(TxError::Verify {
+    let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
+    let tidied = tidy(disk, bank)?;
+    fat::replace(disk, b.start, b.len, &names.current, new, verify).map_err(|e| match e {
+        FatError::Verify { file, why, .. } => TxError::Verify {
             partition: b.partition,
-            file: names.new.clone(),
+            file,
             why,
-        });
-    }
-    b.step(disk, |v| v.rename(&names.current, &names.old))?;
-    b.step(disk, |v| v.rename(&names.new, &names.current))?;
-    match b.read_back(disk, &names.current)? {
-        Some(bytes) if bytes == new => {}
-        other => {
-            return Err(TxError::Verify {
-                partition: b.partition,
-                file: names.current.clone(),
-                why: match other {
-                    None => "missing after the rename".to_string(),
-                    Some(b) => format!("{} bytes read, {} written", b.len(), new.len()),
-                },
-            });
-        }
-    }
-    b.step(disk, |v| v.remove(&names.old))?;
-    Ok(WriteStats {
-        bytes_written: disk.bytes_written() - w0,
-        write_calls: disk.write_calls() - c0,
-    })
+        },
+        source => TxError::Fat {
+            partition: b.partition,
+            source,
+        },
+    })?;
+    Ok((
+        WriteStats {
+            bytes_written: disk.bytes_written() - w0,
+            write_calls: disk.write_calls() - c0,
+            flushes: disk.sync_calls() - f0,
+        },
+        tidied,
+    ))
 }
 
-/// Completes or undoes what an interrupted [`replace`] left. `verify` decides whether a
+/// Completes or undoes what an interrupted write of an earlier bootbank version left (renamed
+/// files), then reclaims what it left in the FAT ([`tidy`]). `verify` decides whether a
 /// `state.new` without a `state.tgz` holds a usable configuration (it was verified before the
 /// switch began, so it should).
 pub fn recover(
+    disk: &mut Disk,
+    bank: &Bank,
+    names: &Names,
+    leftover: &Leftover,
+    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+) -> Result<String, TxError> {
+    let msg = recover_names(disk, bank, names, leftover, verify)?;
+    Ok(match tidy(disk, bank)? {
+        Some(tidied) => format!("{msg}; {tidied}"),
+        None => msg,
+    })
+}
+
+fn recover_names(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,

@@ -4,7 +4,10 @@
 //! the image. After each kill `bootbank inspect --json` must exit 0 and read the device's owner
 //! from a complete configuration (the old "passthru" or the new "vmkernel", the same bytes mtools
 //! reads), and `bootbank fix` run again must exit 0, complete or undo the interrupted write and
-//! leave "vmkernel" with no leftover. `fsck.fat -n` damage is sorted as in `fix_faults`.
+//! leave "vmkernel" with no leftover. Every write and every fsync is a crash point (not a
+//! sample). After the kill `fsck.fat -n` may report only what an interrupted write leaves (lost
+//! clusters, FAT copies that differ), and inspect must report exactly then a `fat-leftover`
+//! finding; after the rerun `fsck.fat -n` must be clean.
 //!
 //! Needs strace (and ptrace permission); under `CI=true` its absence fails the test.
 
@@ -17,9 +20,6 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Instant;
-
-/// Every N is tried when the run has at most this many writes; above it, see [`sample`].
-const EVERY_UP_TO: u64 = 400;
 
 fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_bootbank"))
@@ -79,19 +79,6 @@ fn inspect(img: &Path) -> Result<(Option<String>, Vec<String>), String> {
         .filter_map(|f| f["rule"].as_str().map(str::to_string))
         .collect();
     Ok((owner, rules))
-}
-
-/// The crash points tried for a run of `total` calls: all of them while `total` is at most
-/// [`EVERY_UP_TO`]. The demo's fix makes 194 writes and 7 fsyncs; trying every one takes
-/// about 40 s in a debug build (about 0.2 s per crash point). Above that: every call of the
-/// first and last 30, every 7th in between, so that a much larger run stays quick.
-fn sample(total: u64) -> Vec<u64> {
-    if total <= EVERY_UP_TO {
-        return (1..=total).collect();
-    }
-    (1..=total)
-        .filter(|&n| n <= 30 || n > total - 30 || n % 7 == 0)
-        .collect()
 }
 
 /// Runs one crash point: kill at the Nth `syscall`, then the checks. Returns the problems.
@@ -165,8 +152,15 @@ impl Env {
         }
         let scratch = self.tmp.join("fsck-partition.img");
         let after_kill = self.bank.fsck(&img, &scratch);
-        if !after_kill.unknown.is_empty() {
+        if !after_kill.only_interrupted_write_leftovers() {
             problem(format!("fsck.fat after the kill: {after_kill}"));
+        }
+        // inspect names what fsck.fat sees as a finding of its own.
+        let fat_leftover = rules.iter().any(|r| r == "fat-leftover");
+        if fat_leftover == after_kill.is_clean() {
+            problem(format!(
+                "fsck.fat says {after_kill} but inspect's findings are {rules:?}"
+            ));
         }
 
         // fix again, without strace, with a fresh backup directory.
@@ -202,9 +196,8 @@ impl Env {
             problem("after the rerun mcopy reads another state.tgz".to_string());
         }
         let after_rerun: Fsck = self.bank.fsck(&img, &scratch);
-        let remaining = after_rerun.problems_after_rerun();
-        if !remaining.is_empty() {
-            problem(format!("fsck.fat after the rerun: {remaining:?}"));
+        if !after_rerun.is_clean() {
+            problem(format!("fsck.fat after the rerun: {after_rerun}"));
         }
         tally.add(
             n,
@@ -296,7 +289,7 @@ fn fix_killed_at_every_write_and_fsync_is_recoverable() {
     for (syscall, total) in [("pwrite64", writes), ("fsync", fsyncs)] {
         let t = Instant::now();
         let mut tally = Tally::default();
-        for n in sample(total) {
+        for n in 1..=total {
             problems.extend(env.crash_point(syscall, n, &mut tally));
         }
         eprintln!("killed at {syscall} ({:.1?}):\n{tally}", t.elapsed());

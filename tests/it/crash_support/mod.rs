@@ -153,20 +153,6 @@ impl Damage {
             .find(|(needle, _)| line.contains(needle))
             .map(|(_, d)| *d)
     }
-
-    /// Damage a rerun of `fix` may leave behind: harmless to ESXi, but `fsck.fat -n` exits
-    /// non-zero until a real fsck repairs it. Broken files (a free cluster in a chain, a size
-    /// that disagrees with the chain) are never acceptable after the rerun.
-    pub fn may_remain(self) -> bool {
-        matches!(
-            self,
-            Damage::DirtyBit
-                | Damage::LostClusters
-                | Damage::FatsDiffer
-                | Damage::OrphanLfn
-                | Damage::BadShortName
-        )
-    }
 }
 
 /// What `fsck.fat -n` said about one partition.
@@ -222,17 +208,14 @@ impl Fsck {
         self.damage.is_empty() && self.unknown.is_empty()
     }
 
-    /// Problems for a volume on which `fix` has run again: unknown messages or damage that
-    /// must not remain.
-    pub fn problems_after_rerun(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .damage
-            .iter()
-            .filter(|d| !d.may_remain())
-            .map(|d| format!("{d:?}"))
-            .collect();
-        v.extend(self.unknown.iter().cloned());
-        v
+    /// Only what an interrupted bootbank write may leave: clusters no file uses and FAT
+    /// copies that differ (on them). No broken file, no dirty bit, nothing unknown.
+    pub fn only_interrupted_write_leftovers(&self) -> bool {
+        self.unknown.is_empty()
+            && self
+                .damage
+                .iter()
+                .all(|d| matches!(d, Damage::LostClusters | Damage::FatsDiffer))
     }
 }
 

@@ -4,6 +4,13 @@
 //! read-only [`Slice`]: a write attempt by the driver fails instead of
 //! reaching the disk.
 
+mod check;
+pub mod raw;
+mod switch;
+
+pub use check::Health;
+pub use switch::{Switched, fat_time, replace};
+
 use crate::io::disk::{ReadTrace, Slice};
 use serde::Serialize;
 use std::cell::Cell;
@@ -36,6 +43,25 @@ pub enum FatError {
         offset: u64,
         file: String,
         detail: String,
+    },
+    /// A FAT bootbank does not write (FAT32) or a name it does not handle.
+    #[error("FAT volume at byte {offset}: {detail}; nothing was written")]
+    Unsupported { offset: u64, detail: String },
+    /// Damage an interrupted bootbank write does not leave: `fsck.fat` is the tool for it.
+    #[error(
+        "FAT volume at byte {offset}: {}; bootbank repairs only what an interrupted write leaves, so nothing was written: check the partition with `fsck.fat` first",
+        .problems.join("; ")
+    )]
+    Damaged { offset: u64, problems: Vec<String> },
+    /// The new file did not read back as written, before or after the switch; the old one is
+    /// in place.
+    #[error(
+        "FAT volume at byte {offset}: new `{file}` failed verification ({why}); the previous file is still in place"
+    )]
+    Verify {
+        offset: u64,
+        file: String,
+        why: String,
     },
     #[error(
         "FAT volume at byte {offset}: `{file}` is {size} bytes, more than bootbank will read ({limit})"

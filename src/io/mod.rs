@@ -2,4 +2,5 @@
 //! and the exclusive open that writing needs. Knows nothing of partitions or ESXi.
 
 pub mod disk;
+pub mod record;
 pub mod vmdk;

@@ -947,12 +947,24 @@ pub use crate::ops::fix::Outcome;
 
 /// Carries out a plan: exclusive access, backup, recovery of leftovers, the writes, read-back.
 pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError> {
+    if !plan.has_changes() {
+        return Ok(Outcome::default());
+    }
+    // Exclusive access first: a target in use must leave no backup behind either.
+    apply_on(plan, backup_dir, Disk::open_rw(&plan.target_path)?)
+}
+
+/// [`apply`] on a disk the caller opened for writing: the power-cut tests pass one whose
+/// storage records every write and flush.
+pub fn apply_on(
+    plan: &BankPlan,
+    backup_dir: &Path,
+    mut disk: Disk,
+) -> Result<Outcome, BankOpError> {
     let mut outcome = Outcome::default();
     if !plan.has_changes() {
         return Ok(outcome);
     }
-    // Exclusive access first: a target in use must leave no backup behind either.
-    let mut disk = Disk::open_rw(&plan.target_path)?;
     let changing: Vec<&BankStep> = plan
         .steps
         .iter()

@@ -1152,16 +1152,30 @@ fn check_config(
 
 /// Carries out a plan: recovery of leftovers, backup, safe writes, read-back checks.
 pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, FixError> {
-    let mut outcome = Outcome::default();
     if !plan.has_changes() {
-        return Ok(outcome);
+        return Ok(Outcome::default());
     }
-    let decoded = RefCell::new(Vec::new());
     // Take exclusive access first: a target in use must leave no backup behind either.
     let disk = match plan.kind {
         TargetKind::Disk | TargetKind::Partition => Some(Disk::open_rw(&plan.target_path)?),
         _ => None,
     };
+    apply_on(plan, backup_dir, opts, disk)
+}
+
+/// [`apply`] on a disk the caller opened for writing (for a disk or partition target; `None`
+/// for archives): the power-cut tests pass one whose storage records every write and flush.
+pub fn apply_on(
+    plan: &Plan,
+    backup_dir: &Path,
+    opts: &Options,
+    disk: Option<Disk>,
+) -> Result<Outcome, FixError> {
+    let mut outcome = Outcome::default();
+    if !plan.has_changes() {
+        return Ok(outcome);
+    }
+    let decoded = RefCell::new(Vec::new());
     let bundle = plan.kind == TargetKind::ConfigBundle;
     std::thread::scope(|s| -> Result<(), FixError> {
         let checks: Vec<Option<Prechecked>> = plan
@@ -1281,6 +1295,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
                 bpath.display()
             )));
         }
+        let mut fat_leftover = None;
         let (current, location, names, leftover, uuid) = if is_archive {
             plan.kind = TargetKind::StateArchive;
             (
@@ -1303,13 +1318,24 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
                 )));
             }
             let cf = bank.config_file();
+            let disk = disk.as_mut().expect("a disk target has its disk open");
             let bytes = match &cf {
-                Some(c) => {
-                    let disk = disk.as_mut().expect("a disk target has its disk open");
-                    bootbank::read_file(disk, bank, &c.effective.name)?.unwrap_or_default()
-                }
+                Some(c) => bootbank::read_file(disk, bank, &c.effective.name)?.unwrap_or_default(),
                 None => Vec::new(),
             };
+            let location = format!("partition {p} /{}", e.file);
+            let health =
+                transaction::fat_health(disk, bank).map_err(|source| FixError::FatUnread {
+                    location: location.clone(),
+                    source,
+                })?;
+            if !health.is_repairable() {
+                return Err(FixError::FatDamaged {
+                    location,
+                    problems: health.damage,
+                });
+            }
+            fat_leftover = (!health.is_clean()).then(|| health.describe());
             plan.kind = if e.partition.is_none() {
                 TargetKind::Partition
             } else {
@@ -1397,7 +1423,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
             new_esx_conf: new_conf,
             new_store: None,
             leftover,
-            fat_leftover: None,
+            fat_leftover,
             names,
         });
     }

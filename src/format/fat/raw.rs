@@ -213,7 +213,11 @@ impl Table {
         } else {
             let at = c + c / 2;
             let v = le16(&self.bytes, at);
-            if c.is_multiple_of(2) { v & 0xFFF } else { v >> 4 }
+            if c.is_multiple_of(2) {
+                v & 0xFFF
+            } else {
+                v >> 4
+            }
         }
     }
 

@@ -86,9 +86,11 @@ enum Command {
     /// reading. The plan always shows both forms.
     ///
     /// Before writing: the plan and a diff are shown, every file about to change is copied to a
-    /// backup directory, and (on a terminal) you are asked. The new state.tgz is written under a
-    /// temporary name, read back and verified, then swapped in by renames, so that at every
-    /// instant a complete configuration exists. Undo with `bootbank restore TARGET --from DIR`.
+    /// backup directory, and (on a terminal) you are asked. The new state.tgz is written into
+    /// free clusters, read back and verified, then its directory entry is switched to it with
+    /// one sector write, so that a power cut at any instant leaves the complete old or new
+    /// configuration. Leftovers of an interrupted write are reclaimed first. Undo with
+    /// `bootbank restore TARGET --from DIR`.
     ///
     /// Examples:
     ///   bootbank fix /dev/sdb --all-storage --dry-run

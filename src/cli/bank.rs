@@ -24,8 +24,8 @@ pub enum BankCommand {
     /// state.tgz. Refused when no other bank is valid ("No alternate hypervisor to roll back
     /// to"). The digit is overwritten in place inside boot.cfg, exactly as the bootloader
     /// writes it (one byte; file size and time unchanged); when boot.cfg has no bootstate line,
-    /// or one that is not a single digit, boot.cfg is replaced the safe way instead (boot.new
-    /// written, read back, renamed) and the plan says so.
+    /// or one that is not a single digit, boot.cfg is replaced the safe way instead (a new copy
+    /// in free clusters, read back, then its directory entry switched) and the plan says so.
     ///
     /// Before writing: the plan is shown, boot.cfg is copied to a backup directory with a
     /// sha256 manifest, and (on a terminal) you are asked. After writing, the disk is read
@@ -51,7 +51,8 @@ pub enum BankCommand {
     /// `bank rollback`, which gives that fallback up). When only the bootstate digit changes it
     /// is overwritten in place; a new updated generally changes the file's length (and the
     /// bootloader never rewrites it in place), so boot.cfg is then replaced the safe way
-    /// (boot.new written, read back, renamed).
+    /// (a new copy in free clusters, read back, then its directory entry switched in one
+    /// sector write).
     ///
     /// A bank without a bootstate line gets bootstate=0 as its first line, so that the
     /// bootloader can mark it on Shift+R.

@@ -23,10 +23,10 @@ use crate::esxi::bank::{self as bootbank, Bank, BankError};
 use crate::esxi::bootcfg::BootCfg;
 use crate::esxi::nextboot::{self, Candidate};
 use crate::esxi::target::TargetError;
-use crate::format::fat::FatVolume;
-use crate::io::disk::{Disk, DiskError, Slice};
+use crate::io::disk::{Disk, DiskError};
 use crate::ops::fix::{self, BackupFile, FixError, Manifest};
 use crate::ops::inspect::{self, BankReport, InspectError, TargetKind};
+use crate::write::commit;
 use crate::write::transaction::{self, Leftover, Names, TxError, WriteStats};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -75,6 +75,9 @@ pub enum BankOpError {
     Unwritable { partition: u32, why: String },
     #[error("partition {partition} is not a bootbank on this disk (banks: {banks})")]
     NoSuchBank { partition: u32, banks: String },
+    /// A bank of the plan is no longer found on the disk when the write begins.
+    #[error("partition {partition} vanished")]
+    Vanished { partition: u32 },
     #[error("partition {partition} cannot be made to boot: {why}")]
     CannotBoot { partition: u32, why: String },
     #[error(
@@ -1009,40 +1012,49 @@ pub fn apply_on(
     for s in &plan.steps {
         let p = s.number;
         let location = format!("{} /boot.cfg", where_(s.partition.is_none(), p));
-        let mut bank = find_bank(&mut disk, &head, p)?;
-        if let Some(l) = &s.recover {
-            let msg = transaction::recover(&mut disk, &bank, &names, l, &verify_parses)?;
-            outcome.recovered.push(format!("{location}: {msg}"));
-            bank = find_bank(&mut disk, &head, p)?;
-        }
-        // Leftovers of an interrupted write in this bank's FAT, reclaimed before writing.
-        if (s.fat_leftover.is_some() || s.old_bytes != s.new_bytes)
-            && let Some(msg) = transaction::tidy(&mut disk, &bank)?
-        {
-            outcome.recovered.push(format!("{location}: {msg}"));
-        }
-        if s.old_bytes == s.new_bytes {
-            continue;
-        }
-        let current = bootbank::read_file(&mut disk, &bank, BOOT_CFG)?.unwrap_or_default();
-        if current != s.old_bytes {
-            return Err(BankOpError::Changed { partition: p });
-        }
-        match s.method {
-            Method::InPlaceDigit => write_digit(&mut disk, &bank, s)?,
-            Method::ReplaceFile => {
-                let want = s.new_bytes.clone();
-                let verify = move |b: &[u8]| -> Result<(), String> {
-                    BootCfg::parse(b).map_err(|e| e.to_string())?;
-                    if b != want.as_slice() {
-                        return Err("boot.cfg differs from the intended one".into());
-                    }
-                    Ok(())
-                };
-                transaction::replace(&mut disk, &bank, &names, &s.new_bytes, &verify)?;
+        let want = s.new_bytes.clone();
+        let verify = move |b: &[u8]| -> Result<(), String> {
+            BootCfg::parse(b).map_err(|e| e.to_string())?;
+            if b != want.as_slice() {
+                return Err("boot.cfg differs from the intended one".into());
             }
+            Ok(())
+        };
+        let w = commit::BankWrite {
+            partition: p,
+            names: &names,
+            old: &s.old_bytes,
+            new: &s.new_bytes,
+            method: match s.method {
+                Method::InPlaceDigit => commit::Method::InPlace {
+                    offset_in_file: s.offset_in_file.unwrap_or(u64::MAX),
+                },
+                Method::ReplaceFile => commit::Method::Replace { verify: &verify },
+            },
+            recover: s
+                .recover
+                .as_ref()
+                .map(|l| (l, &verify_parses as &dyn Fn(&[u8]) -> Result<(), String>)),
+            tidy: s.fat_leftover.is_some(),
+        };
+        let done = commit::commit_bank(&mut disk, &head, &w).map_err(|e| match e {
+            commit::CommitError::Changed { partition } => BankOpError::Changed { partition },
+            commit::CommitError::Vanished { partition } => BankOpError::Vanished { partition },
+            commit::CommitError::InPlace { partition, why } => {
+                BankOpError::InPlace { partition, why }
+            }
+            commit::CommitError::Tx(e) => BankOpError::Write(e),
+            commit::CommitError::Bank(e) => BankOpError::Bank(e),
+            commit::CommitError::Disk(e) => BankOpError::Disk(e),
+        })?;
+        outcome.recovered.extend(
+            done.recovered
+                .into_iter()
+                .map(|m| format!("{location}: {m}")),
+        );
+        if done.written {
+            outcome.written.push(location);
         }
-        outcome.written.push(location);
     }
     outcome.stats = WriteStats {
         bytes_written: disk.bytes_written() - w0,
@@ -1065,38 +1077,6 @@ fn find_bank(disk: &mut Disk, head: &[u8], p: u32) -> Result<Bank, BankOpError> 
             partition: p,
             banks: "vanished while writing".into(),
         })
-}
-
-/// Overwrites the one `bootstate` digit in place: the FAT driver names the disk byte, which must
-/// hold the old digit; one write, fsync, then boot.cfg is read back whole from the storage.
-fn write_digit(disk: &mut Disk, bank: &Bank, s: &BankStep) -> Result<(), BankOpError> {
-    let p = s.number;
-    let fail = |why: String| BankOpError::InPlace { partition: p, why };
-    let at = s.offset_in_file.ok_or_else(|| fail("no offset".into()))?;
-    let (old, new) = (s.old_bytes[at as usize], s.new_bytes[at as usize]);
-    let (abs, found) = {
-        let vol = FatVolume::open(Slice::new(disk, bank.byte_start, bank.byte_len))
-            .map_err(|e| fail(e.to_string()))?;
-        vol.locate(BOOT_CFG, at).map_err(|e| fail(e.to_string()))?
-    };
-    if found != old {
-        return Err(BankOpError::Changed { partition: p });
-    }
-    disk.write_at(abs, &[new])
-        .map_err(|e| fail(e.to_string()))?;
-    disk.sync().map_err(|e| fail(e.to_string()))?;
-    disk.drop_cache();
-    let back = bootbank::read_file(disk, bank, BOOT_CFG)
-        .map_err(|e| fail(e.to_string()))?
-        .unwrap_or_default();
-    if back != s.new_bytes {
-        return Err(fail(format!(
-            "boot.cfg read back differs from what was written ({} bytes read, {} expected)",
-            back.len(),
-            s.new_bytes.len()
-        )));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::format::archive::{self, ArchiveError, Tgz};
 use crate::format::envelope::Encryption;
 use crate::io::disk::{Disk, DiskError};
 use crate::ops::inspect::{self, InspectError, TargetKind};
+use crate::write::commit;
 use crate::write::transaction::{self, Names, TxError, WriteStats};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -109,8 +110,73 @@ pub enum FixError {
         #[source]
         source: ConfigStoreError,
     },
-    #[error("{0}")]
-    Refused(String),
+    /// A directory (a mounted or copied bank) is not a target that can be changed in place.
+    #[error(
+        "{}: a directory (a mounted or copied bank) cannot be {} in place; give the disk, the partition or the {}",
+        .path.display(),
+        if *.restore { "restored" } else { "fixed" },
+        if *.restore { "archive" } else { "state.tgz" }
+    )]
+    DirectoryTarget { path: PathBuf, restore: bool },
+    /// No bank boots next, so the one to change must be named; `unknown` says why the next boot
+    /// cannot be predicted, when that is the reason.
+    #[error(
+        "{}: name the bank to change with --bank N",
+        .unknown.as_deref().unwrap_or("no bank is valid (this host will not boot)")
+    )]
+    NoNextBank { unknown: Option<String> },
+    /// `--bank N` names a partition that is not a bootbank.
+    #[error(
+        "--bank {partition}: partition {partition} is not a bootbank (banks: {})",
+        .banks.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    NotABank { partition: u32, banks: Vec<u32> },
+    /// `--both-banks` with no valid bank.
+    #[error("no bank is valid: name the banks to change with --bank N")]
+    NoValidBank,
+    /// The bank to fix holds no configuration archive.
+    #[error("{location} holds no state.tgz: nothing to fix there")]
+    NoStateArchive { location: String },
+    #[error("backup directory {} is inside the target", .dir.display())]
+    BackupInsideTarget { dir: PathBuf },
+    #[error(
+        "backup file {} already exists with other content; choose another --backup-dir",
+        .path.display()
+    )]
+    BackupFileExists { path: PathBuf },
+    /// A bank of the plan is no longer on the disk when the write begins.
+    #[error("partition {partition} vanished")]
+    PartitionVanished { partition: u32 },
+    /// The file to replace is no longer the one the plan read. Nothing written there.
+    #[error("{location}: the configuration changed since the plan was made; run again")]
+    ChangedSincePlan { location: String },
+    #[error("{}: not a bootbank backup manifest: {detail}", .path.display())]
+    NotAManifest { path: PathBuf, detail: String },
+    #[error(
+        "{}: does not match the checksum in the manifest; the backup is damaged",
+        .path.display()
+    )]
+    BackupDamaged { path: PathBuf },
+    #[error("the target has no bootbank on partition {partition}")]
+    NoBankForBackup { partition: u32 },
+    /// The backup was taken from another bank (another disk?); `--force` restores anyway.
+    #[error(
+        "partition {partition} is bank {bank_uuid} but the backup was taken from bank {}: another disk? (--force to restore anyway)",
+        .backup_uuid.as_deref().unwrap_or("?")
+    )]
+    OtherBank {
+        partition: u32,
+        bank_uuid: String,
+        backup_uuid: Option<String>,
+    },
+    #[error(
+        "{location}: changed since the backup's write (neither the file bootbank wrote nor the backed-up one); --force to overwrite it"
+    )]
+    ChangedSinceBackup { location: String },
+    /// A file written beside an archive target did not read back as written, or did not
+    /// verify; it was removed and the target is unchanged.
+    #[error("{}: {why}", .path.display())]
+    FileNotVerified { path: PathBuf, why: String },
     /// The configuration is sealed by the host's TPM: no offline tool can change it. What still
     /// works is done on the host, for `devices` (empty: the user named none).
     #[error(
@@ -341,10 +407,10 @@ pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixEr
     let mut plan = Plan::empty(target);
     match Target::open(target)? {
         Target::Directory(_) => {
-            return Err(FixError::Refused(format!(
-                "{}: a directory (a mounted or copied bank) cannot be fixed in place; give the disk, the partition or the state.tgz",
-                target.display()
-            )));
+            return Err(FixError::DirectoryTarget {
+                path: target.to_path_buf(),
+                restore: false,
+            });
         }
         Target::Archive { bytes, .. } => plan_archive(&bytes, what, &mut plan)?,
         Target::Disk {
@@ -352,11 +418,6 @@ pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixEr
         } => plan_disk(&mut disk, &found.banks, what, opts, &mut plan)?,
     }
     Ok(plan)
-}
-
-/// The banks of a disk or lone partition image, found again on the disk opened for writing.
-fn disk_banks(disk: &mut Disk, head: &[u8]) -> Result<Vec<Bank>, FixError> {
-    Ok(crate::esxi::target::find_banks(disk, head)?.banks)
 }
 
 fn plan_disk(
@@ -389,24 +450,18 @@ fn plan_disk(
     match (&opts.banks, next) {
         (Banks::Next, Some(p)) => chosen.push(p),
         (Banks::Next, None) => {
-            return Err(FixError::Refused(match &prediction.unknown {
-                Some(why) => format!("{why}: name the bank to change with --bank N"),
-                None => "no bank is valid (this host will not boot): name the bank to change with --bank N"
-                    .to_string(),
-            }));
+            return Err(FixError::NoNextBank {
+                unknown: prediction.unknown.clone(),
+            });
         }
         (Banks::Also(list), next) => {
             chosen.extend(next);
             for p in list {
                 if !banks.iter().any(|b| b.partition == *p) {
-                    return Err(FixError::Refused(format!(
-                        "--bank {p}: partition {p} is not a bootbank (banks: {})",
-                        banks
-                            .iter()
-                            .map(|b| b.partition.to_string())
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    )));
+                    return Err(FixError::NotABank {
+                        partition: *p,
+                        banks: banks.iter().map(|b| b.partition).collect(),
+                    });
                 }
                 if !chosen.contains(p) {
                     chosen.push(*p);
@@ -421,9 +476,7 @@ fn plan_disk(
                 }
             }
             if chosen.is_empty() {
-                return Err(FixError::Refused(
-                    "no bank is valid: name the banks to change with --bank N".to_string(),
-                ));
+                return Err(FixError::NoValidBank);
             }
         }
     }
@@ -442,9 +495,7 @@ fn plan_disk(
         };
         let Some(cf) = bank.config_file() else {
             if matches!(what, Request::Devices(_) | Request::AllStorage) && plan.steps.is_empty() {
-                return Err(FixError::Refused(format!(
-                    "{where_} holds no state.tgz: nothing to fix there"
-                )));
+                return Err(FixError::NoStateArchive { location: where_ });
             }
             continue;
         };
@@ -976,10 +1027,9 @@ pub fn write_backup_files(
     let target = std::fs::canonicalize(target_path).map_err(io_err(target_path))?;
     let dir_abs = std::path::absolute(dir).map_err(io_err(dir))?;
     if dir_abs.starts_with(&target) || dir_abs == target {
-        return Err(FixError::Refused(format!(
-            "backup directory {} is inside the target",
-            dir.display()
-        )));
+        return Err(FixError::BackupInsideTarget {
+            dir: dir.to_path_buf(),
+        });
     }
     crate::write::private::create_dir(dir)?;
     let mut entries = Vec::new();
@@ -994,10 +1044,7 @@ pub fn write_backup_files(
         match std::fs::read(&path) {
             Ok(existing) if existing == s.old_bytes => {}
             Ok(_) => {
-                return Err(FixError::Refused(format!(
-                    "backup file {} already exists with other content; choose another --backup-dir",
-                    path.display()
-                )));
+                return Err(FixError::BackupFileExists { path: path.clone() });
             }
             Err(_) => write_synced(&path, s.old_bytes)?,
         }
@@ -1194,53 +1241,56 @@ pub fn apply_on(
             (TargetKind::Disk | TargetKind::Partition, Some(mut disk)) => {
                 let head = disk.head(crate::esxi::target::HEAD)?;
                 for (step, check) in plan.steps.iter().zip(&checks) {
-                    let names = step.names.clone().expect("disk steps have names");
-                    // Re-read the bank: its files may have changed since the plan, and again
-                    // after a recovery changed them.
+                    let names = step.names.as_ref().expect("disk steps have names");
                     let p = step.partition.unwrap_or(0);
-                    let find = |banks: Vec<Bank>| {
-                        banks
-                            .into_iter()
-                            .find(|b| b.partition == p)
-                            .ok_or_else(|| FixError::Refused(format!("partition {p} vanished")))
+                    let verify = |b: &[u8]| match check {
+                        Some(c) => c.verify(b),
+                        None => verify_any(b),
                     };
-                    let mut bank = find(disk_banks(&mut disk, &head)?)?;
-                    if let Some(l) = &step.leftover {
-                        let msg = transaction::recover(&mut disk, &bank, &names, l, &verify_any)?;
-                        outcome.recovered.push(format!("{}: {msg}", step.location));
-                        bank = find(disk_banks(&mut disk, &head)?)?;
-                    }
-                    let Some(check) = check else {
-                        if step.fat_leftover.is_some()
-                            && let Some(msg) = transaction::tidy(&mut disk, &bank)?
-                        {
-                            outcome.recovered.push(format!("{}: {msg}", step.location));
+                    let w = commit::BankWrite {
+                        partition: p,
+                        names,
+                        old: &step.old_bytes,
+                        // A step without changes only settles leftovers.
+                        new: if check.is_some() {
+                            &step.new_bytes
+                        } else {
+                            &step.old_bytes
+                        },
+                        method: commit::Method::Replace { verify: &verify },
+                        recover: step
+                            .leftover
+                            .as_ref()
+                            .map(|l| (l, &verify_any as &dyn Fn(&[u8]) -> Result<(), String>)),
+                        tidy: step.fat_leftover.is_some(),
+                    };
+                    let done = commit::commit_bank(&mut disk, &head, &w).map_err(|e| match e {
+                        commit::CommitError::Changed { .. } => FixError::ChangedSincePlan {
+                            location: step.location.clone(),
+                        },
+                        commit::CommitError::Vanished { partition } => {
+                            FixError::PartitionVanished { partition }
                         }
-                        continue;
-                    };
-                    let bank = &bank;
-                    let current = bank
-                        .config_file()
-                        .and_then(|c| {
-                            bootbank::read_file(&mut disk, bank, &c.effective.name).transpose()
-                        })
-                        .transpose()?
-                        .unwrap_or_default();
-                    if current != step.old_bytes {
-                        return Err(FixError::Refused(format!(
-                            "{}: the configuration changed since the plan was made; run again",
-                            step.location
-                        )));
+                        commit::CommitError::InPlace { partition, why } => {
+                            FixError::Write(TxError::Verify {
+                                partition,
+                                file: names.current.clone(),
+                                why,
+                            })
+                        }
+                        commit::CommitError::Tx(e) => FixError::Write(e),
+                        commit::CommitError::Bank(e) => FixError::Bank(e),
+                        commit::CommitError::Disk(e) => FixError::Disk(e),
+                    })?;
+                    outcome.recovered.extend(
+                        done.recovered
+                            .into_iter()
+                            .map(|m| format!("{}: {m}", step.location)),
+                    );
+                    outcome.stats.add(&done.stats);
+                    if done.written {
+                        outcome.written.push(step.location.clone());
                     }
-                    let (st, tidied) =
-                        transaction::replace(&mut disk, bank, &names, &step.new_bytes, &|b| {
-                            check.verify(b)
-                        })?;
-                    if let Some(msg) = tidied {
-                        outcome.recovered.push(format!("{}: {msg}", step.location));
-                    }
-                    outcome.stats.add(&st);
-                    outcome.written.push(step.location.clone());
                 }
             }
             _ => {
@@ -1268,21 +1318,19 @@ pub fn apply_on(
 pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, FixError> {
     let mpath = from.join("manifest.json");
     let text = std::fs::read(&mpath).map_err(io_err(&mpath))?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| {
-        FixError::Refused(format!(
-            "{}: not a bootbank backup manifest: {e}",
-            mpath.display()
-        ))
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| FixError::NotAManifest {
+        path: mpath.clone(),
+        detail: e.to_string(),
     })?;
     let mut plan = Plan::empty(target);
     let (mut disk, banks, archive_bytes) = match Target::open(target)? {
         Target::Archive { bytes, .. } => (None, Vec::new(), Some(bytes)),
         Target::Disk { disk, found, .. } => (Some(disk), found.banks, None),
         Target::Directory(_) => {
-            return Err(FixError::Refused(format!(
-                "{}: a directory (a mounted or copied bank) cannot be restored in place; give the disk, the partition or the archive",
-                target.display()
-            )));
+            return Err(FixError::DirectoryTarget {
+                path: target.to_path_buf(),
+                restore: true,
+            });
         }
     };
     let is_archive = archive_bytes.is_some();
@@ -1290,10 +1338,9 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
         let bpath = from.join(&e.backup);
         let backup = std::fs::read(&bpath).map_err(io_err(&bpath))?;
         if sha256_hex(&backup) != e.sha256_before {
-            return Err(FixError::Refused(format!(
-                "{}: does not match the checksum in the manifest; the backup is damaged",
-                bpath.display()
-            )));
+            return Err(FixError::BackupDamaged {
+                path: bpath.clone(),
+            });
         }
         let mut fat_leftover = None;
         let (current, location, names, leftover, uuid) = if is_archive {
@@ -1307,15 +1354,16 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
             )
         } else {
             let p = e.partition.unwrap_or(0);
-            let bank = banks.iter().find(|b| b.partition == p).ok_or_else(|| {
-                FixError::Refused(format!("the target has no bootbank on partition {p}"))
-            })?;
+            let bank = banks
+                .iter()
+                .find(|b| b.partition == p)
+                .ok_or_else(|| FixError::NoBankForBackup { partition: p })?;
             if e.bank_uuid.as_deref().is_some_and(|u| u != bank.uuid) && !force {
-                return Err(FixError::Refused(format!(
-                    "partition {p} is bank {} but the backup was taken from bank {}: another disk? (--force to restore anyway)",
-                    bank.uuid,
-                    e.bank_uuid.as_deref().unwrap_or("?")
-                )));
+                return Err(FixError::OtherBank {
+                    partition: p,
+                    bank_uuid: bank.uuid.clone(),
+                    backup_uuid: e.bank_uuid.clone(),
+                });
             }
             let cf = bank.config_file();
             let disk = disk.as_mut().expect("a disk target has its disk open");
@@ -1361,9 +1409,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
         if cur_hash == e.sha256_before {
             notes.push("already holds the backed-up configuration".to_string());
         } else if cur_hash != e.sha256_after && !force {
-            return Err(FixError::Refused(format!(
-                "{location}: changed since the backup's write (neither the file bootbank wrote nor the backed-up one); --force to overwrite it"
-            )));
+            return Err(FixError::ChangedSinceBackup { location });
         }
         let bundle = plan.kind == TargetKind::StateArchive
             && Tgz::parse(&backup, "backup")
@@ -1487,14 +1533,14 @@ pub fn replace_file(
     let back = std::fs::read(&tmp).map_err(io_err(&tmp))?;
     if back != bytes {
         let _ = std::fs::remove_file(&tmp);
-        return Err(FixError::Refused(format!(
-            "{}: read back differs",
-            tmp.display()
-        )));
+        return Err(FixError::FileNotVerified {
+            path: tmp,
+            why: "read back differs".to_string(),
+        });
     }
     if let Err(why) = verify(&back) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(FixError::Refused(format!("{}: {why}", tmp.display())));
+        return Err(FixError::FileNotVerified { path: tmp, why });
     }
     std::fs::rename(&tmp, path).map_err(io_err(path))?;
     std::fs::File::open(dir)

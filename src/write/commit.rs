@@ -20,9 +20,7 @@ pub type Verify<'a> = &'a dyn Fn(&[u8]) -> Result<(), String>;
 pub enum Method<'a> {
     /// The whole file replaced the atomic way; `verify` checks the bytes read back before the
     /// switch.
-    Replace {
-        verify: Verify<'a>,
-    },
+    Replace { verify: Verify<'a> },
     /// One byte overwritten in place at this offset of the file, as the bootloader rewrites the
     /// `bootstate` digit: a one-byte write lies in one sector, and the directory entry (size,
     /// time) is untouched.

@@ -1,4 +1,4 @@
-//! Power cuts, replayed: `fix`, `bank select` and `restore` run once on the demo disk through a
+//! Power cuts, replayed: `fix`, `bank select`, `bank rollback` and `restore` run once on the demo disk through a
 //! storage that records every write and flush (`bootbank::io::record`); then every image a power
 //! cut could leave is rebuilt: all writes up to a flush, plus any subset of the sectors written
 //! after it, each sector as any version written to it or untouched (reorderings and torn
@@ -152,7 +152,7 @@ fn fix_devices() -> Request {
 }
 
 #[test]
-fn fix_bank_select_and_restore_survive_every_power_cut() {
+fn fix_bank_select_rollback_and_restore_survive_every_power_cut() {
     if !common::builder_available() || !common::require_tools(&["mtools", "fsck.fat", "tar"]) {
         return;
     }
@@ -231,6 +231,43 @@ fn fix_bank_select_and_restore_survive_every_power_cut() {
             old: old_cfg,
             new: new_cfg,
             rerun: &rerun_select,
+            reads: &status,
+        },
+        &journal,
+        &tmp,
+    ));
+
+    // bank rollback: bank 5's bootstate digit overwritten in place (one byte, one sector).
+    let rollback_plan = bootbank::bank::plan_rollback(&pristine).unwrap();
+    let step = rollback_plan
+        .steps
+        .iter()
+        .find(|s| s.partition == Some(5))
+        .expect("rollback changes bank 5");
+    let (old_cfg, new_cfg) = (step.old_bytes.clone(), step.new_bytes.clone());
+    assert_eq!(old_cfg.len(), new_cfg.len(), "one digit in place");
+    let journal = record(&pristine, |disk| {
+        bootbank::bank::apply_on(&rollback_plan, &backup("rollback"), disk).unwrap();
+    });
+    // A rollback that already happened is not repeated (it would roll back again).
+    let rerun_rollback = |img: &Path| -> Result<(), String> {
+        let now = bootbank::bank::status(img).map_err(|e| e.to_string())?;
+        if now.next_boot_partition == Some(6) {
+            return Ok(());
+        }
+        let plan = bootbank::bank::plan_rollback(img).map_err(|e| e.to_string())?;
+        bootbank::bank::apply(&plan, &backup("rollback"))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    problems.extend(replay(
+        &Case {
+            name: "bank rollback",
+            partition: 5,
+            file: "boot.cfg",
+            old: old_cfg,
+            new: new_cfg,
+            rerun: &rerun_rollback,
             reads: &status,
         },
         &journal,

@@ -43,7 +43,7 @@ impl Drop for Stream {
 }
 
 pub(super) fn stream_size() -> i32 {
-    std::mem::size_of::<z::z_stream>() as i32
+    size_of::<z::z_stream>() as i32
 }
 
 /// Feeds `input` to a deflate stream with `flush`, appending all output to `out`.

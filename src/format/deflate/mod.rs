@@ -33,6 +33,13 @@
 //! [`map`] finds where the blocks begin; [`reencode`] re-encodes around the changes,
 //! writing through `bits` and `zstream` (a zlib-rs stream that ends itself when dropped) and
 //! reading symbols with `symbols`.
+//!
+//! The crate's FFI: every `unsafe` of this layer is a libdeflate call (`inflate`) or a zlib-rs
+//! `z_stream` call (`zstream`, `map`, `reencode`). They stay here rather than in an `io/ffi.rs`:
+//! the stream's state is the algorithm's state (bit positions, primed bits, dictionaries), and
+//! `io` knows nothing of formats. The only others are `mallopt` in `main.rs` and
+//! `geteuid` in `write/private.rs` (a file another branch is changing; `rustix::process::geteuid`
+//! would remove it); `ops/extract.rs` goes through `rustix` and has none.
 
 mod bits;
 pub mod inflate;

@@ -6,8 +6,10 @@
 //! missing (minimal live images) a copy built into the binary (`data/pci.ids.gz`) is used.
 //!
 //! The `pci-ids` crate was tried and dropped: its build script downloads the database from the
-//! network at build time, and it has no runtime parser. Reading the text format is simple, so it
-//! is done here. The parser keeps the file text in one
+//! network at build time, and it has no runtime parser. Why not `pciid-parser` either, which has
+//! one (`Database::read`): it builds a `String` per vendor, device and subsystem in nested maps
+//! (tens of thousands of allocations for one lookup on a rescue system), where one buffer and
+//! span indexes do. Reading the text format is simple, so it is done here. The parser keeps the file text in one
 //! buffer and indexes vendors, devices, classes and subclasses by byte spans into it, which keeps
 //! loading the ~1.3 MB system file to one read, one pass and a few vectors.
 

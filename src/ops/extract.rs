@@ -14,12 +14,14 @@ use crate::esxi::config::ESX_CONF;
 use crate::format::archive::Tgz;
 use crate::format::envelope::Encryption;
 use crate::ops::inspect::{self, InspectError};
+use rustix::fs::{self, AtFlags, Mode, OFlags, RawMode};
+use rustix::io::Errno;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsStr, OsString};
 use std::fs::File;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -411,37 +413,27 @@ fn cstr(c: &OsStr) -> io::Result<CString> {
     CString::new(c.as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))
 }
 
-fn check(rc: libc::c_int) -> io::Result<libc::c_int> {
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(rc)
-    }
+/// A mode for rustix from the u32 the tar header gave.
+fn mode(bits: u32) -> Mode {
+    Mode::from_raw_mode(bits as RawMode)
 }
 
 /// Opens (creating when missing) the directory `comps` below `root`, never following a link.
 fn open_dir(root: &OwnedFd, comps: &[OsString]) -> io::Result<OwnedFd> {
-    let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
-    // SAFETY: dup of a valid fd; the result is owned below.
-    let mut fd = unsafe { OwnedFd::from_raw_fd(check(libc::dup(root.as_raw_fd()))?) };
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    let mut fd = rustix::io::dup(root)?;
     for c in comps {
         let name = cstr(c)?;
-        // SAFETY: valid fd and NUL-terminated name.
-        let rc = unsafe { libc::mkdirat(fd.as_raw_fd(), name.as_ptr(), 0o700) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(e);
-            }
-        }
-        // SAFETY: as above; O_NOFOLLOW refuses a symlink in place of the directory (ELOOP).
-        let next = check(unsafe { libc::openat(fd.as_raw_fd(), name.as_ptr(), flags) })?;
-        // SAFETY: a fresh fd from openat.
-        fd = unsafe { OwnedFd::from_raw_fd(next) };
-        if rc == 0 {
+        let created = match fs::mkdirat(&fd, &name, mode(0o700)) {
+            Ok(()) => true,
+            Err(Errno::EXIST) => false,
+            Err(e) => return Err(e.into()),
+        };
+        // O_NOFOLLOW refuses a symlink in place of the directory (ELOOP).
+        fd = fs::openat(&fd, &name, flags, Mode::empty())?;
+        if created {
             // Created here: owner only, whatever the umask took from 0700.
-            // SAFETY: `fd` is the valid directory fd just opened.
-            check(unsafe { libc::fchmod(fd.as_raw_fd(), 0o700) })?;
+            fs::fchmod(&fd, mode(0o700))?;
         }
     }
     Ok(fd)
@@ -481,12 +473,11 @@ fn write_all(
         };
         let entry = (|| -> io::Result<Entry> {
             let parent = open_dir(&root, parent_comps)?;
-            let pfd = parent.as_raw_fd();
+            let pfd = &parent;
             let cname = cstr(name)?;
             let tmp = CString::new(TMP).expect("no NUL");
             // A leftover temporary from an interrupted run is ours to remove.
-            // SAFETY: valid fd and names.
-            unsafe { libc::unlinkat(pfd, tmp.as_ptr(), 0) };
+            let _ = fs::unlinkat(pfd, &tmp, AtFlags::empty());
             let mut entry = Entry {
                 path: shown.to_string_lossy().into_owned(),
                 kind: EntryKind::File,
@@ -498,37 +489,33 @@ fn write_all(
                 What::Dir => {
                     let mode = (op.mode & 0o777) | 0o700;
                     open_dir(&parent, std::slice::from_ref(name))?;
-                    // SAFETY: valid fd and name; AT_SYMLINK_NOFOLLOW is not supported by
-                    // fchmodat on Linux, but open_dir just proved it is a directory.
-                    check(unsafe { libc::fchmodat(pfd, cname.as_ptr(), mode, 0) })?;
+                    // AT_SYMLINK_NOFOLLOW is not supported by fchmodat on Linux, but open_dir
+                    // just proved it is a directory.
+                    fs::chmodat(pfd, &cname, self::mode(mode), AtFlags::empty())?;
                     entry.kind = EntryKind::Directory;
                     entry.mode = format!("{mode:04o}");
                     return Ok(entry);
                 }
                 What::File => {
                     let mode = (op.mode & 0o777) | 0o400;
-                    let flags = libc::O_WRONLY
-                        | libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC;
-                    // SAFETY: valid fd and name; O_EXCL|O_NOFOLLOW never opens an existing
-                    // file or follows a link.
-                    let fd = check(unsafe { libc::openat(pfd, tmp.as_ptr(), flags, 0o600) })?;
-                    // SAFETY: a fresh fd from openat.
-                    let mut f = unsafe { File::from_raw_fd(fd) };
+                    let flags = OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC;
+                    // O_EXCL|O_NOFOLLOW never opens an existing file or follows a link.
+                    let mut f = File::from(fs::openat(pfd, &tmp, flags, self::mode(0o600))?);
                     let data = &tar[op.data.clone()];
                     f.write_all(data)?;
                     let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(op.mtime);
                     f.set_modified(t)?;
-                    check(unsafe { libc::fchmod(f.as_raw_fd(), mode) })?;
+                    fs::fchmod(&f, self::mode(mode))?;
                     entry.size = data.len() as u64;
                     entry.mode = format!("{mode:04o}");
                 }
                 What::Symlink(target) => {
                     let t = cstr(target)?;
-                    // SAFETY: valid fd and names.
-                    check(unsafe { libc::symlinkat(t.as_ptr(), pfd, tmp.as_ptr()) })?;
+                    fs::symlinkat(&t, pfd, &tmp)?;
                     entry.kind = EntryKind::Symlink;
                     entry.mode = "0777".to_string();
                     entry.link = Some(target.to_string_lossy().into_owned());
@@ -537,10 +524,8 @@ fn write_all(
                     let (to_parent, to_name) = to.split_at(to.len() - 1);
                     let from = open_dir(&root, to_parent)?;
                     let to_c = cstr(&to_name[0])?;
-                    // SAFETY: valid fds and names; flags 0: a symlink is linked, not followed.
-                    check(unsafe {
-                        libc::linkat(from.as_raw_fd(), to_c.as_ptr(), pfd, tmp.as_ptr(), 0)
-                    })?;
+                    // No AT_SYMLINK_FOLLOW: a symlink is linked, not followed.
+                    fs::linkat(&from, &to_c, pfd, &tmp, AtFlags::empty())?;
                     let shown_to: PathBuf = to.iter().collect();
                     let size = entries
                         .iter()
@@ -553,9 +538,8 @@ fn write_all(
                     entry.link = Some(shown_to.to_string_lossy().into_owned());
                 }
             }
-            // SAFETY: valid fd and names; renameat replaces the name itself (file or link),
-            // never what a link points to.
-            check(unsafe { libc::renameat(pfd, tmp.as_ptr(), pfd, cname.as_ptr()) })?;
+            // renameat replaces the name itself (file or link), never what a link points to.
+            fs::renameat(pfd, &tmp, pfd, &cname)?;
             Ok(entry)
         })()
         .map_err(|e| fail(&full, e, n))?;

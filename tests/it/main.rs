@@ -29,3 +29,4 @@ mod private_files;
 mod splice;
 mod sysfs;
 mod vmdk;
+mod write_path_property;

@@ -117,3 +117,126 @@ fn top_level_value_span(b: &[u8], name: &str) -> Option<(usize, usize)> {
     }
     found
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    const PASSTHRU: &str = "OWNER_PASSTHRU";
+    const VMKERNEL: &str = "OWNER_VMKERNEL";
+
+    /// The text with `owner` set to OWNER_VMKERNEL through `replace_token`, asking for what
+    /// serde_json makes of the same change.
+    fn set_owner(text: &str) -> Option<String> {
+        let mut want: Value = serde_json::from_str(text).ok()?;
+        want.as_object_mut()?
+            .insert("owner".into(), json!(VMKERNEL));
+        replace_token(text, "/owner", &json!(PASSTHRU), &json!(VMKERNEL), &want)
+    }
+
+    #[test]
+    fn the_value_span_is_found_in_the_shapes_esxi_and_python_write() {
+        // ESXi's compact form (a 7.0.2 host's esx/hardware/pci_devices UserValue) and
+        // Python's json.dumps with its default separators.
+        let compact = r#"{"sbdf":"0000:16:00.0","owner":"OWNER_PASSTHRU"}"#;
+        let (s, e) = top_level_value_span(compact.as_bytes(), "owner").unwrap();
+        assert_eq!(&compact[s..e], "\"OWNER_PASSTHRU\"");
+        let spaced = "{\"sbdf\": \"0000:16:00.0\",\n  \"owner\" :\t\"OWNER_PASSTHRU\" }";
+        let (s, e) = top_level_value_span(spaced.as_bytes(), "owner").unwrap();
+        assert_eq!(&spaced[s..e], "\"OWNER_PASSTHRU\"");
+        // Numbers, literals, objects and arrays end where JSON says.
+        let mixed = r#"{"a":12.5e3,"b":true,"c":{"owner":"x","d":[1,{"e":"]"}]},"f":[],"g":null}"#;
+        for (key, want) in [
+            ("a", "12.5e3"),
+            ("b", "true"),
+            ("c", r#"{"owner":"x","d":[1,{"e":"]"}]}"#),
+            ("f", "[]"),
+            ("g", "null"),
+        ] {
+            let (s, e) = top_level_value_span(mixed.as_bytes(), key).unwrap();
+            assert_eq!(&mixed[s..e], want, "{key}");
+        }
+        // Only top-level keys count: `owner` inside `c` is not one.
+        assert_eq!(top_level_value_span(mixed.as_bytes(), "owner"), None);
+    }
+
+    #[test]
+    fn only_the_value_changes() {
+        let compact = r#"{"sbdf":"0000:16:00.0","owner":"OWNER_PASSTHRU"}"#;
+        assert_eq!(
+            set_owner(compact).unwrap(),
+            r#"{"sbdf":"0000:16:00.0","owner":"OWNER_VMKERNEL"}"#
+        );
+        let spaced =
+            "{ \"owner\" : \"OWNER_PASSTHRU\",\n \"sbdf\": \"0000:16:00.0\",\"colour\":\"red\" }";
+        assert_eq!(
+            set_owner(spaced).unwrap(),
+            spaced.replace(PASSTHRU, VMKERNEL)
+        );
+        // Escapes in other strings, a key spelled with an escape.
+        let escaped = r#"{"note":"say \"owner\": \\","\u006fwner":"OWNER_PASSTHRU"}"#;
+        assert_eq!(
+            set_owner(escaped).unwrap(),
+            escaped.replace(PASSTHRU, VMKERNEL)
+        );
+    }
+
+    #[test]
+    fn the_last_of_duplicate_keys_is_the_one_replaced_as_serde_json_reads_it() {
+        let twice = r#"{"owner":"OWNER_VMKERNEL","owner":"OWNER_PASSTHRU"}"#;
+        assert_eq!(
+            set_owner(twice).unwrap(),
+            r#"{"owner":"OWNER_VMKERNEL","owner":"OWNER_VMKERNEL"}"#
+        );
+        // The last one is not the old value: nothing is guessed.
+        let other = r#"{"owner":"OWNER_PASSTHRU","owner":"OWNER_VMKERNEL"}"#;
+        assert_eq!(set_owner(other), None);
+    }
+
+    #[test]
+    fn what_cannot_be_scanned_is_refused() {
+        for text in [
+            r#"{"sbdf":"0000:16:00.0"}"#,                          // no owner
+            r#"{"owner":"OWNER_VMKERNEL"}"#,                       // not the old value
+            r#"["owner","OWNER_PASSTHRU"]"#,                       // not an object
+            r#"{}"#,                                               // empty
+            r#"{"owner":"OWNER_PASSTHRU""#,                        // truncated
+            r#"{"owner":"OWNER_PASSTHRU"} x"#,                     // trailing bytes
+            r#"{"owner" "OWNER_PASSTHRU"}"#,                       // no colon
+            r#"{"owner":"OWNER_PASSTHRU";"sbdf":"0000:16:00.0"}"#, // no comma
+        ] {
+            assert_eq!(set_owner(text), None, "{text}");
+        }
+        let text = r#"{"owner":"OWNER_PASSTHRU"}"#;
+        let want: Value = serde_json::from_str(text).unwrap();
+        // Pointers deeper than one level are not scanned.
+        assert_eq!(
+            replace_token(text, "/owner/x", &json!(PASSTHRU), &json!(VMKERNEL), &want),
+            None
+        );
+        assert_eq!(
+            replace_token(text, "owner", &json!(PASSTHRU), &json!(VMKERNEL), &want),
+            None
+        );
+        // A result that does not parse to what the caller wants is refused.
+        assert_eq!(
+            replace_token(text, "/owner", &json!(PASSTHRU), &json!(VMKERNEL), &want),
+            None
+        );
+    }
+
+    #[test]
+    fn json_pointer_escapes_name_the_key() {
+        let text = r#"{"a/b":"OWNER_PASSTHRU","c~d":"OWNER_PASSTHRU"}"#;
+        let mut want: Value = serde_json::from_str(text).unwrap();
+        want["a/b"] = json!(VMKERNEL);
+        assert_eq!(
+            replace_token(text, "/a~1b", &json!(PASSTHRU), &json!(VMKERNEL), &want).unwrap(),
+            r#"{"a/b":"OWNER_VMKERNEL","c~d":"OWNER_PASSTHRU"}"#
+        );
+        let mut want: Value = serde_json::from_str(text).unwrap();
+        want["c~d"] = json!(VMKERNEL);
+        assert!(replace_token(text, "/c~0d", &json!(PASSTHRU), &json!(VMKERNEL), &want).is_some());
+    }
+}

@@ -327,6 +327,11 @@ fn print_plan(plan: &Plan) {
                     .unwrap_or_else(|| "NULL".into()),
             );
         }
+        for m in &s.member_changes {
+            for w in &m.what {
+                println!("    local.tgz > {}: {w}", m.member);
+            }
+        }
         if !s.changes.is_empty() && !s.diff.is_empty() {
             for l in s.diff.lines() {
                 println!("    {l}");

@@ -181,7 +181,7 @@ fn six_x_disk_shadow_only() {
     let t = TempDir::new("passwd-6x");
     let old_hash = openssl_hash("abcdefgh", "old");
     let img = Scenario::new()
-        .layout("6x")
+        .layout("demo")
         .bank(5, shadow_bank(3, shadow_6x(&old_hash)))
         .bank(6, shadow_bank(2, shadow_6x(&old_hash)))
         .build(t.path());
@@ -245,7 +245,7 @@ fn refusals_write_nothing() {
     }
     let t = TempDir::new("passwd-refuse");
     let img = Scenario::new()
-        .layout("6x")
+        .layout("demo")
         .bank(
             5,
             shadow_bank(3, shadow_6x(&openssl_hash("abcdefgh", "old"))),
@@ -280,7 +280,7 @@ fn refusals_write_nothing() {
     }
     // The default fixture's root is locked (`*`): refused too.
     let img2 = Scenario::new()
-        .layout("6x")
+        .layout("demo")
         .name("locked.img")
         .bank(5, healthy_bank(3, 0))
         .build(t.path());
@@ -441,7 +441,9 @@ fn real_702_user_accounts_record_gets_the_hash_too() {
             continue;
         }
         changed += 1;
-        let (bo, ao) = (b.as_object().unwrap(), a.as_object().unwrap());
+        assert_eq!((&b["table"], &b["rowid"]), (&a["table"], &a["rowid"]));
+        assert_eq!(a["table"], "Config", "{a}");
+        let (bo, ao) = (b["row"].as_object().unwrap(), a["row"].as_object().unwrap());
         for (k, v) in bo {
             if ao[k] != *v {
                 assert!(

@@ -194,6 +194,19 @@ fn six_x_disk_shadow_only() {
     assert!(text.contains("root's password hash"), "{text}");
     assert!(text.contains("has no ConfigStore"), "{text}");
     assert_eq!(sha256_file(&img), sum, "the dry run wrote");
+    let o = passwd(
+        t.path(),
+        &[p(&img), "--dry-run", "--json"],
+        &format!("{PASSWORD}\n"),
+    );
+    assert!(o.status.success(), "{}", output_text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["dry_run"], true);
+    assert_eq!(
+        v["plan"]["steps"][0]["member_changes"][0]["member"], "etc/shadow",
+        "{v:#}"
+    );
+    assert_eq!(sha256_file(&img), sum, "the dry run wrote");
 
     let bk = t.join("backup");
     let o = passwd(

@@ -479,6 +479,36 @@ fn real_702_user_accounts_record_gets_the_hash_too() {
     }
     assert_eq!(changed, 1, "rows changed");
 
+    // The host's schema of user_accounts differs from the 7.0.2 one: refused, nothing written.
+    let row_with_hash = serde_json::json!({
+        "component": "esx", "group": "authentication", "name": "user_accounts",
+        "identifier": "root",
+        "UserValue": {"name": "root", "password_hash": old, "description": "Administrator"},
+        "VitalValue": {"name": "root", "uid": 0, "last_password_change": 18582},
+    })
+    .to_string();
+    let local = common::mkrealhost(
+        t.path(),
+        "schema.tgz",
+        &[
+            "--row",
+            &row_with_hash,
+            "--schema-set",
+            "esx/authentication/user_accounts",
+            "/items/properties/password_hash/pattern",
+            "\"^.*$\"",
+        ],
+    );
+    let sum = sha256_file(&local);
+    let o = passwd(t.path(), &[p(&local), "--yes"], "pw\n");
+    let text = output_text(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("differs from the one bootbank knows"),
+        "{text}"
+    );
+    assert_eq!(sha256_file(&local), sum);
+
     // A record without password_hash: refused, nothing written.
     let row = serde_json::json!({
         "component": "esx", "group": "authentication", "name": "user_accounts",

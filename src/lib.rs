@@ -31,9 +31,9 @@ pub mod write;
 // The paths of the flat layout before the layers, kept so that programs (and the tests) written
 // against them still build.
 pub use esxi::bank as bootbank;
-pub use esxi::{bootcfg, config, configstore, devices, esxconf, nextboot, pci};
+pub use esxi::{bootcfg, config, configstore, devices, esxconf, nextboot, pci, shadow};
 pub use format::{archive, deflate, envelope, fat, partition, pciids};
 pub use host::sysfs;
 pub use io::{disk, vmdk};
-pub use ops::{audit, bank, extract, findings, fix, inspect, lint};
+pub use ops::{audit, bank, extract, findings, fix, inspect, lint, passwd};
 pub use write::transaction;

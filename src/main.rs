@@ -98,6 +98,22 @@ enum Command {
     ///   bootbank fix state.tgz --device 000:022:00.0 --output fixed-state.tgz --yes
     #[command(verbatim_doc_comment)]
     Fix(cli::fix::FixArgs),
+    /// Set a local account's password (root by default) offline, when it is forgotten.
+    ///
+    /// Reads the new password twice from the terminal without echo (or once from standard
+    /// input with --password-stdin), hashes it as ESXi does (SHA-512 crypt, $6$, 5000 rounds,
+    /// fresh random salt) and replaces only that user's hash in etc/shadow inside local.tgz,
+    /// and in the ConfigStore's esx/authentication/user_accounts record where the host has one
+    /// holding a hash (7.0 and later). No hash is ever printed. Encrypted (mode NONE)
+    /// configurations are sealed again with the same key; a TPM-sealed one is refused with
+    /// what still works on the host. Same plan, dry run, backup and safe write as `fix`.
+    ///
+    /// Examples:
+    ///   bootbank passwd /dev/sdb --dry-run
+    ///   bootbank passwd /dev/sdb --both-banks
+    ///   printf '%s\n' "$NEWPW" | bootbank passwd disk.img --password-stdin --yes
+    #[command(verbatim_doc_comment)]
+    Passwd(cli::passwd::PasswdArgs),
     /// Which bank boots next, and changing it: status, rollback (Shift+R offline), select N.
     ///
     /// Examples:
@@ -211,6 +227,7 @@ fn main() -> ExitCode {
         Command::Lint(a) => cli::lint::run(a),
         Command::Audit(a) => cli::audit::run(a),
         Command::Fix(a) => cli::fix::run_fix(a),
+        Command::Passwd(a) => cli::passwd::run(a),
         Command::Restore(a) => cli::restore::run_restore(a),
         Command::Extract(a) => cli::extract::run(a),
         Command::Completions { shell } => cli::generate::completions(Cli::command(), shell),

@@ -105,6 +105,9 @@ pub(super) fn message(e: &FixError) -> String {
                 cmds.join("; ")
             )
         }
+        FixError::TpmSealedAccount { user, .. } => format!(
+            "{e}. What still works: on the host's console (DCUI: F2, Troubleshooting Options, Enable ESXi Shell, then Alt+F1) or over SSH while someone is still logged in, `esxcli system account set -i {user} -p NEWPASSWORD -c NEWPASSWORD`, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or reset it through vCenter (host profile) if the host is managed"
+        ),
         other => other.to_string(),
     }
 }
@@ -326,6 +329,11 @@ fn print_plan(plan: &Plan) {
                     .map(|r| r.to_string())
                     .unwrap_or_else(|| "NULL".into()),
             );
+        }
+        for m in &s.member_changes {
+            for w in &m.what {
+                println!("    local.tgz > {}: {w}", m.member);
+            }
         }
         if !s.changes.is_empty() && !s.diff.is_empty() {
             for l in s.diff.lines() {

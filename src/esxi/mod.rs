@@ -11,4 +11,5 @@ pub mod esxconf;
 pub mod leftover;
 pub mod nextboot;
 pub mod pci;
+pub mod shadow;
 pub mod target;

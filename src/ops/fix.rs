@@ -203,6 +203,43 @@ pub enum FixError {
         #[source]
         source: TxError,
     },
+    /// `passwd` on a configuration sealed by the host's TPM; the CLI adds the on-host way.
+    #[error(
+        "{location}: the configuration is sealed by the host's TPM (mode {mode}): no offline tool can change {user}'s password, nothing was written"
+    )]
+    TpmSealedAccount {
+        location: String,
+        mode: String,
+        user: String,
+    },
+    /// local.tgz (inside the envelope, when encrypted) cannot be read for an edit.
+    #[error("{location}: local.tgz cannot be read")]
+    NoLocalTgz { location: String },
+    /// `etc/shadow` is missing: where the host keeps its passwords is not known.
+    #[error(
+        "{location} > local.tgz has no {file} (members: {members}): where this host keeps its passwords is not known; nothing was written"
+    )]
+    NoShadow {
+        location: String,
+        file: String,
+        members: String,
+    },
+    /// The password, or the user's `etc/shadow` line, is one bootbank will not write.
+    #[error("{}{reason}; nothing was written", .location.as_ref().map(|l| format!("{l} > local.tgz > ")).unwrap_or_default())]
+    Shadow {
+        location: Option<String>,
+        reason: crate::esxi::shadow::ShadowError,
+    },
+    /// Several ConfigStore user_accounts records carry the user's name.
+    #[error(
+        "{location} > local.tgz > {member}: {count} esx/authentication/user_accounts records are named {user}: which one ESXi reads is not known; nothing was written"
+    )]
+    AmbiguousAccount {
+        location: String,
+        member: String,
+        user: String,
+        count: usize,
+    },
     #[error("write failed: {0}")]
     Write(#[from] TxError),
     #[error("{path}: {source}")]
@@ -291,6 +328,9 @@ pub struct Step {
     /// What an interrupted write left in the bank's FAT, reclaimed before anything else (also
     /// when the configuration needs no change: a rerun after an interruption leaves it clean).
     pub fat_leftover: Option<String>,
+    /// Other members of local.tgz replaced by another command through this engine (`passwd`):
+    /// what changed in words, and the new bytes the read-back check requires.
+    pub member_changes: Vec<MemberChange>,
     #[serde(skip)]
     pub old_bytes: Vec<u8>,
     #[serde(skip)]
@@ -305,6 +345,33 @@ pub struct Step {
     #[serde(skip)]
     names: Option<Names>,
 }
+
+/// One member of local.tgz that a step replaces besides esx.conf (see [`member_step`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct MemberChange {
+    /// The member's path in local.tgz (`etc/shadow`).
+    pub member: String,
+    /// What changes, in words for the plan (never a secret: `root's password hash: changed`).
+    pub what: Vec<String>,
+    /// The member's new content.
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+}
+
+/// What a command gives [`plan_with`]'s step builder for one configuration.
+pub struct StepInput<'a> {
+    /// The state.tgz (or bare local.tgz) as it is now.
+    pub state: &'a [u8],
+    /// `partition 5 /state.tgz`, `state.tgz`, `bundle > state.tgz`.
+    pub location: &'a str,
+    /// The build the configuration runs, and where that was read (`boot.cfg`, `Manifest.txt`).
+    pub build: Option<(String, &'static str)>,
+    /// Puts a new state.tgz where it belongs (into the config bundle; as is otherwise).
+    pub wrap: &'a dyn Fn(Vec<u8>) -> Result<Vec<u8>, FixError>,
+}
+
+/// Builds the step of one configuration (see [`plan_with`]).
+pub type StepBuilder<'b> = dyn FnMut(&StepInput<'_>, &mut Plan) -> Result<Step, FixError> + 'b;
 
 /// One ConfigStore record changed by `fix` (see [`ConfigStore::set_owner`]): the row before and
 /// after, for the plan.
@@ -363,7 +430,9 @@ pub struct DeviceChoice {
 impl Step {
     /// Whether this step changes the configuration (esx.conf or the ConfigStore).
     pub fn changes_anything(&self) -> bool {
-        !self.changes.is_empty() || !self.store_changes.is_empty()
+        !self.changes.is_empty()
+            || !self.store_changes.is_empty()
+            || !self.member_changes.is_empty()
     }
 
     /// The new ConfigStore and what changed in it, for the read-back check.
@@ -404,6 +473,31 @@ pub struct Options {
 
 /// Builds the plan: reads the target read-only and computes every new byte.
 pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixError> {
+    let mut resolved = None;
+    let needs_state = matches!(what, Request::Devices(_) | Request::AllStorage);
+    plan_with(target, opts, needs_state, &mut |i, plan| {
+        build_step(
+            i.state,
+            i.location,
+            i.build.clone(),
+            what,
+            &mut resolved,
+            plan,
+            i.wrap,
+        )
+    })
+}
+
+/// [`plan`] with the step of each configuration made by `build`: the banks are chosen as `fix`
+/// chooses them (`opts`), each bank's state.tgz (or the archive target) is handed to `build`,
+/// and the steps it returns go through the same backup, write and read-back as `fix`'s.
+/// `needs_state`: a chosen bank without a state.tgz is an error (else it is skipped).
+pub fn plan_with(
+    target: &Path,
+    opts: &Options,
+    needs_state: bool,
+    build: &mut StepBuilder<'_>,
+) -> Result<Plan, FixError> {
     let mut plan = Plan::empty(target);
     match Target::open(target)? {
         Target::Directory(_) => {
@@ -412,10 +506,10 @@ pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixEr
                 restore: false,
             });
         }
-        Target::Archive { bytes, .. } => plan_archive(&bytes, what, &mut plan)?,
+        Target::Archive { bytes, .. } => plan_archive(&bytes, &mut plan, build)?,
         Target::Disk {
             mut disk, found, ..
-        } => plan_disk(&mut disk, &found.banks, what, opts, &mut plan)?,
+        } => plan_disk(&mut disk, &found.banks, needs_state, opts, &mut plan, build)?,
     }
     Ok(plan)
 }
@@ -423,9 +517,10 @@ pub fn plan(target: &Path, what: &Request, opts: &Options) -> Result<Plan, FixEr
 fn plan_disk(
     disk: &mut Disk,
     banks: &[Bank],
-    what: &Request,
+    needs_state: bool,
     opts: &Options,
     plan: &mut Plan,
+    build_step: &mut StepBuilder<'_>,
 ) -> Result<(), FixError> {
     let lone = banks.len() == 1 && banks[0].partition == 0;
     plan.kind = if lone {
@@ -480,9 +575,6 @@ fn plan_disk(
             }
         }
     }
-    // Addresses typed by the user are read against the configuration of the first bank chosen
-    // (the one that boots next), then matched by value in every bank.
-    let mut resolved: Option<Vec<PciAddress>> = None;
     for p in chosen {
         let bank = banks
             .iter()
@@ -494,7 +586,7 @@ fn plan_disk(
             format!("partition {p}")
         };
         let Some(cf) = bank.config_file() else {
-            if matches!(what, Request::Devices(_) | Request::AllStorage) && plan.steps.is_empty() {
+            if needs_state && plan.steps.is_empty() {
                 return Err(FixError::NoStateArchive { location: where_ });
             }
             continue;
@@ -507,7 +599,13 @@ fn plan_disk(
             .as_ref()
             .ok()
             .map(|c| (c.build().to_string(), "boot.cfg"));
-        let mut step = build_step(&old_bytes, &location, build, what, &mut resolved, plan, Ok)?;
+        let input = StepInput {
+            state: &old_bytes,
+            location: &location,
+            build,
+            wrap: &Ok,
+        };
+        let mut step = build_step(&input, plan)?;
         step.partition = (!lone).then_some(p);
         step.bank_uuid = Some(bank.uuid.clone());
         step.file = cf.names.current.clone();
@@ -541,14 +639,17 @@ fn plan_disk(
     Ok(())
 }
 
-fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), FixError> {
+fn plan_archive(
+    bytes: &[u8],
+    plan: &mut Plan,
+    build_step: &mut StepBuilder<'_>,
+) -> Result<(), FixError> {
     let file = plan
         .target_path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let outer = Tgz::parse_for_edit(bytes, &format!("archive {file}"))?;
-    let mut resolved = None;
     if outer.member("state.tgz").is_some() {
         plan.kind = TargetKind::ConfigBundle;
         let inner = outer.require("state.tgz")?.to_vec();
@@ -561,18 +662,17 @@ fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), Fix
                 })
                 .map(|b| (b, "Manifest.txt"))
         });
-        let mut step = build_step(
-            &inner,
-            "bundle > state.tgz",
+        let wrap = |state: Vec<u8>| -> Result<Vec<u8>, FixError> {
+            let (tar, hunks) = outer.replace_member_hunks("state.tgz", &state)?;
+            Ok(archive::reseal(bytes, &outer, &tar, Some(&hunks)))
+        };
+        let input = StepInput {
+            state: &inner,
+            location: "bundle > state.tgz",
             build,
-            what,
-            &mut resolved,
-            plan,
-            |state| {
-                let (tar, hunks) = outer.replace_member_hunks("state.tgz", &state)?;
-                Ok(archive::reseal(bytes, &outer, &tar, Some(&hunks)))
-            },
-        )?;
+            wrap: &wrap,
+        };
+        let mut step = build_step(&input, plan)?;
         step.old_bytes = bytes.to_vec();
         step.file = file;
         plan.steps.push(step);
@@ -583,7 +683,13 @@ fn plan_archive(bytes: &[u8], what: &Request, plan: &mut Plan) -> Result<(), Fix
     } else {
         TargetKind::StateArchive
     };
-    let mut step = build_step(bytes, &file, None, what, &mut resolved, plan, Ok)?;
+    let input = StepInput {
+        state: bytes,
+        location: &file,
+        build: None,
+        wrap: &Ok,
+    };
+    let mut step = build_step(&input, plan)?;
     step.file = file;
     plan.steps.push(step);
     Ok(())
@@ -724,10 +830,105 @@ fn build_step(
         diff,
         notes,
         store_changes,
+        member_changes: Vec::new(),
         old_bytes: state_bytes.to_vec(),
         new_bytes,
         new_esx_conf: new_conf,
         new_store,
+        leftover: None,
+        fat_leftover: None,
+        names: None,
+    })
+}
+
+/// A step that replaces members of local.tgz other than esx.conf (for `passwd`): `members`
+/// are (path in local.tgz, new bytes, what changes in words), applied to the configuration
+/// `cfg` decoded from `input.state` with [`Config::from_state_for_edit`]. Every other member
+/// of local.tgz and of state.tgz keeps its bytes and headers; an encrypted (mode NONE)
+/// configuration is sealed again with the same key and a fresh IV, as `fix` does. The
+/// read-back check requires each member to decode to exactly these bytes and esx.conf to be
+/// unchanged.
+pub fn member_step(
+    input: &StepInput<'_>,
+    cfg: &Config,
+    members: Vec<(String, Vec<u8>, Vec<String>)>,
+    mut notes: Vec<String>,
+) -> Result<Step, FixError> {
+    let location = input.location;
+    if cfg.encryption == Encryption::Tpm {
+        return Err(FixError::TpmSealed {
+            location: location.to_string(),
+            mode: cfg.encryption_mode.clone().unwrap_or_else(|| "?".into()),
+            devices: Vec::new(),
+        });
+    }
+    let local = cfg.local.as_ref().ok_or_else(|| FixError::NoLocalTgz {
+        location: location.to_string(),
+    })?;
+    let old_conf = local.require(ESX_CONF)?.to_vec();
+    let new_bytes = if members.is_empty() {
+        input.state.to_vec()
+    } else {
+        let (mut tar, mut hunks) = local.replace_member_hunks(&members[0].0, &members[0].1)?;
+        for (name, bytes, _) in &members[1..] {
+            tar = local.with_tar(tar)?.replace_member(name, bytes)?;
+            // Changes in two places of a rewritten tar: compress it whole.
+            hunks.clear();
+        }
+        let hunks = (!hunks.is_empty()).then_some(hunks.as_slice());
+        let bare = std::ptr::eq(local, &cfg.state) || cfg.state.member(ESX_CONF).is_some();
+        let local_gz = if bare {
+            input.state
+        } else if cfg.sealed.is_some() {
+            &[][..]
+        } else {
+            cfg.state.require("local.tgz")?
+        };
+        let new_local = archive::reseal(local_gz, local, &tar, hunks);
+        let new_state = if bare {
+            new_local
+        } else if let Some(sealed) = &cfg.sealed {
+            let iv = crate::format::envelope::fresh_iv().map_err(ConfigError::from)?;
+            let ve = sealed
+                .envelope
+                .seal(&new_local, &sealed.key.key, iv)
+                .map_err(ConfigError::from)?;
+            notes.push(format!(
+                "the configuration is encrypted (mode {}): the changed local.tgz is sealed again with the same key (id {}) and a fresh IV; encryption.info is not changed. Re-encrypted configurations have not yet been booted on a real host",
+                cfg.encryption_mode.as_deref().unwrap_or("?"),
+                sealed.key.key_id
+            ));
+            archive::seal(
+                &cfg.state.replace_member("local.tgz.ve", &ve)?,
+                &cfg.state.gzip,
+            )
+        } else {
+            let (tar, hunks) = cfg.state.replace_member_hunks("local.tgz", &new_local)?;
+            archive::reseal(input.state, &cfg.state, &tar, Some(&hunks))
+        };
+        (input.wrap)(new_state)?
+    };
+    Ok(Step {
+        location: location.to_string(),
+        partition: None,
+        bank_uuid: None,
+        file: String::new(),
+        changes: Vec::new(),
+        diff: String::new(),
+        notes,
+        store_changes: Vec::new(),
+        member_changes: members
+            .into_iter()
+            .map(|(member, bytes, what)| MemberChange {
+                member,
+                what,
+                bytes,
+            })
+            .collect(),
+        old_bytes: input.state.to_vec(),
+        new_bytes,
+        new_esx_conf: old_conf,
+        new_store: None,
         leftover: None,
         fat_leftover: None,
         names: None,
@@ -1086,6 +1287,7 @@ fn check_bytes(
     want: &[u8],
     bundle: bool,
     store: Option<(&[u8], &[StoreChange])>,
+    members: &[MemberChange],
 ) -> Result<inspect::Decoded, String> {
     let state = if bundle {
         let outer = Tgz::parse(bytes, location).map_err(|e| e.to_string())?;
@@ -1097,7 +1299,7 @@ fn check_bytes(
         bytes.to_vec()
     };
     let cfg = Config::from_state(&state, location).map_err(|e| e.to_string())?;
-    let config = check_config(cfg, want, store)?;
+    let config = check_config(cfg, want, store, members)?;
     Ok(inspect::Decoded {
         bytes: state,
         config,
@@ -1130,6 +1332,7 @@ impl<'scope, 'a: 'scope> Prechecked<'scope, 'a> {
                 &step.new_esx_conf,
                 bundle,
                 step.store_check(),
+                &step.member_changes,
             )
         });
         Prechecked {
@@ -1163,12 +1366,18 @@ fn check_config(
     cfg: Config,
     want: &[u8],
     store: Option<(&[u8], &[StoreChange])>,
+    members: &[MemberChange],
 ) -> Result<Config, String> {
     {
         let local = cfg.local.as_ref().ok_or("no local.tgz")?;
         let got = local.require(ESX_CONF).map_err(|e| e.to_string())?;
         if got != want {
             return Err("esx.conf differs from the intended one".to_string());
+        }
+        for m in members {
+            if local.require(&m.member).map_err(|e| e.to_string())? != m.bytes.as_slice() {
+                return Err(format!("{} differs from the intended one", m.member));
+            }
         }
         if let Some((db, changed)) = store {
             let got = local
@@ -1464,6 +1673,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
             },
             notes,
             store_changes: Vec::new(),
+            member_changes: Vec::new(),
             old_bytes: current,
             new_bytes: backup,
             new_esx_conf: new_conf,

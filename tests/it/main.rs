@@ -24,6 +24,7 @@ mod inspect_disks;
 mod layers;
 mod lint;
 mod nextboot_rules;
+mod passwd;
 mod power_cut;
 mod private_files;
 mod splice;

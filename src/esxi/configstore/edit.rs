@@ -1,15 +1,19 @@
-//! The one ConfigStore change bootbank makes: a device's `owner` from `OWNER_PASSTHRU` to
-//! `OWNER_VMKERNEL`, with SQLite's own `UPDATE`, so that the store's triggers maintain
-//! `ModifiedTime` and `Revision` as they do when ESXi edits a record.
+//! The ConfigStore changes bootbank makes, each one field of one record, with SQLite's own
+//! `UPDATE`, so that the store's triggers maintain `ModifiedTime` and `Revision` as they do when
+//! ESXi edits a record:
+//! - [`ConfigStore::set_owner`]: a device's `owner` from `OWNER_PASSTHRU` to `OWNER_VMKERNEL`
+//!   (`fix`);
+//! - [`ConfigStore::set_password_hash`]: a user's `password_hash` (`passwd`), only where the
+//!   record already holds one.
 //!
 //! Before anything changes, the edit is checked against the host's schema: the host's schema
-//! of `esx/hardware/pci_devices` is the one bootbank knows, the record merges cleanly and obeys
-//! it, `owner` exists, is not vital, and the new value is one of its enum values. After the
-//! UPDATE, the whole database is compared row by row with the original: only that row may
-//! differ, and in it only the column(s) holding `owner`, `ModifiedTime` and `Revision`.
+//! of the key is the one bootbank knows, the record merges cleanly and obeys it, the field
+//! exists, is not vital, and the new value is one the schema allows. After the UPDATE, the whole
+//! database is compared row by row with the original: only that row may differ, and in it only
+//! the column(s) holding the field, `ModifiedTime` and `Revision`.
 
 use super::json_span::replace_token;
-use super::schema::PCI_DEVICES;
+use super::schema::{Key, PCI_DEVICES, USER_ACCOUNTS};
 use super::{
     ConfigStore, ConfigStoreError, Ownership, PciDeviceRecord, StoredValue, integrity_check,
     private_copy, quote, sql_err,
@@ -39,6 +43,16 @@ const TRIGGER_COLUMNS: [&str; 2] = ["ModifiedTime", "Revision"];
 pub enum EditRefusal {
     #[error("no {key} record with rowid {rowid}")]
     NoRecord { key: String, rowid: i64 },
+    /// The record exists but no value column sets the field: where ESXi keeps it for this
+    /// record is not known, so bootbank adds nothing.
+    #[error(
+        "record {identifier} of {key} has no `{field}` in any value column: bootbank does not add fields ESXi has not written"
+    )]
+    NoField {
+        key: String,
+        identifier: String,
+        field: String,
+    },
     #[error(
         "the host's schema of {key} differs from the one bootbank knows, so bootbank cannot tell what its change would mean: {}",
         .differences.join("; ")
@@ -91,6 +105,24 @@ pub struct OwnerEdit {
     pub after: Box<ConfigStore>,
 }
 
+/// What [`ConfigStore::set_password_hash`] changed. Holds no hash text: the plan shows which
+/// columns changed, never their values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HashEdit {
+    /// The whole new database.
+    pub bytes: Vec<u8>,
+    pub identifier: String,
+    pub rowid: i64,
+    /// The value columns whose `password_hash` changed.
+    pub columns: Vec<String>,
+    /// Whether a column's JSON text had to be re-serialised (key order and spacing may differ).
+    pub reserialised: bool,
+    pub modified_time: (Option<String>, Option<String>),
+    pub revision: (Option<i64>, Option<i64>),
+    /// The store read from the new bytes.
+    pub after: Box<ConfigStore>,
+}
+
 /// One value column's text before and after an edit.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ColumnChange {
@@ -122,13 +154,7 @@ impl ConfigStore {
                 rowid,
             })?;
         let id = rec.identifier.clone();
-        if let Some(d) = self.schemas.differences.get(&PCI_DEVICES) {
-            return Err(EditRefusal::SchemaDiffers {
-                key,
-                differences: d.clone(),
-            }
-            .into());
-        }
+        self.schema_known(PCI_DEVICES)?;
         if !rec.record.problems.is_empty() {
             return Err(EditRefusal::RecordProblems {
                 identifier: id,
@@ -171,6 +197,57 @@ impl ConfigStore {
             ))
             .into());
         }
+        self.check_triggers()?;
+        let mut changes = Vec::new();
+        for column in &rec.owner_columns {
+            changes.push(self.column_edit(&rec.record, &id, column, "owner", value)?);
+        }
+        let (bytes, columns) = self.update_field(rowid, &id, "/owner", &changes)?;
+        let store = ConfigStore::open(&bytes, self.schemas.clone())?;
+        let got = store
+            .pci_devices
+            .iter()
+            .find(|r| r.record.rowid == Some(rowid));
+        if got.and_then(|r| r.owner) != Some(new)
+            || got.is_some_and(|r| !r.record.problems.is_empty())
+        {
+            return Err(EditRefusal::ReadBack(format!(
+                "record {id} does not read back as {value}"
+            ))
+            .into());
+        }
+        let others = |s: &ConfigStore| -> Vec<PciDeviceRecord> {
+            s.pci_devices
+                .iter()
+                .filter(|r| r.record.rowid != Some(rowid))
+                .cloned()
+                .collect()
+        };
+        if others(&store) != others(self)
+            || store.device_names != self.device_names
+            || store.user_accounts != self.user_accounts
+        {
+            return Err(
+                EditRefusal::ReadBack("other records read back differently".to_string()).into(),
+            );
+        }
+        let got = got.expect("checked above");
+        Ok(OwnerEdit {
+            bytes,
+            identifier: id,
+            rowid,
+            columns,
+            modified_time: (
+                rec.record.modified_time.clone(),
+                got.record.modified_time.clone(),
+            ),
+            revision: (rec.record.revision, got.record.revision),
+            after: Box::new(store),
+        })
+    }
+
+    /// Refuses a table whose triggers are not the two bootbank knows: an UPDATE runs them all.
+    fn check_triggers(&self) -> Result<(), ConfigStoreError> {
         let unknown: Vec<String> = self
             .triggers
             .iter()
@@ -181,40 +258,61 @@ impl ConfigStore {
             })
             .map(|t| t.name.clone())
             .collect();
-        if !unknown.is_empty() {
-            return Err(EditRefusal::UnknownTriggers { names: unknown }.into());
+        if unknown.is_empty() {
+            Ok(())
+        } else {
+            Err(EditRefusal::UnknownTriggers { names: unknown }.into())
         }
+    }
 
-        // The new text of every column that sets `owner`.
-        let new_value = serde_json::Value::String(value.to_string());
-        let mut changes = Vec::new();
-        for column in &rec.owner_columns {
-            if column == "VitalValue" {
-                return Err(EditRefusal::Column {
-                    identifier: id,
-                    column: column.clone(),
-                }
-                .into());
+    /// The new JSON object of one value column that sets `field` (never VitalValue): the old
+    /// value of the field and the whole object wanted.
+    fn column_edit(
+        &self,
+        record: &super::Record,
+        id: &str,
+        column: &str,
+        field: &str,
+        value: &str,
+    ) -> Result<(String, serde_json::Value, serde_json::Value), ConfigStoreError> {
+        if column == "VitalValue" {
+            return Err(EditRefusal::Column {
+                identifier: id.to_string(),
+                column: column.to_string(),
             }
-            let Some(StoredValue::Json(old_json)) = rec.record.columns.get(column) else {
-                return Err(EditRefusal::NotText {
-                    identifier: id,
-                    column: column.clone(),
-                    kind: "something other than JSON text".into(),
-                }
-                .into());
-            };
-            let old_value = old_json.get("owner").cloned().unwrap_or_default();
-            let mut want = old_json.clone();
-            want["owner"] = new_value.clone();
-            changes.push((column.clone(), old_value, want));
+            .into());
         }
+        let Some(StoredValue::Json(old_json)) = record.columns.get(column) else {
+            return Err(EditRefusal::NotText {
+                identifier: id.to_string(),
+                column: column.to_string(),
+                kind: "something other than JSON text".into(),
+            }
+            .into());
+        };
+        let old_value = old_json.get(field).cloned().unwrap_or_default();
+        let mut want = old_json.clone();
+        want[field] = serde_json::Value::String(value.to_string());
+        Ok((column.to_string(), old_value, want))
+    }
 
+    /// Sets one top-level field (`pointer`, e.g. `/owner`) in the given value columns of row
+    /// `rowid` with one UPDATE on a private copy, runs the integrity check and the row-by-row
+    /// comparison, and returns the new database bytes (WAL flags as the original had them) and
+    /// each column's text before and after.
+    fn update_field(
+        &self,
+        rowid: i64,
+        id: &str,
+        pointer: &str,
+        changes: &[(String, serde_json::Value, serde_json::Value)],
+    ) -> Result<(Vec<u8>, Vec<ColumnChange>), ConfigStoreError> {
+        let field = pointer.trim_start_matches('/');
         let mut conn = private_copy(&self.image, true)?;
         let before = dump(&conn)?;
         let table = quote(&self.table);
         let mut columns = Vec::new();
-        for (column, old_value, want) in &changes {
+        for (column, old_value, want) in changes {
             let col = quote(column);
             let (kind, old_text): (String, Option<String>) = conn
                 .query_row(
@@ -229,15 +327,16 @@ impl ConfigStore {
                 ("text", Some(t)) => t,
                 _ => {
                     return Err(EditRefusal::NotText {
-                        identifier: id,
+                        identifier: id.to_string(),
                         column: column.clone(),
                         kind,
                     }
                     .into());
                 }
             };
+            let new_value = &want[field];
             let (new_text, reserialised) =
-                match replace_token(&old_text, "/owner", old_value, &new_value, want) {
+                match replace_token(&old_text, pointer, old_value, new_value, want) {
                     Some(t) => (t, false),
                     None => (want.to_string(), true),
                 };
@@ -283,37 +382,121 @@ impl ConfigStore {
             bytes[18] = self.image[18];
             bytes[19] = self.image[19];
         }
-        let store = ConfigStore::open(&bytes, self.schemas.clone())?;
-        let got = store
-            .pci_devices
+        Ok((bytes, columns))
+    }
+
+    /// Refuses an edit of `key` when the host's schema of it differs from the one bootbank knows.
+    fn schema_known(&self, key: Key) -> Result<(), ConfigStoreError> {
+        match self.schemas.differences.get(&key) {
+            Some(d) => Err(EditRefusal::SchemaDiffers {
+                key: key.to_string(),
+                differences: d.clone(),
+            }
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the `password_hash` of the user_accounts record in row `rowid` to `hash` (a `$6$`
+    /// hash in ESXi's form, [`crate::esxi::shadow::is_esxi_hash`]), in every value column that
+    /// already sets it, with the checks of the module comment. A record without a
+    /// `password_hash` is refused: bootbank never adds a field ESXi has not written there.
+    ///
+    /// Evidence: the host's own 7.0.2 schema of `esx/authentication/user_accounts` lists
+    /// `password_hash` (type string, not vital, pattern `^[$][6][$][a-zA-Z0-9/.]+[$][a-zA-Z0-9/.]+[$]?`).
+    /// No real record with a hash is public (the real 7.0.2 host has no row): which column ESXi
+    /// puts it in is read from the record itself, never assumed.
+    pub fn set_password_hash(&self, rowid: i64, hash: &str) -> Result<HashEdit, ConfigStoreError> {
+        let key = USER_ACCOUNTS.to_string();
+        let rec = self
+            .user_accounts
             .iter()
-            .find(|r| r.record.rowid == Some(rowid));
-        if got.and_then(|r| r.owner) != Some(new)
-            || got.is_some_and(|r| !r.record.problems.is_empty())
-        {
-            return Err(EditRefusal::ReadBack(format!(
-                "record {id} does not read back as {value}"
+            .find(|r| r.record.rowid == Some(rowid))
+            .ok_or_else(|| EditRefusal::NoRecord {
+                key: key.clone(),
+                rowid,
+            })?;
+        let id = rec.identifier.clone();
+        self.schema_known(USER_ACCOUNTS)?;
+        if !rec.problems.is_empty() {
+            return Err(EditRefusal::RecordProblems {
+                identifier: id,
+                problems: rec.problems.clone(),
+            }
+            .into());
+        }
+        let refuse_schema = |why: String| EditRefusal::Schema {
+            key: key.clone(),
+            why,
+        };
+        let schema = self.schemas.get(USER_ACCOUNTS);
+        let field = schema
+            .field("password_hash")
+            .ok_or_else(|| refuse_schema("has no field `password_hash`".into()))?;
+        if field.vital {
+            return Err(refuse_schema("marks `password_hash` vital".into()).into());
+        }
+        if field.ty.as_deref() != Some("string") {
+            return Err(refuse_schema(format!(
+                "gives `password_hash` the type {}",
+                field.ty.as_deref().unwrap_or("none")
             ))
             .into());
         }
-        let others = |s: &ConfigStore| -> Vec<PciDeviceRecord> {
-            s.pci_devices
+        // The schema equals the built-in one (checked above), whose pattern is the `$6$` form
+        // that is_esxi_hash checks (a narrower form: 1-16 salt characters, 86 digest ones).
+        if !crate::esxi::shadow::is_esxi_hash(hash) {
+            return Err(refuse_schema("does not allow this `password_hash`".into()).into());
+        }
+        if rec.hash_columns.is_empty() {
+            return Err(EditRefusal::NoField {
+                key,
+                identifier: id,
+                field: "password_hash".into(),
+            }
+            .into());
+        }
+        self.check_triggers()?;
+        let mut changes = Vec::new();
+        for column in &rec.hash_columns {
+            changes.push(self.column_edit(&rec.record, &id, column, "password_hash", hash)?);
+        }
+        let (bytes, columns) = self.update_field(rowid, &id, "/password_hash", &changes)?;
+        let store = ConfigStore::open(&bytes, self.schemas.clone())?;
+        let got = store
+            .user_accounts
+            .iter()
+            .find(|r| r.record.rowid == Some(rowid));
+        if got.and_then(|r| r.record.str("password_hash")) != Some(hash)
+            || got.is_some_and(|r| !r.problems.is_empty())
+        {
+            return Err(EditRefusal::ReadBack(format!(
+                "record {id} does not read back with the new password_hash"
+            ))
+            .into());
+        }
+        let others = |s: &ConfigStore| -> Vec<super::UserAccount> {
+            s.user_accounts
                 .iter()
                 .filter(|r| r.record.rowid != Some(rowid))
                 .cloned()
                 .collect()
         };
-        if others(&store) != others(self) || store.device_names != self.device_names {
+        if others(&store) != others(self)
+            || store.pci_devices != self.pci_devices
+            || store.device_names != self.device_names
+        {
             return Err(
                 EditRefusal::ReadBack("other records read back differently".to_string()).into(),
             );
         }
         let got = got.expect("checked above");
-        Ok(OwnerEdit {
+        Ok(HashEdit {
             bytes,
             identifier: id,
             rowid,
-            columns,
+            reserialised: columns.iter().any(|c| c.reserialised),
+            columns: columns.into_iter().map(|c| c.column).collect(),
             modified_time: (
                 rec.record.modified_time.clone(),
                 got.record.modified_time.clone(),

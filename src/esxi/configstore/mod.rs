@@ -21,7 +21,7 @@ mod json_span;
 pub mod record;
 pub mod schema;
 
-pub use edit::{ColumnChange, EditRefusal, OwnerEdit};
+pub use edit::{ColumnChange, EditRefusal, HashEdit, OwnerEdit};
 pub use record::Record;
 pub use schema::{Key, SchemaSource, Schemas};
 
@@ -178,6 +178,21 @@ impl DeviceName {
     }
 }
 
+/// One `esx/authentication/user_accounts` record: a local account as the ConfigStore keeps it.
+/// Serialised without its values: a record may hold a password hash, which bootbank never shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserAccount {
+    /// The row's Identifier (the `name` instance id), as stored.
+    pub identifier: String,
+    /// The value columns that set `password_hash` (empty: the record holds no hash).
+    pub hash_columns: Vec<String>,
+    /// Why the record cannot be read as ESXi reads it.
+    pub problems: Vec<String>,
+    /// The whole record (holds the hash: never printed).
+    #[serde(skip)]
+    pub record: Record,
+}
+
 /// Reads a device_data bus address: `p` + hex `SSSS:BB:DD.F`, or `pci#p<SBDF>#N` for a logical
 /// device on a PCI function. Every other form is None.
 pub fn parse_bus_address(text: &str) -> Option<PciAddress> {
@@ -284,6 +299,9 @@ pub struct ConfigStore {
     pub pci_devices: Vec<PciDeviceRecord>,
     /// The `esx/system/device_data` records, in table order.
     pub device_names: Vec<DeviceName>,
+    /// The `esx/authentication/user_accounts` records, in table order (none on the real 7.0.2
+    /// host).
+    pub user_accounts: Vec<UserAccount>,
     /// The database bytes as given to [`ConfigStore::open`], for [`ConfigStore::set_owner`].
     image: Vec<u8>,
 }
@@ -395,6 +413,7 @@ impl ConfigStore {
         Ok(RawStore {
             pci_devices: read(schema::PCI_DEVICES)?,
             device_names: read(schema::DEVICE_DATA)?,
+            user_accounts: read(schema::USER_ACCOUNTS)?,
             store: ConfigStore {
                 size: db_bytes.len(),
                 table,
@@ -406,6 +425,7 @@ impl ConfigStore {
                 triggers,
                 pci_devices: Vec::new(),
                 device_names: Vec::new(),
+                user_accounts: Vec::new(),
                 image: db_bytes.to_vec(),
             },
         })
@@ -428,6 +448,14 @@ impl ConfigStore {
     /// The pci_devices record of a device, matched by address value.
     pub fn pci_device(&self, address: PciAddress) -> Option<&PciDeviceRecord> {
         self.pci_devices.iter().find(|r| r.address == Some(address))
+    }
+
+    /// The user_accounts record of a user, matched by its Identifier (the `name` instance id).
+    pub fn user_account(&self, name: &str) -> Vec<&UserAccount> {
+        self.user_accounts
+            .iter()
+            .filter(|u| u.identifier == name)
+            .collect()
     }
 
     /// The device_data names of a PCI function (its own and those of logical devices on it).
@@ -458,6 +486,7 @@ struct RawStore {
     store: ConfigStore,
     pci_devices: Vec<RawRow>,
     device_names: Vec<RawRow>,
+    user_accounts: Vec<RawRow>,
 }
 
 impl RawStore {
@@ -478,10 +507,15 @@ impl RawStore {
             .into_iter()
             .map(device_name)
             .collect();
+        let user_accounts = merge(self.user_accounts, schema::USER_ACCOUNTS)
+            .into_iter()
+            .map(user_account)
+            .collect();
         ConfigStore {
             schemas,
             pci_devices,
             device_names,
+            user_accounts,
             ..self.store
         }
     }
@@ -495,6 +529,15 @@ fn pci_device(record: Record) -> PciDeviceRecord {
         owner: owner_raw.as_deref().and_then(Ownership::from_store),
         owner_raw,
         owner_columns: record.columns_setting("owner"),
+        record,
+    }
+}
+
+fn user_account(record: Record) -> UserAccount {
+    UserAccount {
+        identifier: record.identifier.clone(),
+        hash_columns: record.columns_setting("password_hash"),
+        problems: record.problems.clone(),
         record,
     }
 }

@@ -51,8 +51,17 @@ pub const DEVICE_DATA: Key = Key {
     name: "device_data",
 };
 
+/// Local accounts (`passwd`), one row per user, instance id `name`. Its 7.0.2 schema lists
+/// `name`, `uid` (vital), `password_hash` (`$6$` pattern, not vital), `last_password_change`
+/// (vital) and `description`; the real 7.0.2 host has no row of it.
+pub const USER_ACCOUNTS: Key = Key {
+    component: "esx",
+    group: "authentication",
+    name: "user_accounts",
+};
+
 /// The keys bootbank reads, in the order it reports them.
-pub const KNOWN: [Key; 2] = [PCI_DEVICES, DEVICE_DATA];
+pub const KNOWN: [Key; 3] = [PCI_DEVICES, DEVICE_DATA, USER_ACCOUNTS];
 
 /// Where a schema was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -789,36 +789,7 @@ fn build_step(
             hunks.clear();
         }
         let hunks = (!hunks.is_empty()).then_some(hunks.as_slice());
-        let local_gz = if std::ptr::eq(local, &cfg.state) {
-            state_bytes
-        } else if cfg.sealed.is_some() {
-            &[][..]
-        } else {
-            cfg.state.require("local.tgz")?
-        };
-        let new_local = archive::reseal(local_gz, local, &tar, hunks);
-        let new_state = if std::ptr::eq(local, &cfg.state) {
-            new_local
-        } else if let Some(sealed) = &cfg.sealed {
-            // Same header, attributes and key; a fresh IV; checked by decrypting before use.
-            let iv = crate::format::envelope::fresh_iv().map_err(ConfigError::from)?;
-            let ve = sealed
-                .envelope
-                .seal(&new_local, &sealed.key.key, iv)
-                .map_err(ConfigError::from)?;
-            notes.push(format!(
-                "the configuration is encrypted (mode {}): the changed local.tgz is sealed again with the same key (id {}) and a fresh IV; encryption.info is not changed. Re-encrypted configurations have not yet been booted on a real host",
-                cfg.encryption_mode.as_deref().unwrap_or("?"),
-                sealed.key.key_id
-            ));
-            archive::seal(
-                &cfg.state.replace_member("local.tgz.ve", &ve)?,
-                &cfg.state.gzip,
-            )
-        } else {
-            let (tar, hunks) = cfg.state.replace_member_hunks("local.tgz", &new_local)?;
-            archive::reseal(state_bytes, &cfg.state, &tar, Some(&hunks))
-        };
+        let new_state = rewrap_local(&cfg, local, state_bytes, &tar, hunks, &mut notes)?;
         wrap(new_state)?
     };
     Ok(Step {
@@ -876,36 +847,7 @@ pub fn member_step(
             hunks.clear();
         }
         let hunks = (!hunks.is_empty()).then_some(hunks.as_slice());
-        let bare = std::ptr::eq(local, &cfg.state) || cfg.state.member(ESX_CONF).is_some();
-        let local_gz = if bare {
-            input.state
-        } else if cfg.sealed.is_some() {
-            &[][..]
-        } else {
-            cfg.state.require("local.tgz")?
-        };
-        let new_local = archive::reseal(local_gz, local, &tar, hunks);
-        let new_state = if bare {
-            new_local
-        } else if let Some(sealed) = &cfg.sealed {
-            let iv = crate::format::envelope::fresh_iv().map_err(ConfigError::from)?;
-            let ve = sealed
-                .envelope
-                .seal(&new_local, &sealed.key.key, iv)
-                .map_err(ConfigError::from)?;
-            notes.push(format!(
-                "the configuration is encrypted (mode {}): the changed local.tgz is sealed again with the same key (id {}) and a fresh IV; encryption.info is not changed. Re-encrypted configurations have not yet been booted on a real host",
-                cfg.encryption_mode.as_deref().unwrap_or("?"),
-                sealed.key.key_id
-            ));
-            archive::seal(
-                &cfg.state.replace_member("local.tgz.ve", &ve)?,
-                &cfg.state.gzip,
-            )
-        } else {
-            let (tar, hunks) = cfg.state.replace_member_hunks("local.tgz", &new_local)?;
-            archive::reseal(input.state, &cfg.state, &tar, Some(&hunks))
-        };
+        let new_state = rewrap_local(cfg, local, input.state, &tar, hunks, &mut notes)?;
         (input.wrap)(new_state)?
     };
     Ok(Step {
@@ -1404,6 +1346,50 @@ fn check_config(
         }
     }
     Ok(cfg)
+}
+
+/// The new state archive around an edited local.tgz tar: local.tgz recompressed only around the
+/// change (`hunks`), then put back where it came from: the state itself (a bare local.tgz),
+/// sealed again in its envelope (same header, attributes and key, a fresh IV; a note says so),
+/// or spliced into state.tgz as its `local.tgz` member.
+fn rewrap_local(
+    cfg: &Config,
+    local: &Tgz,
+    state_bytes: &[u8],
+    tar: &[u8],
+    hunks: Option<&[crate::format::deflate::Hunk]>,
+    notes: &mut Vec<String>,
+) -> Result<Vec<u8>, FixError> {
+    let bare = std::ptr::eq(local, &cfg.state) || cfg.state.member(ESX_CONF).is_some();
+    let local_gz = if bare {
+        state_bytes
+    } else if cfg.sealed.is_some() {
+        &[][..]
+    } else {
+        cfg.state.require("local.tgz")?
+    };
+    let new_local = archive::reseal(local_gz, local, tar, hunks);
+    Ok(if bare {
+        new_local
+    } else if let Some(sealed) = &cfg.sealed {
+        let iv = crate::format::envelope::fresh_iv().map_err(ConfigError::from)?;
+        let ve = sealed
+            .envelope
+            .seal(&new_local, &sealed.key.key, iv)
+            .map_err(ConfigError::from)?;
+        notes.push(format!(
+            "the configuration is encrypted (mode {}): the changed local.tgz is sealed again with the same key (id {}) and a fresh IV; encryption.info is not changed. Re-encrypted configurations have not yet been booted on a real host",
+            cfg.encryption_mode.as_deref().unwrap_or("?"),
+            sealed.key.key_id
+        ));
+        archive::seal(
+            &cfg.state.replace_member("local.tgz.ve", &ve)?,
+            &cfg.state.gzip,
+        )
+    } else {
+        let (tar, hunks) = cfg.state.replace_member_hunks("local.tgz", &new_local)?;
+        archive::reseal(state_bytes, &cfg.state, &tar, Some(&hunks))
+    })
 }
 
 /// Carries out a plan: recovery of leftovers, backup, safe writes, read-back checks.

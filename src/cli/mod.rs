@@ -9,6 +9,7 @@ pub mod human;
 pub mod inspect;
 pub mod lint;
 pub mod prompt;
+pub mod rescue;
 pub mod restore;
 pub mod style;
 

@@ -8,3 +8,4 @@ pub mod findings;
 pub mod fix;
 pub mod inspect;
 pub mod lint;
+pub mod rescue;

@@ -25,6 +25,7 @@ mod layers;
 mod lint;
 mod nextboot_rules;
 mod private_files;
+mod rescue_vm;
 mod splice;
 mod sysfs;
 mod vmdk;

@@ -354,7 +354,16 @@ fn bios_cd_interactive_fixes_both_disks() {
     let iso = iso();
     let t = TempDir::new("rescue-bios");
     let (six, seven) = disks(t.path());
-    let mut args = vec!["-cdrom".to_string(), iso.display().to_string()];
+    // bootindex: SeaBIOS would try the ESXi disks first (they carry no BIOS boot code here).
+    let mut args: Vec<String> = vec![
+        "-drive".into(),
+        format!(
+            "file={},if=none,media=cdrom,format=raw,readonly=on,id=cd",
+            iso.display()
+        ),
+        "-device".into(),
+        "ide-cd,drive=cd,bootindex=0".into(),
+    ];
     args.extend(disk_args(&six, &seven));
     let mut vm = Vm::start(&args, t.join("serial.log"));
     vm.expect("bootbank rescue: find the ESXi disk", BOOT);

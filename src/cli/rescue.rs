@@ -308,7 +308,7 @@ fn interactive(term: &mut Term, at: &Where, mut scan: Scan, backup_base: &Path) 
             }
             None => return ExitCode::from(3),
         }
-        let backup = backup_base.join(&disk.name);
+        let backup = backup_base.join(backup_name(&disk.name));
         if let Err(e) = write_one(term, disk, &plan, &opts, &backup) {
             return say_fail(term, &super::fix::message(&e), code(&e));
         }
@@ -361,7 +361,7 @@ fn auto_fix(term: &mut Term, at: &Where, scan: Scan, backup_base: &Path, json: b
         if !json {
             term.say(&format!("\n{}", super::fix::render_plan(&plan)));
         }
-        let backup = backup_base.join(&disk.name);
+        let backup = backup_base.join(backup_name(&disk.name));
         match write_one(term, disk, &plan, &opts, &backup) {
             Ok(outcome) => fixed.push(serde_json::json!({
                 "disk": disk.name, "device": disk.device, "plan": plan, "outcome": outcome,
@@ -447,6 +447,12 @@ fn write_one(
     }
     term.say(&s);
     Ok(outcome)
+}
+
+/// The disk's backup subdirectory: its kernel name, or for an image named by path the path
+/// with its slashes replaced (a path joined as it is would replace the whole backup directory).
+fn backup_name(disk: &str) -> String {
+    disk.trim_start_matches('/').replace('/', "_")
 }
 
 fn code(e: &FixError) -> u8 {

@@ -543,3 +543,66 @@ fn bench_boot_to_verdict() {
         v - s
     );
 }
+
+/// `bootbank rescue` outside a VM, on the demo disk image: the dry run and a missing terminal
+/// write nothing; `--auto-fix` fixes, keeps a backup where told and reads the disk again.
+#[test]
+fn rescue_command_on_an_image() {
+    let t = TempDir::new("rescue-cli");
+    let img = t.join("demo.img");
+    fs::copy(common::manifest_dir().join("examples/demo.img"), &img).unwrap();
+    let before = fs::read(&img).unwrap();
+    let path = img.to_str().unwrap();
+
+    let o = common::bootbank(t.path(), &["rescue", path, "--dry-run"]);
+    let text = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    for want in [
+        "Found 1 ESXi boot disk.",
+        "VERDICT: the host boots partition 5",
+        "+/device/000:022:00.0/owner = \"vmkernel\"",
+        "Dry run: nothing written.",
+    ] {
+        assert!(text.contains(want), "missing {want:?} in\n{text}");
+    }
+    let o = common::bootbank(t.path(), &["rescue", path]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::output_text(&o));
+    assert!(common::output_text(&o).contains("not asking without a terminal"));
+    assert!(fs::read(&img).unwrap() == before, "written without a yes");
+
+    let o = common::bootbank(t.path(), &["rescue", "--json", path]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["esxi"][0]["critical_devices"],
+        serde_json::json!(["0000:16:00.0"])
+    );
+
+    let backup = t.join("backup");
+    let o = common::bootbank(
+        t.path(),
+        &[
+            "rescue",
+            path,
+            "--auto-fix",
+            "--backup-dir",
+            backup.to_str().unwrap(),
+        ],
+    );
+    let text = common::output_text(&o);
+    assert_eq!(o.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("bootbank rescue: done: 1 disk(s) fixed."),
+        "{text}"
+    );
+    assert!(text.contains("no critical findings."), "{text}");
+    let sub = backup.join(path.trim_start_matches('/').replace('/', "_"));
+    assert!(
+        sub.join("manifest.json").is_file() || sub.is_dir(),
+        "no backup in {}",
+        sub.display()
+    );
+    assert!(fs::read(&img).unwrap() != before);
+
+    let o = common::bootbank(t.path(), &["rescue", t.join("nothing").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", common::output_text(&o));
+}

@@ -149,6 +149,27 @@ enum Command {
     ///   bootbank extract configBundle-esx01.tgz --to esx01-config --json
     #[command(verbatim_doc_comment)]
     Extract(cli::extract::ExtractArgs),
+    /// On a rescue system: find every ESXi boot disk, say what is wrong and fix it.
+    ///
+    /// Lists every ESXi boot disk of this machine with its verdict (as inspect and lint give
+    /// it) and the controller it hangs behind, named from sysfs and pci.ids, and says in plain
+    /// words when a device set to passthrough is the controller of the very disk ESXi boots
+    /// from. Then: choose a disk (or the only one), see the plan and the diff, answer [y/N],
+    /// and get the verdict after the fix and what to do next. Every valid bank is changed, so
+    /// that a rollback does not bring the mistake back. --auto-fix does it for every disk
+    /// without asking. Backups go to RAM (/run) unless --backup-dir names a place; the dialog
+    /// says where.
+    ///
+    /// Exit codes: 0 done or nothing to fix; 1 a write failed; 2 no ESXi disk found, a refusal,
+    /// or no terminal to ask on; 3 declined.
+    ///
+    /// Examples:
+    ///   bootbank rescue
+    ///   bootbank rescue /dev/sda --dry-run
+    ///   bootbank rescue --auto-fix --backup-dir /mnt/usb
+    ///   bootbank rescue --console /dev/tty1 --console /dev/ttyS0
+    #[command(verbatim_doc_comment)]
+    Rescue(cli::rescue::RescueArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     ///
     /// Examples:
@@ -230,6 +251,7 @@ fn main() -> ExitCode {
         Command::Passwd(a) => cli::passwd::run(a),
         Command::Restore(a) => cli::restore::run_restore(a),
         Command::Extract(a) => cli::extract::run(a),
+        Command::Rescue(a) => cli::rescue::run(a),
         Command::Completions { shell } => cli::generate::completions(Cli::command(), shell),
         Command::Man { out_dir } => cli::generate::man(Cli::command(), out_dir.as_deref()),
         Command::Bank(c) => cli::bank::run(c),

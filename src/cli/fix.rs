@@ -262,9 +262,18 @@ pub(super) fn execute(
 }
 
 fn print_plan(plan: &Plan) {
-    println!("Plan for {}:", plan.target);
+    print!("{}", render_plan(plan));
+}
+
+/// The plan as text: every device as typed and as read, each file's changes and the diff
+/// (`rescue` writes it to its consoles).
+pub(super) fn render_plan(plan: &Plan) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    _ = writeln!(out, "Plan for {}:", plan.target);
     for d in &plan.devices {
-        println!(
+        _ = writeln!(
+            out,
             "  device {} read as {}: lspci {} = esx.conf {} = ConfigStore {} ({}, owner {}{})",
             d.typed,
             match d.read_as {
@@ -283,26 +292,32 @@ fn print_plan(plan: &Plan) {
         );
     }
     for s in &plan.steps {
-        println!("  {}:", s.location);
+        _ = writeln!(out, "  {}:", s.location);
         for n in &s.notes {
-            println!(
+            _ = writeln!(
+                out,
                 "    {}",
                 super::style::severity(Severity::Warning, &format!("note: {n}"))
             );
         }
         if !s.changes_anything() {
-            println!("    no change");
+            _ = writeln!(out, "    no change");
         }
         for c in &s.changes {
             match (&c.old, &c.new) {
-                (Some(o), Some(n)) => println!("    line {}: {} \"{o}\" -> \"{n}\"", c.line, c.key),
-                (None, Some(n)) => println!("    add: {} = \"{n}\"", c.key),
-                (Some(o), None) => println!("    line {}: remove {} (was \"{o}\")", c.line, c.key),
-                (None, None) => println!("    {}", c.key),
+                (Some(o), Some(n)) => {
+                    _ = writeln!(out, "    line {}: {} \"{o}\" -> \"{n}\"", c.line, c.key)
+                }
+                (None, Some(n)) => _ = writeln!(out, "    add: {} = \"{n}\"", c.key),
+                (Some(o), None) => {
+                    _ = writeln!(out, "    line {}: remove {} (was \"{o}\")", c.line, c.key)
+                }
+                (None, None) => _ = writeln!(out, "    {}", c.key),
             }
         }
         for c in &s.store_changes {
-            println!(
+            _ = writeln!(
+                out,
                 "    ConfigStore (local.tgz > {}) {} record {} (rowid {}), device {} = esx.conf {} = {}: owner {} -> {}",
                 c.member,
                 c.key,
@@ -315,10 +330,11 @@ fn print_plan(plan: &Plan) {
                 c.new_owner
             );
             for col in &c.columns {
-                println!("      {} before: {}", col.column, col.old_text);
-                println!("      {} after:  {}", col.column, col.new_text);
+                _ = writeln!(out, "      {} before: {}", col.column, col.old_text);
+                _ = writeln!(out, "      {} after:  {}", col.column, col.new_text);
             }
-            println!(
+            _ = writeln!(
+                out,
                 "      ModifiedTime {} -> {}, Revision {} -> {} (set by the store's own triggers)",
                 c.modified_time_before.as_deref().unwrap_or("NULL"),
                 c.modified_time_after.as_deref().unwrap_or("NULL"),
@@ -337,8 +353,9 @@ fn print_plan(plan: &Plan) {
         }
         if !s.changes.is_empty() && !s.diff.is_empty() {
             for l in s.diff.lines() {
-                println!("    {l}");
+                _ = writeln!(out, "    {l}");
             }
         }
     }
+    out
 }

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod lint;
 pub mod passwd;
 pub mod prompt;
+pub mod rescue;
 pub mod restore;
 pub mod style;
 

@@ -44,6 +44,15 @@ impl LintReport {
 
 /// Lints one target (the same kinds `inspect` reads).
 pub fn lint(target: &Path, opts: &Options) -> Result<LintReport, InspectError> {
+    lint_with_report(target, opts).map(|(l, _)| l)
+}
+
+/// [`lint`], also handing back inspect's report it was made from, for callers that show the
+/// verdict and the hardware as well (`rescue`), without reading the disk twice.
+pub fn lint_with_report(
+    target: &Path,
+    opts: &Options,
+) -> Result<(LintReport, Report), InspectError> {
     let opts = Options {
         rollback_config: true,
         ..opts.clone()
@@ -68,7 +77,7 @@ pub fn lint(target: &Path, opts: &Options) -> Result<LintReport, InspectError> {
         );
     }
     findings::sort(&mut out.findings);
-    Ok(out)
+    Ok((out, report))
 }
 
 /// Rules that need the rescue system's view of the hardware.

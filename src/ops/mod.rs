@@ -9,3 +9,4 @@ pub mod fix;
 pub mod inspect;
 pub mod lint;
 pub mod passwd;
+pub mod rescue;

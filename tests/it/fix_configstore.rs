@@ -66,7 +66,7 @@ fn real_state(dir: &Path, encrypted: bool, args: &[&str]) -> Vec<u8> {
 /// Bank `n`'s state.tgz taken off the disk with mtools, its local.tgz out of it with GNU tar
 /// (decrypted by the independent decryptor when encrypted), extracted into `into/local`.
 /// Returns the path of local.tgz.
-fn extract_local(img: &Path, n: u32, into: &Path) -> PathBuf {
+pub(super) fn extract_local(img: &Path, n: u32, into: &Path) -> PathBuf {
     let _ = fs::remove_dir_all(into);
     fs::create_dir_all(into).unwrap();
     let state = into.join("state.tgz");

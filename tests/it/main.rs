@@ -27,6 +27,7 @@ mod nextboot_rules;
 mod passwd;
 mod power_cut;
 mod private_files;
+mod rescue_vm;
 mod splice;
 mod sysfs;
 mod vmdk;

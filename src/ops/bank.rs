@@ -11,7 +11,7 @@
 //!
 //! How a change reaches the disk: when the only difference is the one `bootstate` digit, that
 //! byte is overwritten in place inside boot.cfg's existing cluster, as the bootloader itself
-//! does; the FAT driver says which disk byte holds it ([`FatVolume::locate`]), the directory
+//! does; the FAT driver says which disk byte holds it ([`crate::format::fat::FatVolume::locate`]), the directory
 //! entry (size, time) is not touched, and a one-byte write cannot be torn (a sector is written
 //! whole). Anything else (a missing or multi-digit `bootstate`; a new `updated`, which generally
 //! changes the file's length and which the bootloader never rewrites) replaces boot.cfg the safe

@@ -233,12 +233,16 @@ impl Scan {
     fn sort(&mut self, disk: &mut Disk, layout: &Layout) -> Result<(), FatError> {
         let mut lost = Vec::new();
         let mut differ = 0;
+        let t0 = &self.tables[0];
+        // The usual case, copies byte for byte equal, costs one comparison, not one per cluster.
+        let identical = self.tables[1..].iter().all(|t| t.bytes == t0.bytes);
         for c in 2..layout.clusters + 2 {
-            let vals: Vec<u32> = self.tables.iter().map(|t| t.get(c)).collect();
-            let same = vals.iter().all(|&v| v == vals[0]);
+            let v0 = t0.get(c);
+            let same = identical || self.tables[1..].iter().all(|t| t.get(c) == v0);
             let reached = self.reached[c as usize];
             if !same {
                 if reached {
+                    let vals: Vec<u32> = self.tables.iter().map(|t| t.get(c)).collect();
                     self.health.damage.push(format!(
                         "the FAT copies differ on cluster {c}, which a file uses ({vals:x?})"
                     ));
@@ -246,8 +250,8 @@ impl Scan {
                 }
                 differ += 1;
             }
-            let allocated = vals.iter().any(|&v| v != 0);
-            let marked_bad = same && vals[0] == layout.bad();
+            let allocated = v0 != 0 || (!same && self.tables.iter().any(|t| t.get(c) != 0));
+            let marked_bad = same && v0 == layout.bad();
             if !reached && allocated && !marked_bad {
                 lost.push(c);
             }

@@ -96,9 +96,11 @@ pub fn commit_bank(disk: &mut Disk, head: &[u8], w: &BankWrite) -> Result<Commit
         bank = find(disk)?;
     }
     let changes = w.old != w.new;
-    if (changes || w.tidy)
-        && let Some(msg) = transaction::tidy(disk, &bank)?
-    {
+    // A replacement reclaims the FAT's leftovers itself (in `transaction::replace`, sharing its
+    // scan); a one-byte write, or a rerun with nothing to change, tidies here.
+    let one_byte = matches!(w.method, Method::InPlace { .. });
+    let tidy_here = if changes { one_byte } else { w.tidy };
+    if tidy_here && let Some(msg) = transaction::tidy(disk, &bank)? {
         out.recovered.push(msg);
     }
     if changes {
@@ -110,7 +112,8 @@ pub fn commit_bank(disk: &mut Disk, head: &[u8], w: &BankWrite) -> Result<Commit
         }
         match w.method {
             Method::Replace { verify } => {
-                transaction::replace(disk, &bank, w.names, w.new, verify)?;
+                let (_, tidied) = transaction::replace(disk, &bank, w.names, w.new, verify)?;
+                out.recovered.extend(tidied);
             }
             Method::InPlace { offset_in_file } => in_place(disk, &bank, w, offset_in_file)?,
         }

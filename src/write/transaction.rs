@@ -154,25 +154,30 @@ pub fn replace(
 ) -> Result<(WriteStats, Option<String>), TxError> {
     let b = Bankref::of(bank);
     let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
-    let tidied = tidy(disk, bank)?;
-    fat::replace(disk, b.start, b.len, &names.current, new, verify).map_err(|e| match e {
-        FatError::Verify { file, why, .. } => TxError::Verify {
-            partition: b.partition,
-            file,
-            why,
-        },
-        source => TxError::Fat {
-            partition: b.partition,
-            source,
-        },
-    })?;
+    let st =
+        fat::replace(disk, b.start, b.len, &names.current, new, verify).map_err(|e| match e {
+            FatError::Verify { file, why, .. } => TxError::Verify {
+                partition: b.partition,
+                file,
+                why,
+            },
+            source => TxError::Fat {
+                partition: b.partition,
+                source,
+            },
+        })?;
     Ok((
         WriteStats {
             bytes_written: disk.bytes_written() - w0,
             write_calls: disk.write_calls() - c0,
             flushes: disk.sync_calls() - f0,
         },
-        tidied,
+        st.repaired.map(|h| {
+            format!(
+                "repaired what an interrupted write left in the FAT: {}",
+                h.describe()
+            )
+        }),
     ))
 }
 

@@ -43,6 +43,8 @@ pub struct Switched {
     /// Clusters of the new chain, and how many runs of adjacent clusters they form.
     pub clusters: u32,
     pub runs: u32,
+    /// What an interrupted write had left in the FAT, reclaimed before the new chain.
+    pub repaired: Option<super::Health>,
 }
 
 /// FAT's date and time words for a moment of local time (FAT stores local time, as the
@@ -58,7 +60,8 @@ pub fn fat_time(now: chrono::NaiveDateTime) -> (u16, u16) {
 
 /// Replaces root file `name` of the FAT12/16 volume at `start` with `data` (see the module
 /// documentation). The volume must be healthy: repair leftovers first with
-/// [`super::Health::repair`]. `verify` checks the bytes read back before the switch.
+/// [`super::Health::repair`], which this does first when it has to. `verify` checks the bytes read
+/// back before the switch.
 pub fn replace(
     disk: &mut Disk,
     start: u64,
@@ -70,12 +73,21 @@ pub fn replace(
     let (w0, c0) = (disk.bytes_written(), disk.write_calls());
     disk.drop_cache();
     let layout = Layout::read(disk, start, len)?;
-    let scan = Scan::run(disk, &layout)?;
+    let mut scan = Scan::run(disk, &layout)?;
+    let mut repaired = None;
     if !scan.health.is_clean() {
-        return Err(FatError::Damaged {
-            offset: start,
-            problems: vec![scan.health.describe()],
-        });
+        // Leftovers of an interrupted write are reclaimed first (other damage is refused by
+        // `repair`, nothing written); the one scan serves both in the usual, clean case.
+        let (found, _) = super::Health::repair(disk, &layout)?;
+        disk.drop_cache();
+        scan = Scan::run(disk, &layout)?;
+        if !scan.health.is_clean() {
+            return Err(FatError::Damaged {
+                offset: start,
+                problems: vec![scan.health.describe()],
+            });
+        }
+        repaired = Some(found);
     }
     let short = raw::short_form(name).ok_or_else(|| FatError::Unsupported {
         offset: start,
@@ -216,6 +228,7 @@ pub fn replace(
         flushes,
         clusters: new_chain.len() as u32,
         runs: runs.len() as u32,
+        repaired,
     })
 }
 

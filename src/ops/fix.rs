@@ -615,28 +615,33 @@ fn plan_disk(
                 format!("{}; it is completed or undone first", l.describe(&cf.names)),
             );
         }
-        let health = transaction::fat_health(disk, bank).map_err(|source| FixError::FatUnread {
-            location: location.clone(),
-            source,
-        })?;
-        if !health.is_repairable() {
-            return Err(FixError::FatDamaged {
-                location,
-                problems: health.damage,
-            });
-        }
-        if !health.is_clean() {
+        step.fat_leftover = fat_leftover(disk, bank, &location)?;
+        if let Some(what) = &step.fat_leftover {
             step.notes.push(format!(
-                "the FAT holds what an interrupted write leaves ({}): reclaimed first",
-                health.describe()
+                "the FAT holds what an interrupted write leaves ({what}): reclaimed first"
             ));
-            step.fat_leftover = Some(health.describe());
         }
         step.leftover = cf.leftover.clone();
         step.names = Some(cf.names.clone());
         plan.steps.push(step);
     }
     Ok(())
+}
+
+/// What an interrupted write left in the bank's FAT, in words (`None` when clean): the write
+/// reclaims it first. A FAT damaged in any other way refuses the plan, nothing written.
+fn fat_leftover(disk: &mut Disk, bank: &Bank, location: &str) -> Result<Option<String>, FixError> {
+    let health = transaction::fat_health(disk, bank).map_err(|source| FixError::FatUnread {
+        location: location.to_string(),
+        source,
+    })?;
+    if !health.is_repairable() {
+        return Err(FixError::FatDamaged {
+            location: location.to_string(),
+            problems: health.damage,
+        });
+    }
+    Ok((!health.is_clean()).then(|| health.describe()))
 }
 
 fn plan_archive(
@@ -1567,18 +1572,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
                 None => Vec::new(),
             };
             let location = format!("partition {p} /{}", e.file);
-            let health =
-                transaction::fat_health(disk, bank).map_err(|source| FixError::FatUnread {
-                    location: location.clone(),
-                    source,
-                })?;
-            if !health.is_repairable() {
-                return Err(FixError::FatDamaged {
-                    location,
-                    problems: health.damage,
-                });
-            }
-            fat_leftover = (!health.is_clean()).then(|| health.describe());
+            fat_leftover = self::fat_leftover(disk, bank, &location)?;
             plan.kind = if e.partition.is_none() {
                 TargetKind::Partition
             } else {

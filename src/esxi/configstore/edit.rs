@@ -216,17 +216,7 @@ impl ConfigStore {
             ))
             .into());
         }
-        let others = |s: &ConfigStore| -> Vec<PciDeviceRecord> {
-            s.pci_devices
-                .iter()
-                .filter(|r| r.record.rowid != Some(rowid))
-                .cloned()
-                .collect()
-        };
-        if others(&store) != others(self)
-            || store.device_names != self.device_names
-            || store.user_accounts != self.user_accounts
-        {
+        if !self.others_unchanged(&store, Edited::PciDevice(rowid)) {
             return Err(
                 EditRefusal::ReadBack("other records read back differently".to_string()).into(),
             );
@@ -244,6 +234,31 @@ impl ConfigStore {
             revision: (rec.record.revision, got.record.revision),
             after: Box::new(store),
         })
+    }
+
+    /// Whether every record bootbank reads, other than the edited one, reads back from `after`
+    /// exactly as from `self`.
+    fn others_unchanged(&self, after: &ConfigStore, edited: Edited) -> bool {
+        fn except<T: Clone + PartialEq>(
+            v: &[T],
+            rowid: Option<i64>,
+            id: impl Fn(&T) -> Option<i64>,
+        ) -> Vec<T> {
+            v.iter()
+                .filter(|r| rowid.is_none() || id(r) != rowid)
+                .cloned()
+                .collect()
+        }
+        let (pci, user) = match edited {
+            Edited::PciDevice(r) => (Some(r), None),
+            Edited::UserAccount(r) => (None, Some(r)),
+        };
+        let pci_id = |r: &PciDeviceRecord| r.record.rowid;
+        let user_id = |r: &super::UserAccount| r.record.rowid;
+        except(&after.pci_devices, pci, pci_id) == except(&self.pci_devices, pci, pci_id)
+            && except(&after.user_accounts, user, user_id)
+                == except(&self.user_accounts, user, user_id)
+            && after.device_names == self.device_names
     }
 
     /// Refuses a table whose triggers are not the two bootbank knows: an UPDATE runs them all.
@@ -475,17 +490,7 @@ impl ConfigStore {
             ))
             .into());
         }
-        let others = |s: &ConfigStore| -> Vec<super::UserAccount> {
-            s.user_accounts
-                .iter()
-                .filter(|r| r.record.rowid != Some(rowid))
-                .cloned()
-                .collect()
-        };
-        if others(&store) != others(self)
-            || store.pci_devices != self.pci_devices
-            || store.device_names != self.device_names
-        {
+        if !self.others_unchanged(&store, Edited::UserAccount(rowid)) {
             return Err(
                 EditRefusal::ReadBack("other records read back differently".to_string()).into(),
             );
@@ -505,6 +510,13 @@ impl ConfigStore {
             after: Box::new(store),
         })
     }
+}
+
+/// The record an edit changed: its table and rowid.
+#[derive(Clone, Copy)]
+enum Edited {
+    PciDevice(i64),
+    UserAccount(i64),
 }
 
 /// Every row of every table (by rowid) and every schema entry, for the before/after comparison.

@@ -4,7 +4,7 @@
 //! the bank's 16-byte UUID, and whose `/boot.cfg` parses. Partition names and volume labels vary
 //! between versions and are never relied upon.
 
-use crate::esxi::bootcfg::BootCfg;
+use crate::esxi::bootcfg::{BootCfg, BootCfgUnread};
 use crate::esxi::leftover::{Leftover, Names};
 use crate::format::fat::{FatError, FatVolume, FileInfo};
 use crate::format::partition::Partition;
@@ -29,7 +29,7 @@ pub struct Bank {
     pub uuid: String,
     pub fat_type: String,
     #[serde(skip)]
-    pub boot_cfg: Result<BootCfg, String>,
+    pub boot_cfg: Result<BootCfg, BootCfgUnread>,
     pub files: Vec<FileInfo>,
     /// Whether the kernel and payload modules are present.
     pub has_system: bool,
@@ -167,8 +167,10 @@ pub fn probe_at(
     let vol = FatVolume::open(Slice::new(disk, start, len)).map_err(fat_err)?;
     let files = vol.root().map_err(fat_err)?;
     let boot_cfg = match vol.read("boot.cfg").map_err(fat_err)? {
-        None => Err("no /boot.cfg".to_string()),
-        Some(bytes) => BootCfg::parse(&bytes).map_err(|e| e.to_string()),
+        None => Err(BootCfgUnread::Missing {
+            file: "boot.cfg".into(),
+        }),
+        Some(bytes) => BootCfg::parse(&bytes).map_err(BootCfgUnread::Parse),
     };
     let has_system = files.iter().any(|f| !f.is_dir && is_payload(&f.name));
     Ok(Some(Bank {

@@ -125,6 +125,17 @@ pub struct Hidden {
 
 /// Why a boot.cfg does not parse for safeboot; the bootloader skips such a bank. (For mboot's
 /// table the same error is [`BootCfg::loader_error`].)
+/// Why a bank's boot.cfg could not be read as one: the bootloader skips such a bank.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BootCfgUnread {
+    /// The bank has no such file (`boot.cfg`, or the name a leftover of an interrupted write
+    /// makes the effective one).
+    #[error("no /{file}")]
+    Missing { file: String },
+    #[error(transparent)]
+    Parse(#[from] BootCfgError),
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BootCfgError {
     #[error(
@@ -353,6 +364,35 @@ pub enum StateSite {
     Missing { beyond: Option<usize> },
 }
 
+/// Why the bootloader could not update a boot.cfg's `bootstate` itself
+/// ([`BootCfg::state_writable`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StateUnwritable {
+    #[error(
+        "its bootstate value `{value}` does not start with a digit 0-3, which is all the bootloader can overwrite"
+    )]
+    NotADigit { value: String },
+    #[error(
+        "the bootloader reads bootstate from line {read_line} but would write the first bootstate line (byte {written_offset}) instead"
+    )]
+    OtherLine {
+        read_line: usize,
+        written_offset: usize,
+    },
+    #[error(
+        "the bootstate line at byte {offset} is one the parser ignores, so the bootloader would update a line it does not read"
+    )]
+    Ignored { offset: usize },
+    #[error("its bootstate line lies beyond byte 512, where the bootloader cannot update it")]
+    Beyond512,
+    #[error(
+        "line {line} sets bootstate as `{written_key}=`, which the bootloader's in-place update does not find (it looks for the whole word `bootstate`)"
+    )]
+    Spelled { line: usize, written_key: String },
+    #[error("boot.cfg has no bootstate line for the bootloader to update")]
+    NoLine,
+}
+
 /// A parsed boot.cfg: the file's bytes, what safeboot and mboot read from it, and where the
 /// bootloader would rewrite the state.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -484,38 +524,30 @@ impl BootCfg {
     /// Whether the bootloader can itself update this file's state as it reads it: the first
     /// `bootstate` line lies within the first 512 bytes, its value starts with a digit 0-3,
     /// and it is the line the parser takes `bootstate` from (`bank_set_bootstate` writes the
-    /// first such line, while the parser keeps the last). `Err` says why not, in words.
-    pub fn state_writable(&self) -> Result<usize, String> {
+    /// first such line, while the parser keeps the last). `Err` says why not.
+    pub fn state_writable(&self) -> Result<usize, StateUnwritable> {
         let winner = self.get("bootstate");
         match (self.state_site(), winner) {
             (StateSite::Found { offset, byte }, Some(w)) if w.offset == offset => {
                 if (b'0'..=b'3').contains(&byte) {
                     Ok(offset)
                 } else {
-                    Err(format!(
-                        "its bootstate value `{}` does not start with a digit 0-3, which is all the bootloader can overwrite",
-                        w.text
-                    ))
+                    Err(StateUnwritable::NotADigit {
+                        value: w.text.clone(),
+                    })
                 }
             }
-            (StateSite::Found { offset, .. }, Some(w)) => Err(format!(
-                "the bootloader reads bootstate from line {} but would write the first bootstate line (byte {offset}) instead",
-                w.line
-            )),
-            (StateSite::Found { offset, .. }, None) => Err(format!(
-                "the bootstate line at byte {offset} is one the parser ignores, so the bootloader would update a line it does not read"
-            )),
-            (StateSite::Missing { beyond: Some(_) }, _) => Err(
-                "its bootstate line lies beyond byte 512, where the bootloader cannot update it"
-                    .to_string(),
-            ),
-            (StateSite::Missing { beyond: None }, Some(w)) => Err(format!(
-                "line {} sets bootstate as `{}=`, which the bootloader's in-place update does not find (it looks for the whole word `bootstate`)",
-                w.line, w.written_key
-            )),
-            (StateSite::Missing { beyond: None }, None) => {
-                Err("boot.cfg has no bootstate line for the bootloader to update".to_string())
-            }
+            (StateSite::Found { offset, .. }, Some(w)) => Err(StateUnwritable::OtherLine {
+                read_line: w.line,
+                written_offset: offset,
+            }),
+            (StateSite::Found { offset, .. }, None) => Err(StateUnwritable::Ignored { offset }),
+            (StateSite::Missing { beyond: Some(_) }, _) => Err(StateUnwritable::Beyond512),
+            (StateSite::Missing { beyond: None }, Some(w)) => Err(StateUnwritable::Spelled {
+                line: w.line,
+                written_key: w.written_key.clone(),
+            }),
+            (StateSite::Missing { beyond: None }, None) => Err(StateUnwritable::NoLine),
         }
     }
 }
@@ -724,7 +756,12 @@ mod tests {
                 byte: b'0'
             }
         );
-        assert!(two.state_writable().unwrap_err().contains("line 2"));
+        assert!(
+            two.state_writable()
+                .unwrap_err()
+                .to_string()
+                .contains("line 2")
+        );
         assert!(cfg(b"boot=1\n").state_writable().is_err());
         assert!(cfg(b"bootstate=-1\n").state_writable().is_err());
         assert_eq!(cfg(b"bootstate=3\n").state_writable(), Ok(10));
@@ -732,6 +769,7 @@ mod tests {
             cfg(&long)
                 .state_writable()
                 .unwrap_err()
+                .to_string()
                 .contains("beyond byte 512")
         );
     }

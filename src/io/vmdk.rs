@@ -125,7 +125,7 @@ impl Descriptor {
             }
             let first = line.split_whitespace().next().unwrap_or("");
             if matches!(first, "RW" | "RDONLY" | "NOACCESS") {
-                let ext = parse_extent(line, n, dir).map_err(|why| bad(n, why))?;
+                let ext = parse_extent(line, n, dir).map_err(|why| bad(n, why.to_string()))?;
                 match ext {
                     ParsedExtent::Flat(e) if first == "NOACCESS" => {
                         return Err(bad(n, format!("extent {} is marked NOACCESS", e.name)));
@@ -234,42 +234,61 @@ enum ParsedExtent {
     Other(String),
 }
 
+/// What is wrong with an extent line of a descriptor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum ExtentSyntax {
+    #[error("extent size `{0}` is not a number of sectors")]
+    Size(String),
+    #[error("extent line has no type")]
+    NoType,
+    #[error("extent file name is not in double quotes")]
+    Unquoted,
+    #[error("extent file name has no closing quote")]
+    Unclosed,
+    #[error("extent file name is empty")]
+    EmptyName,
+    #[error("extent offset `{0}` is not a number of sectors")]
+    Offset(String),
+    #[error("extent size or offset too large")]
+    TooLarge,
+}
+
 /// `ACCESS SECTORS TYPE "FILE" [OFFSET]`.
-fn parse_extent(line: &str, n: usize, dir: &Path) -> Result<ParsedExtent, String> {
+fn parse_extent(line: &str, n: usize, dir: &Path) -> Result<ParsedExtent, ExtentSyntax> {
     let mut words = line.splitn(3, char::is_whitespace);
     let access = words.next().unwrap_or("");
     let rest = words.next().unwrap_or("");
     let sectors: u64 = rest
         .parse()
-        .map_err(|_| format!("extent size `{rest}` is not a number of sectors"))?;
+        .map_err(|_| ExtentSyntax::Size(rest.to_string()))?;
     let tail = words.next().unwrap_or("").trim_start();
     let (kind, after) = tail.split_once(char::is_whitespace).unwrap_or((tail, ""));
     let upper = kind.to_ascii_uppercase();
     match upper.as_str() {
         "FLAT" | "VMFS" => {}
         "SPARSE" | "VMFSSPARSE" | "SESPARSE" => return Ok(ParsedExtent::Sparse(upper + " extent")),
-        "" => return Err("extent line has no type".to_string()),
+        "" => return Err(ExtentSyntax::NoType),
         _ => return Ok(ParsedExtent::Other(kind.to_string())),
     }
     let after = after.trim_start();
     let Some(quoted) = after.strip_prefix('"') else {
-        return Err("extent file name is not in double quotes".to_string());
+        return Err(ExtentSyntax::Unquoted);
     };
     let Some((name, tail)) = quoted.split_once('"') else {
-        return Err("extent file name has no closing quote".to_string());
+        return Err(ExtentSyntax::Unclosed);
     };
     if name.is_empty() {
-        return Err("extent file name is empty".to_string());
+        return Err(ExtentSyntax::EmptyName);
     }
     let tail = tail.trim();
     let offset: u64 = if tail.is_empty() {
         0
     } else {
         tail.parse()
-            .map_err(|_| format!("extent offset `{tail}` is not a number of sectors"))?
+            .map_err(|_| ExtentSyntax::Offset(tail.to_string()))?
     };
     if sectors.checked_mul(SECTOR).is_none() || offset.checked_mul(SECTOR).is_none() {
-        return Err("extent size or offset too large".to_string());
+        return Err(ExtentSyntax::TooLarge);
     }
     let file = if Path::new(name).is_absolute() {
         PathBuf::from(name)

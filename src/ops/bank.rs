@@ -20,7 +20,7 @@
 //! boot.cfg with a sha256 manifest first (undone by `bootbank restore`), sync, and read back.
 
 use crate::esxi::bank::{self as bootbank, Bank, BankError};
-use crate::esxi::bootcfg::BootCfg;
+use crate::esxi::bootcfg::{BootCfg, BootCfgUnread};
 use crate::esxi::nextboot::{self, Candidate};
 use crate::esxi::target::TargetError;
 use crate::io::disk::{Disk, DiskError};
@@ -154,7 +154,7 @@ pub struct Status {
 /// replace is completed or undone, which the write commands do first and plan with.
 struct Read {
     bank: Bank,
-    effective: Result<BootCfg, String>,
+    effective: Result<BootCfg, BootCfgUnread>,
     /// The effective boot.cfg bytes (empty when there is none).
     bytes: Vec<u8>,
     leftover: Option<Leftover>,
@@ -222,9 +222,9 @@ fn open(target: &Path) -> Result<Target, BankOpError> {
                     l.describe(&names)
                 ));
                 if bytes.is_empty() {
-                    Err(format!("no /{file}"))
+                    Err(BootCfgUnread::Missing { file: file.clone() })
                 } else {
-                    BootCfg::parse(&bytes).map_err(|e| e.to_string())
+                    BootCfg::parse(&bytes).map_err(BootCfgUnread::Parse)
                 }
             }
         };
@@ -261,7 +261,7 @@ enum View {
     Effective,
 }
 
-fn cfg_of(r: &Read, view: View) -> &Result<BootCfg, String> {
+fn cfg_of(r: &Read, view: View) -> &Result<BootCfg, BootCfgUnread> {
     match view {
         View::Now => &r.bank.boot_cfg,
         View::Effective => &r.effective,
@@ -736,7 +736,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
         });
     };
     let cannot = |why: String| BankOpError::CannotBoot { partition: n, why };
-    let cfg = r.effective.as_ref().map_err(|e| cannot(e.clone()))?;
+    let cfg = r.effective.as_ref().map_err(|e| cannot(e.to_string()))?;
     if cfg.build_cleared() {
         return Err(cannot(
             "its boot.cfg empties build= after a build= line, and what the UEFI bootloader then reads as the build is unknown".into(),

@@ -37,27 +37,31 @@ pub enum ExtractError {
         archive: String,
         member: String,
         offset: u64,
-        why: String,
+        why: Refusal,
     },
     #[error("extract: {archive}: {detail}; nothing written")]
     Tar { archive: String, detail: String },
     #[error(
-        "extract: {dir} is not empty; give an empty or new directory, or --force to write into it (existing files of the same name are replaced); nothing written"
+        "extract: {} is not empty; give an empty or new directory, or --force to write into it (existing files of the same name are replaced); nothing written",
+        .dir.display()
     )]
-    NotEmpty { dir: String },
-    #[error("extract: {path}: {why}; nothing written")]
-    Unsafe { path: String, why: String },
+    NotEmpty { dir: PathBuf },
+    #[error("extract: {}: cannot list it; nothing written", .path.display())]
+    Unlistable { path: PathBuf, source: io::Error },
+    #[error("extract: {}: {why}; nothing written", .path.display())]
+    Unsafe { path: PathBuf, why: InTheWay },
     #[error(
         "extract: {source_}: the configuration is sealed by the host's TPM; no offline tool can decrypt local.tgz.ve (the encryption recovery key or a config bundle taken on the host is needed); nothing written"
     )]
     Sealed { source_: String },
     #[error(
-        "extract: {target}: no configuration found (the bank holds no state.tgz); nothing written"
+        "extract: {}: no configuration found (the bank holds no state.tgz); nothing written",
+        .target.display()
     )]
-    NoConfig { target: String },
-    #[error("extract: cannot write {path}: {source} ({written} entries were written before)")]
+    NoConfig { target: PathBuf },
+    #[error("extract: cannot write {}: {source} ({written} entries were written before)", .path.display())]
     Write {
-        path: String,
+        path: PathBuf,
         source: io::Error,
         written: usize,
     },
@@ -114,7 +118,7 @@ pub struct Extracted {
 /// Unpacks the configuration of `target`'s next-boot bank into `dir`.
 pub fn extract(target: &Path, dir: &Path, opts: &Options) -> Result<Extracted, ExtractError> {
     let (cfg, source) = inspect::read_config(target)?.ok_or_else(|| ExtractError::NoConfig {
-        target: target.display().to_string(),
+        target: target.to_path_buf(),
     })?;
     let Some(local) = &cfg.local else {
         return Err(ExtractError::Sealed { source_: source });
@@ -127,13 +131,13 @@ pub fn extract(target: &Path, dir: &Path, opts: &Options) -> Result<Extracted, E
     ops.extend(plan(local, "local")?);
 
     if dir.exists() {
-        let mut list = std::fs::read_dir(dir).map_err(|e| ExtractError::Unsafe {
-            path: dir.display().to_string(),
-            why: format!("cannot list it: {e}"),
+        let mut list = std::fs::read_dir(dir).map_err(|source| ExtractError::Unlistable {
+            path: dir.to_path_buf(),
+            source,
         })?;
         if list.next().is_some() && !opts.force {
             return Err(ExtractError::NotEmpty {
-                dir: dir.display().to_string(),
+                dir: dir.to_path_buf(),
             });
         }
         for op in &ops {
@@ -172,16 +176,78 @@ enum What {
     Hardlink(Vec<OsString>),
 }
 
+/// What is in the way of a write into an existing directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InTheWay {
+    #[error("a symlink already in the directory (never followed)")]
+    Symlink,
+    #[error("exists and is not a directory")]
+    NotDir,
+    #[error("exists and is a directory")]
+    IsDir,
+}
+
+/// Why a member is refused before anything is written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error("{0}")]
+    Name(BadName),
+    #[error("hard link with {0}")]
+    LinkName(BadName),
+    #[error("a device file")]
+    Device,
+    #[error("a fifo")]
+    Fifo,
+    #[error("a GNU sparse member (not supported)")]
+    Sparse,
+    #[error("member type {0:?} is not supported")]
+    Kind(char),
+    #[error("empty name")]
+    EmptyName,
+    #[error("the name appears twice in the archive")]
+    Twice,
+    #[error("lies below `{parent}`, which is not a directory (a link would be followed)")]
+    Below { parent: String },
+    #[error("hard link to `{to}`, which is not a regular file of this archive")]
+    LinkTarget { to: String },
+    #[error("hard link to a member that comes later in the archive")]
+    LinkLater,
+    #[error("{0}")]
+    Symlink(BadSymlink),
+}
+
+/// A member name (or hard link target) that would leave the directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadName {
+    #[error("absolute path")]
+    Absolute,
+    #[error("`..` component")]
+    DotDot,
+}
+
+/// A symlink whose target would leave the directory, or be resolved through another link.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BadSymlink {
+    #[error("symlink with an empty target")]
+    Empty,
+    #[error("symlink to the absolute path `{0}`, outside the directory")]
+    Absolute(String),
+    #[error("symlink to `{target}`, through the link `{link}`")]
+    Through { target: String, link: String },
+    #[error("symlink to `{0}`, outside the directory")]
+    Outside(String),
+}
+
 /// A member name split into components; `Err` says why it is refused.
-fn components(name: &[u8]) -> Result<Vec<OsString>, String> {
+fn components(name: &[u8]) -> Result<Vec<OsString>, BadName> {
     if name.first() == Some(&b'/') {
-        return Err("absolute path".to_string());
+        return Err(BadName::Absolute);
     }
     let mut out = Vec::new();
     for c in name.split(|&b| b == b'/') {
         match c {
             b"" | b"." => {}
-            b".." => return Err("`..` component".to_string()),
+            b".." => return Err(BadName::DotDot),
             c => out.push(OsStr::from_bytes(c).to_os_string()),
         }
     }
@@ -205,13 +271,13 @@ fn plan(tgz: &Tgz, prefix: &'static str) -> Result<Vec<Op>, ExtractError> {
         let name_bytes = entry.path_bytes().into_owned();
         let member = String::from_utf8_lossy(&name_bytes).into_owned();
         let offset = entry.raw_header_position();
-        let hostile = |why: String| ExtractError::Hostile {
+        let hostile = |why: Refusal| ExtractError::Hostile {
             archive: archive_label.clone(),
             member: member.clone(),
             offset,
             why,
         };
-        let comps = components(&name_bytes).map_err(&hostile)?;
+        let comps = components(&name_bytes).map_err(|e| hostile(Refusal::Name(e)))?;
         use tar::EntryType as T;
         let kind = header.entry_type();
         let link = entry.link_name_bytes().map(|l| l.into_owned());
@@ -221,26 +287,23 @@ fn plan(tgz: &Tgz, prefix: &'static str) -> Result<Vec<Op>, ExtractError> {
             T::Symlink => What::Symlink(OsStr::from_bytes(&link.unwrap_or_default()).into()),
             T::Link => {
                 let to = components(&link.unwrap_or_default())
-                    .map_err(|why| hostile(format!("hard link with {why}")))?;
+                    .map_err(|e| hostile(Refusal::LinkName(e)))?;
                 let mut full = vec![OsString::from(prefix)];
                 full.extend(to);
                 What::Hardlink(full)
             }
-            T::Char | T::Block => return Err(hostile("a device file".to_string())),
-            T::Fifo => return Err(hostile("a fifo".to_string())),
-            T::GNUSparse => return Err(hostile("a GNU sparse member (not supported)".into())),
+            T::Char | T::Block => return Err(hostile(Refusal::Device)),
+            T::Fifo => return Err(hostile(Refusal::Fifo)),
+            T::GNUSparse => return Err(hostile(Refusal::Sparse)),
             other => {
-                return Err(hostile(format!(
-                    "member type {:?} is not supported",
-                    other.as_byte() as char
-                )));
+                return Err(hostile(Refusal::Kind(other.as_byte() as char)));
             }
         };
         if comps.is_empty() {
             if matches!(what, What::Dir) {
                 continue;
             }
-            return Err(hostile("empty name".to_string()));
+            return Err(hostile(Refusal::EmptyName));
         }
         let start = entry.raw_file_position() as usize;
         let size = entry.size() as usize;
@@ -262,7 +325,7 @@ fn plan(tgz: &Tgz, prefix: &'static str) -> Result<Vec<Op>, ExtractError> {
     // Second pass: duplicates, members below files or links, and link targets.
     let mut kinds: BTreeMap<&[OsString], usize> = BTreeMap::new();
     for (i, (op, member, offset)) in raw.iter().enumerate() {
-        let hostile = |why: String| ExtractError::Hostile {
+        let hostile = |why: Refusal| ExtractError::Hostile {
             archive: archive_label.clone(),
             member: member.clone(),
             offset: *offset,
@@ -271,53 +334,48 @@ fn plan(tgz: &Tgz, prefix: &'static str) -> Result<Vec<Op>, ExtractError> {
         if let Some(&j) = kinds.get(op.path.as_slice())
             && !(matches!(op.what, What::Dir) && matches!(raw[j].0.what, What::Dir))
         {
-            return Err(hostile("the name appears twice in the archive".to_string()));
+            return Err(hostile(Refusal::Twice));
         }
         kinds.insert(&op.path, i);
         for n in 1..op.path.len() {
             if let Some(&j) = kinds.get(&op.path[..n])
                 && !matches!(raw[j].0.what, What::Dir)
             {
-                return Err(hostile(format!(
-                    "lies below `{}`, which is not a directory (a link would be followed)",
-                    raw[j].1
-                )));
+                return Err(hostile(Refusal::Below {
+                    parent: raw[j].1.clone(),
+                }));
             }
         }
     }
     for (op, member, offset) in &raw {
-        let hostile = |why: String| ExtractError::Hostile {
+        let hostile = |why: Refusal| ExtractError::Hostile {
             archive: archive_label.clone(),
             member: member.clone(),
             offset: *offset,
             why,
         };
         match &op.what {
-            What::Symlink(target) => {
-                check_symlink(&op.path, target, &raw, &kinds).map_err(&hostile)?
-            }
+            What::Symlink(target) => check_symlink(&op.path, target, &raw, &kinds)
+                .map_err(|e| hostile(Refusal::Symlink(e)))?,
             What::Hardlink(to) => {
                 let ok = kinds
                     .get(to.as_slice())
                     .map(|&j| matches!(raw[j].0.what, What::File))
                     .unwrap_or(false);
                 if !ok {
-                    return Err(hostile(format!(
-                        "hard link to `{}`, which is not a regular file of this archive",
-                        to[1..]
+                    return Err(hostile(Refusal::LinkTarget {
+                        to: to[1..]
                             .iter()
                             .map(|c| c.to_string_lossy())
                             .collect::<Vec<_>>()
-                            .join("/")
-                    )));
+                            .join("/"),
+                    }));
                 }
                 // The target must come first: tar writes it before its links.
                 let j = kinds[to.as_slice()];
                 let me = kinds[op.path.as_slice()];
                 if j >= me {
-                    return Err(hostile(
-                        "hard link to a member that comes later in the archive".to_string(),
-                    ));
+                    return Err(hostile(Refusal::LinkLater));
                 }
             }
             _ => {}
@@ -333,16 +391,13 @@ fn check_symlink(
     target: &OsStr,
     raw: &[(Op, String, u64)],
     kinds: &BTreeMap<&[OsString], usize>,
-) -> Result<(), String> {
+) -> Result<(), BadSymlink> {
     let bytes = target.as_bytes();
     if bytes.is_empty() {
-        return Err("symlink with an empty target".to_string());
+        return Err(BadSymlink::Empty);
     }
     if bytes[0] == b'/' {
-        return Err(format!(
-            "symlink to the absolute path `{}`, outside the directory",
-            target.to_string_lossy()
-        ));
+        return Err(BadSymlink::Absolute(target.to_string_lossy().into_owned()));
     }
     // Start in the link's directory; path[0] is the archive prefix, which may not be left. A
     // link as the last component is fine (it is checked from its own directory); a link in the
@@ -355,18 +410,14 @@ fn check_symlink(
         if let Some(&j) = kinds.get(at.as_slice())
             && matches!(raw[j].0.what, What::Symlink(_))
         {
-            return Err(format!(
-                "symlink to `{}`, through the link `{}`",
-                target.to_string_lossy(),
-                raw[j].1
-            ));
+            return Err(BadSymlink::Through {
+                target: target.to_string_lossy().into_owned(),
+                link: raw[j].1.clone(),
+            });
         }
         if c == b".." {
             if at.len() <= 1 {
-                return Err(format!(
-                    "symlink to `{}`, outside the directory",
-                    target.to_string_lossy()
-                ));
+                return Err(BadSymlink::Outside(target.to_string_lossy().into_owned()));
             }
             at.pop();
         } else {
@@ -389,20 +440,20 @@ fn preflight(dir: &Path, op: &Op) -> Result<(), ExtractError> {
         let needs_dir = i < last || matches!(op.what, What::Dir);
         if m.file_type().is_symlink() && needs_dir {
             return Err(ExtractError::Unsafe {
-                path: p.display().to_string(),
-                why: "a symlink already in the directory (never followed)".to_string(),
+                path: p,
+                why: InTheWay::Symlink,
             });
         }
         if needs_dir && !m.is_dir() {
             return Err(ExtractError::Unsafe {
-                path: p.display().to_string(),
-                why: "exists and is not a directory".to_string(),
+                path: p,
+                why: InTheWay::NotDir,
             });
         }
         if !needs_dir && m.is_dir() {
             return Err(ExtractError::Unsafe {
-                path: p.display().to_string(),
-                why: "exists and is a directory".to_string(),
+                path: p,
+                why: InTheWay::IsDir,
             });
         }
     }
@@ -448,7 +499,7 @@ fn write_all(
 ) -> Result<Vec<Entry>, ExtractError> {
     let mut entries: Vec<Entry> = Vec::new();
     let fail = |path: &Path, source: io::Error, written: usize| ExtractError::Write {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         source,
         written,
     };
@@ -555,8 +606,8 @@ mod tests {
     #[test]
     fn names_are_split_and_checked() {
         assert_eq!(components(b"./etc//hosts").unwrap(), ["etc", "hosts"]);
-        assert!(components(b"/etc/x").unwrap_err().contains("absolute"));
-        assert!(components(b"etc/../../x").unwrap_err().contains(".."));
+        assert_eq!(components(b"/etc/x").unwrap_err(), BadName::Absolute);
+        assert_eq!(components(b"etc/../../x").unwrap_err(), BadName::DotDot);
         assert!(components(b"./").unwrap().is_empty());
     }
 }

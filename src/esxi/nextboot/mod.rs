@@ -30,7 +30,7 @@
 //! tells what in a boot.cfg the bootloader reads differently than it looks; [`shift`] is the
 //! `Shift+R` (roll back) menu's choice.
 
-use crate::esxi::bootcfg::BootCfg;
+use crate::esxi::bootcfg::{BootCfg, BootCfgUnread};
 
 pub mod notes;
 pub mod predict;
@@ -47,12 +47,12 @@ pub use shift::{ShiftR, shift_r};
 pub struct Candidate<'a> {
     pub partition: u32,
     /// `Err(reason)` when boot.cfg is missing or does not parse: the bank is skipped.
-    pub boot_cfg: Result<&'a BootCfg, String>,
+    pub boot_cfg: Result<&'a BootCfg, BootCfgUnread>,
 }
 
-type Cands<'a> = [(u32, Result<&'a BootCfg, String>)];
+type Cands<'a> = [(u32, Result<&'a BootCfg, BootCfgUnread>)];
 
-fn sorted<'a>(candidates: &[Candidate<'a>]) -> Vec<(u32, Result<&'a BootCfg, String>)> {
+fn sorted<'a>(candidates: &[Candidate<'a>]) -> Vec<(u32, Result<&'a BootCfg, BootCfgUnread>)> {
     let mut v: Vec<_> = candidates
         .iter()
         .map(|c| (c.partition, c.boot_cfg.clone()))
@@ -84,14 +84,19 @@ mod tests {
         BootCfg::parse(text.as_bytes()).unwrap()
     }
 
-    fn owned(banks: &[(u32, &str)]) -> Vec<(u32, Result<BootCfg, String>)> {
+    fn owned(banks: &[(u32, &str)]) -> Vec<(u32, Result<BootCfg, BootCfgUnread>)> {
         banks
             .iter()
-            .map(|(p, t)| (*p, BootCfg::parse(t.as_bytes()).map_err(|e| e.to_string())))
+            .map(|(p, t)| {
+                (
+                    *p,
+                    BootCfg::parse(t.as_bytes()).map_err(BootCfgUnread::Parse),
+                )
+            })
             .collect()
     }
 
-    fn cands(o: &[(u32, Result<BootCfg, String>)]) -> Vec<Candidate<'_>> {
+    fn cands(o: &[(u32, Result<BootCfg, BootCfgUnread>)]) -> Vec<Candidate<'_>> {
         o.iter()
             .map(|(p, b)| Candidate {
                 partition: *p,
@@ -290,7 +295,9 @@ mod tests {
         let p = predict(&[
             Candidate {
                 partition: 5,
-                boot_cfg: Err("boot.cfg line 2: not a number".into()),
+                boot_cfg: Err(BootCfgUnread::Missing {
+                    file: "boot.cfg".into(),
+                }),
             },
             Candidate {
                 partition: 6,

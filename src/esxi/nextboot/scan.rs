@@ -249,7 +249,7 @@ pub(super) fn scan_all(cands: &Cands, a: Assume) -> Pass {
             continue;
         }
         let s = match cfg {
-            Err(e) => Seen::Unreadable(e.clone()),
+            Err(e) => Seen::Unreadable(e.to_string()),
             Ok(cfg) => {
                 let bit = unknown.iter().position(|&u| u == i);
                 let has_build = bit.is_some_and(|b| a.builds & (1 << b) != 0);

@@ -3,8 +3,8 @@ use super::scan::{Assume, Kept, PRIMARY, Seen, assumptions, auto_select, scan_al
 use serde::Serialize;
 
 use super::{Candidate, Cands, name, show, sorted};
-use crate::esxi::bootcfg::BootCfg;
 use crate::esxi::bootcfg::StateSite;
+use crate::esxi::bootcfg::{BootCfg, BootCfgUnread};
 
 /// What Shift+R at boot ("VMware Hypervisor Recovery", answered Y) does.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -46,7 +46,7 @@ fn shift_r_under(cands: &Cands, a: Assume) -> ShiftR {
         };
     }
     // The files as the first scan left them.
-    let after: Vec<Result<BootCfg, String>> = cands
+    let after: Vec<Result<BootCfg, BootCfgUnread>> = cands
         .iter()
         .zip(&first.seen)
         .map(|((_, cfg), seen)| match (cfg, seen) {
@@ -54,7 +54,7 @@ fn shift_r_under(cands: &Cands, a: Assume) -> ShiftR {
                 Some((at, digit)) => {
                     let mut b = c.bytes().to_vec();
                     b[at] = digit;
-                    BootCfg::parse(&b).map_err(|e| e.to_string())
+                    BootCfg::parse(&b).map_err(BootCfgUnread::Parse)
                 }
                 None => Ok((*c).clone()),
             },
@@ -62,7 +62,7 @@ fn shift_r_under(cands: &Cands, a: Assume) -> ShiftR {
             (Err(e), _) => Err(e.clone()),
         })
         .collect();
-    let again: Vec<(u32, Result<&BootCfg, String>)> = cands
+    let again: Vec<(u32, Result<&BootCfg, BootCfgUnread>)> = cands
         .iter()
         .zip(&after)
         .map(|((p, _), c)| (*p, c.as_ref().map_err(|e| e.clone())))

@@ -119,6 +119,27 @@ pub(super) struct RawRecord {
     pub(super) pax_blocker: Option<String>,
 }
 
+/// Why the raw walk could not reach a member's header; every offset is a byte of the tar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum WalkError {
+    #[error("no tar header starts at byte {target}")]
+    NoHeaderAt { target: usize },
+    #[error("the tar ends at byte {len} before its header")]
+    EndsBefore { len: usize },
+    #[error("an end-of-archive block at byte {pos} comes before its header")]
+    EndBlock { pos: usize },
+    #[error("unreadable size field in the header at byte {pos}")]
+    SizeField { pos: usize },
+    #[error("truncated sparse header at byte {pos}")]
+    Sparse { pos: usize },
+    #[error("the record at byte {pos} runs past the end of the tar")]
+    PastEnd { pos: usize },
+    #[error("malformed pax header at byte {pos}")]
+    Pax { pos: usize },
+    #[error("unreadable pax size in the header at byte {pos}")]
+    PaxSize { pos: usize },
+}
+
 /// A member's header found by walking the tar's raw records.
 #[derive(Debug)]
 pub(super) struct Located {
@@ -132,26 +153,23 @@ pub(super) struct Located {
 /// Walks the raw records from the start of the tar to the header at `target`, independently of
 /// the `tar` crate, to see which extension records belong to that member and to confirm where
 /// its data lies.
-pub(super) fn locate(tar: &[u8], target: usize) -> Result<Located, String> {
+pub(super) fn locate(tar: &[u8], target: usize) -> Result<Located, WalkError> {
     let mut pos = 0usize;
     let mut pending_size: Option<u64> = None;
     let mut global_size = false;
     let mut extensions = Vec::new();
     loop {
         if pos > target {
-            return Err(format!("no tar header starts at byte {target}"));
+            return Err(WalkError::NoHeaderAt { target });
         }
         let block = tar
             .get(pos..pos + BLOCK)
-            .ok_or_else(|| format!("the tar ends at byte {} before its header", tar.len()))?;
+            .ok_or(WalkError::EndsBefore { len: tar.len() })?;
         if block.iter().all(|&b| b == 0) {
-            return Err(format!(
-                "an end-of-archive block at byte {pos} comes before its header"
-            ));
+            return Err(WalkError::EndBlock { pos });
         }
         let kind = block[156];
-        let field = parse_numeric(&block[SIZE_FIELD])
-            .ok_or_else(|| format!("unreadable size field in the header at byte {pos}"))?;
+        let field = parse_numeric(&block[SIZE_FIELD]).ok_or(WalkError::SizeField { pos })?;
         let is_ext = matches!(kind, b'x' | b'X' | b'g' | b'L' | b'K');
         let size = if is_ext {
             field
@@ -164,7 +182,7 @@ pub(super) fn locate(tar: &[u8], target: usize) -> Result<Located, String> {
             loop {
                 let ext = tar
                     .get(data_offset..data_offset + BLOCK)
-                    .ok_or_else(|| format!("truncated sparse header at byte {pos}"))?;
+                    .ok_or(WalkError::Sparse { pos })?;
                 data_offset += BLOCK;
                 if ext[504] == 0 {
                     break;
@@ -174,20 +192,17 @@ pub(super) fn locate(tar: &[u8], target: usize) -> Result<Located, String> {
         let end = (data_offset as u64)
             .checked_add(padded(size))
             .filter(|&e| e <= tar.len() as u64)
-            .ok_or_else(|| format!("the record at byte {pos} runs past the end of the tar"))?;
+            .ok_or(WalkError::PastEnd { pos })?;
         let mut pax_blocker = None;
         if matches!(kind, b'x' | b'X' | b'g') {
             let body = &tar[data_offset..data_offset + size as usize];
-            for (key, value) in
-                pax_records(body).ok_or_else(|| format!("malformed pax header at byte {pos}"))?
-            {
+            for (key, value) in pax_records(body).ok_or(WalkError::Pax { pos })? {
                 if key == "size" {
                     if kind == b'g' {
                         global_size = true;
                     } else {
-                        pending_size = Some(parse_decimal(value).ok_or_else(|| {
-                            format!("unreadable pax size in the header at byte {pos}")
-                        })?);
+                        pending_size =
+                            Some(parse_decimal(value).ok_or(WalkError::PaxSize { pos })?);
                     }
                 }
                 if pax_blocker.is_none() && (key == "size" || key.starts_with("GNU.sparse.")) {

@@ -66,7 +66,7 @@ impl Tgz {
         }
         let tar = &self.tar;
         let hdr = m.header_offset as usize;
-        let at = locate(tar, hdr).map_err(&refuse)?;
+        let at = locate(tar, hdr).map_err(|e| refuse(e.to_string()))?;
         if at.global_size {
             return Err(refuse(
                 "a pax global header ('g') before it sets `size=`; not supported".to_string(),
@@ -140,7 +140,8 @@ impl Tgz {
         out.resize(out.len() + pad, 0);
         out.extend_from_slice(&tar[old_end..]);
 
-        self.check_rewrite(&out, index, data).map_err(refuse)?;
+        self.check_rewrite(&out, index, data)
+            .map_err(|e| refuse(e.to_string()))?;
 
         let mut hunks = Vec::new();
         let old_header = &tar[hdr..data_off];
@@ -178,15 +179,13 @@ impl Tgz {
     /// Reads a rewritten tar back: same members in the same order with the same metadata, those
     /// before the replaced one in place, those after it moved by the same whole number of blocks,
     /// and the replaced one holding `data`.
-    fn check_rewrite(&self, out: &[u8], index: usize, data: &[u8]) -> Result<(), String> {
-        let back = list_tar(out, &self.label)
-            .map_err(|e| format!("the rewritten tar does not read back: {e}"))?;
+    fn check_rewrite(&self, out: &[u8], index: usize, data: &[u8]) -> Result<(), ReadBack> {
+        let back = list_tar(out, &self.label).map_err(|e| ReadBack::Unreadable(Box::new(e)))?;
         if back.len() != self.members.len() {
-            return Err(format!(
-                "the rewritten tar reads back with {} members instead of {}",
-                back.len(),
-                self.members.len()
-            ));
+            return Err(ReadBack::Count {
+                got: back.len(),
+                want: self.members.len(),
+            });
         }
         let old = &self.members[index];
         let shift = padded(data.len() as u64) as i128 - padded(old.size) as i128;
@@ -203,17 +202,36 @@ impl Tgz {
                 ..a.clone()
             };
             if *b != want {
-                return Err(format!(
-                    "the rewritten tar reads back member {i} as {b:?}, expected {want:?}"
-                ));
+                return Err(ReadBack::Member {
+                    index: i,
+                    got: Box::new(b.clone()),
+                    want: Box::new(want),
+                });
             }
         }
         let got = &out[old.data_offset as usize..][..data.len()];
         if got != data {
-            return Err("the rewritten tar reads back other content".to_string());
+            return Err(ReadBack::Content);
         }
         Ok(())
     }
+}
+
+/// How a rewritten tar failed to read back as the original with one member replaced.
+#[derive(Debug, thiserror::Error)]
+enum ReadBack {
+    #[error("the rewritten tar does not read back: {0}")]
+    Unreadable(Box<ArchiveError>),
+    #[error("the rewritten tar reads back with {got} members instead of {want}")]
+    Count { got: usize, want: usize },
+    #[error("the rewritten tar reads back member {index} as {got:?}, expected {want:?}")]
+    Member {
+        index: usize,
+        got: Box<Member>,
+        want: Box<Member>,
+    },
+    #[error("the rewritten tar reads back other content")]
+    Content,
 }
 
 fn describe_kind(kind: u8) -> String {

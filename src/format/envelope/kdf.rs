@@ -106,12 +106,10 @@ impl ConfigEncData {
             .collect();
         let decoded = |name: &str, required: bool| -> Result<Vec<u8>, EnvelopeError> {
             match fields.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
-                Some((_, v)) => {
-                    decode_base64(v).map_err(|reason| EnvelopeError::BadConfigEncData {
-                        field: name.to_string(),
-                        reason,
-                    })
-                }
+                Some((_, v)) => decode_base64(v).map_err(|e| EnvelopeError::BadConfigEncData {
+                    field: name.to_string(),
+                    reason: format!("not base64 ({e}): `{v}`"),
+                }),
                 None if required => Err(EnvelopeError::BadConfigEncData {
                     field: name.to_string(),
                     reason: "missing".to_string(),
@@ -219,7 +217,7 @@ fn hex_digit(c: u8) -> Option<u8> {
     (c as char).to_digit(16).map(|d| d as u8)
 }
 
-fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
+fn decode_base64(s: &str) -> Result<Vec<u8>, base64::DecodeError> {
     let cleaned: String = s
         .chars()
         .filter(|c| !c.is_whitespace())
@@ -235,7 +233,5 @@ fn decode_base64(s: &str) -> Result<Vec<u8>, String> {
             .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent)
             .with_decode_allow_trailing_bits(true),
     );
-    engine
-        .decode(cleaned.as_bytes())
-        .map_err(|e| format!("not base64 ({e}): `{s}`"))
+    engine.decode(cleaned.as_bytes())
 }

@@ -185,7 +185,7 @@ pub(crate) fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> Ba
         notes: v.notes.clone(),
         contents: if b.has_system { "system" } else { "empty" },
         state_archive: b.state_file(),
-        boot_cfg_error: b.boot_cfg.as_ref().err().cloned(),
+        boot_cfg_error: b.boot_cfg.as_ref().err().map(|e| e.to_string()),
     }
 }
 

@@ -52,12 +52,16 @@ fuzz_target!(|data: &[u8]| {
     }
     let mut candidates = vec![Candidate {
         partition: 5,
-        boot_cfg: ca.as_ref().map_err(|e| e.to_string()),
+        boot_cfg: ca
+            .as_ref()
+            .map_err(|e| bootbank::bootcfg::BootCfgUnread::Parse(e.clone())),
     }];
     if let Some(cb) = &cb {
         candidates.push(Candidate {
             partition: 6,
-            boot_cfg: cb.as_ref().map_err(|e| e.to_string()),
+            boot_cfg: cb
+                .as_ref()
+                .map_err(|e| bootbank::bootcfg::BootCfgUnread::Parse(e.clone())),
         });
     }
     let p = nextboot::predict(&candidates);

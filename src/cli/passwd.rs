@@ -66,34 +66,24 @@ fn read_password(a: &PasswdArgs) -> Result<Vec<u8>, String> {
 
 /// Asks on the terminal with echo off, restoring the terminal's settings afterwards.
 fn prompt(tty: &std::fs::File, question: &str) -> Result<Vec<u8>, String> {
-    use std::os::fd::AsRawFd;
-    let fd = tty.as_raw_fd();
+    use rustix::termios::{LocalModes, OptionalActions, tcgetattr, tcsetattr};
     let mut w = tty;
     let _ = w.write_all(question.as_bytes());
     let _ = w.flush();
-    // SAFETY: termios is plain data; tcgetattr fills it for a valid descriptor.
-    let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-    // SAFETY: fd is the open terminal; saved is a valid termios.
-    if unsafe { libc::tcgetattr(fd, &mut saved) } != 0 {
-        return Err(format!(
+    let saved = tcgetattr(tty).map_err(|e| {
+        format!(
             "cannot read the terminal's settings: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
-    let mut quiet = saved;
-    quiet.c_lflag &= !libc::ECHO;
-    quiet.c_lflag |= libc::ECHONL;
-    // SAFETY: as above.
-    if unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &quiet) } != 0 {
-        return Err(format!(
-            "cannot turn off echo: {}",
-            std::io::Error::last_os_error()
-        ));
-    }
+            std::io::Error::from(e)
+        )
+    })?;
+    let mut quiet = saved.clone();
+    quiet.local_modes.remove(LocalModes::ECHO);
+    quiet.local_modes.insert(LocalModes::ECHONL);
+    tcsetattr(tty, OptionalActions::Flush, &quiet)
+        .map_err(|e| format!("cannot turn off echo: {}", std::io::Error::from(e)))?;
     let mut line = Vec::new();
     let read = std::io::BufReader::new(tty).read_until(b'\n', &mut line);
-    // SAFETY: restores the settings read above.
-    unsafe { libc::tcsetattr(fd, libc::TCSAFLUSH, &saved) };
+    let _ = tcsetattr(tty, OptionalActions::Flush, &saved);
     read.map_err(|e| format!("cannot read the password: {e}"))?;
     if line.ends_with(b"\n") {
         line.pop();

@@ -15,7 +15,6 @@ use clap::Args;
 use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{BufRead, IsTerminal, Read, Write};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -106,8 +105,7 @@ impl Term {
         if self.ttys.is_empty() {
             let stdin = std::io::stdin();
             if stdin.is_terminal() {
-                // SAFETY: tcflush on our own stdin descriptor.
-                unsafe { libc::tcflush(stdin.as_raw_fd(), libc::TCIFLUSH) };
+                let _ = rustix::termios::tcflush(&stdin, rustix::termios::QueueSelector::IFlush);
             }
             self.say(question);
             let mut line = String::new();
@@ -117,32 +115,25 @@ impl Term {
             };
         }
         for (_, f) in &self.ttys {
-            // SAFETY: tcflush on a descriptor we own.
-            unsafe { libc::tcflush(f.as_raw_fd(), libc::TCIFLUSH) };
+            let _ = rustix::termios::tcflush(f, rustix::termios::QueueSelector::IFlush);
         }
         self.say(question);
         loop {
             if self.ttys.is_empty() {
                 return None;
             }
-            let mut fds: Vec<libc::pollfd> = self
+            use rustix::event::{PollFd, PollFlags};
+            let mut fds: Vec<PollFd> = self
                 .ttys
                 .iter()
-                .map(|(_, f)| libc::pollfd {
-                    fd: f.as_raw_fd(),
-                    events: libc::POLLIN,
-                    revents: 0,
-                })
+                .map(|(_, f)| PollFd::new(f, PollFlags::IN))
                 .collect();
-            // SAFETY: fds is a valid array of pollfd of the given length.
-            let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, -1) };
-            if n < 0 {
-                if std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
-                    continue;
-                }
-                return None;
+            match rustix::event::poll(&mut fds, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => return None,
             }
-            let ready = fds.iter().position(|p| p.revents != 0);
+            let ready = fds.iter().position(|p| !p.revents().is_empty());
             let Some(i) = ready else { continue };
             let mut buf = [0u8; 512];
             match self.ttys[i].1.read(&mut buf) {

@@ -271,32 +271,22 @@ pub fn default_backup_dir() -> PathBuf {
 /// True when `path` lies on a RAM file system (tmpfs, ramfs), whose contents a power-off loses:
 /// the user must be told, and how to keep them.
 pub fn is_volatile(path: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
     let probe = path
         .ancestors()
         .find(|p| p.exists())
         .unwrap_or(Path::new("/"));
-    let Ok(c) = std::ffi::CString::new(probe.as_os_str().as_bytes()) else {
+    let Ok(st) = rustix::fs::statfs(probe) else {
         return false;
     };
-    // SAFETY: statfs writes into the zeroed struct we own; the path is a valid C string.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
-        return false;
-    }
     const TMPFS_MAGIC: i64 = 0x0102_1994;
     const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    #[allow(clippy::unnecessary_cast)] // f_type is i64 on x86_64 but narrower elsewhere
     let t = st.f_type as i64;
     t == TMPFS_MAGIC || t == RAMFS_MAGIC
 }
 
 fn writable(dir: &Path) -> bool {
-    use std::os::unix::ffi::OsStrExt;
-    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: access only reads the path.
-    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
+    rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok()
 }
 
 fn read_attr(root: &Path, disk: &str, attr: &str) -> Option<String> {

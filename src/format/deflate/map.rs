@@ -2,8 +2,7 @@
 
 use super::DeflateError;
 
-use super::zstream::Stream;
-use libz_rs_sys as z;
+use super::ffi::{Stream, Z_BLOCK, Z_BUF_ERROR, Z_OK, Z_STREAM_END};
 
 /// Where the blocks of a deflate stream begin: `(bit offset in the compressed data, byte offset
 /// in the decoded data)`, the first being `(0, 0)`, plus where the stream ends.
@@ -29,31 +28,21 @@ pub fn map_blocks(input: &[u8], until: usize, total_out: usize) -> Result<BlockM
         offset,
         detail: detail.to_string(),
     };
-    let avail_in =
-        u32::try_from(input.len()).map_err(|_| corrupt(0, "compressed data larger than 4 GiB"))?;
     let mut st = Stream::inflater().ok_or_else(|| corrupt(0, "cannot start the decoder"))?;
-    st.s.next_in = input.as_ptr();
-    st.s.avail_in = avail_in;
+    st.set_input(input)
+        .map_err(|_| corrupt(0, "compressed data larger than 4 GiB"))?;
     // zlib keeps its own 32 KiB window, so the output space is only scratch.
     let mut scratch = vec![0u8; 64 * 1024];
     let mut starts = vec![(0u64, 0usize)];
     loop {
-        // SAFETY: next_out points at the scratch buffer, `scratch.len()` bytes long, which
-        // outlives the call; zlib writes only within it.
-        let (r, produced) = unsafe {
-            st.s.next_out = scratch.as_mut_ptr();
-            st.s.avail_out = scratch.len() as u32;
-            let before = st.s.total_out;
-            let r = z::inflate(&mut *st.s, z::Z_BLOCK);
-            (r, (st.s.total_out - before) as usize)
-        };
-        let out = st.s.total_out as usize;
-        let at_bit = st.s.total_in * 8 - (st.s.data_type & 7) as u64;
+        let (r, produced) = st.inflate(&mut scratch, Z_BLOCK);
+        let out = st.total_out() as usize;
+        let at_bit = st.total_in() * 8 - (st.data_type() & 7) as u64;
         match r {
             // The end of the final block is the end of the stream. zlib-rs says so with
             // Z_STREAM_END after a Huffman block, but after a final stored block it stops at the
             // boundary (128) of the last block (64) and makes no further progress under Z_BLOCK.
-            _ if r == z::Z_STREAM_END || (r == z::Z_OK && st.s.data_type & 192 == 192) => {
+            _ if r == Z_STREAM_END || (r == Z_OK && st.data_type() & 192 == 192) => {
                 return Ok(BlockMap {
                     starts,
                     end_bit: at_bit,
@@ -61,11 +50,11 @@ pub fn map_blocks(input: &[u8], until: usize, total_out: usize) -> Result<BlockM
                     total_out: out,
                 });
             }
-            z::Z_OK | z::Z_BUF_ERROR => {
+            Z_OK | Z_BUF_ERROR => {
                 // A boundary, unless it is the end of the final block (64: the last block has
                 // been started), which is no place to resume copying at.
-                if st.s.data_type & 128 != 0
-                    && st.s.data_type & 64 == 0
+                if st.data_type() & 128 != 0
+                    && st.data_type() & 64 == 0
                     && starts.last().map(|s| s.0) != Some(at_bit)
                 {
                     starts.push((at_bit, out));
@@ -78,15 +67,15 @@ pub fn map_blocks(input: &[u8], until: usize, total_out: usize) -> Result<BlockM
                         total_out,
                     });
                 }
-                if st.s.avail_in == 0 && produced == 0 && st.s.avail_out > 0 {
+                if st.avail_in() == 0 && produced == 0 && st.avail_out() > 0 {
                     return Err(corrupt(
-                        st.s.total_in,
+                        st.total_in(),
                         "unexpected end of the compressed data (truncated file?)",
                     ));
                 }
             }
             _ => {
-                return Err(corrupt(st.s.total_in, "invalid deflate data"));
+                return Err(corrupt(st.total_in(), "invalid deflate data"));
             }
         }
     }

@@ -29,26 +29,22 @@
 //! shifted by the difference, which is just as valid and only costs the outer level more.
 
 //!
-//! A file a job: [`inflate`] decodes a whole stream with libdeflate (and computes CRC-32);
+//! A file a job: [`inflate_fast`] decodes a whole stream with libdeflate (and [`crc32`]);
 //! [`map`] finds where the blocks begin; [`reencode`] re-encodes around the changes,
-//! writing through `bits` and `zstream` (a zlib-rs stream that ends itself when dropped) and
-//! reading symbols with `symbols`.
+//! writing through `bits` and reading symbols with `symbols`.
 //!
-//! The crate's FFI: every `unsafe` of this layer is a libdeflate call (`inflate`) or a zlib-rs
-//! `z_stream` call (`zstream`, `map`, `reencode`). They stay here rather than in an `io/ffi.rs`:
-//! the stream's state is the algorithm's state (bit positions, primed bits, dictionaries), and
-//! `io` knows nothing of formats. The only others are `mallopt` in `main.rs` and
-//! `geteuid` in `write/private.rs` (a file another branch is changing; `rustix::process::geteuid`
-//! would remove it); `ops/extract.rs` goes through `rustix` and has none.
+//! The crate's FFI is one file, `ffi`: every libdeflate call and every zlib-rs `z_stream` call
+//! (a stream that ends itself when dropped, with safe methods for priming, dictionaries, copies
+//! and one-call-at-a-time inflating). Outside it the library calls C only through `rustix`; the
+//! binary's `main.rs` keeps one `mallopt` (glibc tuning, which rustix does not offer).
 
 mod bits;
-pub mod inflate;
+mod ffi;
 pub mod map;
 pub mod reencode;
 mod symbols;
-mod zstream;
 
-pub use inflate::{crc32, inflate_fast};
+pub use ffi::{crc32, inflate_fast};
 pub use map::{BlockMap, map_blocks};
 pub use reencode::{splice, splice_stream};
 

@@ -4,8 +4,7 @@
 use super::{BlockMap, DeflateError, Hunk, WINDOW, map_blocks};
 
 use super::bits::Bits;
-use super::zstream::{Stream, run, stream_size};
-use libz_rs_sys as z;
+use super::ffi::{Code, Stream, Z_BLOCK, Z_FINISH, Z_NO_FLUSH, Z_OK, Z_STREAM_END, Z_SYNC_FLUSH};
 
 /// How much of a re-encoded span's end is tried with different block splits to line it up.
 const TAIL: usize = 8 * 1024;
@@ -18,40 +17,35 @@ fn decodes_to(raw: &[u8], from_bit: u64, history: &[u8], expected: &[u8]) -> boo
         return expected.is_empty();
     };
     let input = &raw[byte + usize::from(r > 0)..];
-    let (Ok(avail_in), Ok(avail_out)) = (u32::try_from(input.len()), u32::try_from(expected.len()))
-    else {
+    if u32::try_from(expected.len()).is_err() {
         return false;
-    };
+    }
     let Some(mut st) = Stream::inflater() else {
         return false;
     };
+    if !history.is_empty() && st.set_dictionary(history).is_err() {
+        return false;
+    }
+    if r > 0 && st.prime(8 - r, i32::from(*first >> r)).is_err() {
+        return false;
+    }
+    if st.set_input(input).is_err() {
+        return false;
+    }
     let mut out = vec![0u8; expected.len()];
-    // SAFETY: initialised stream; the pointers and lengths come from live slices that outlive
-    // the calls.
-    unsafe {
-        if !history.is_empty()
-            && z::inflateSetDictionary(&mut *st.s, history.as_ptr(), history.len() as u32)
-                != z::Z_OK
-        {
-            return false;
-        }
-        if r > 0 && z::inflatePrime(&mut *st.s, 8 - r, i32::from(*first >> r)) != z::Z_OK {
-            return false;
-        }
-        st.s.next_in = input.as_ptr();
-        st.s.avail_in = avail_in;
-        st.s.next_out = out.as_mut_ptr();
-        st.s.avail_out = avail_out;
-        while st.s.avail_out > 0 {
-            let before = (st.s.avail_in, st.s.avail_out);
-            match z::inflate(&mut *st.s, z::Z_NO_FLUSH) {
-                z::Z_OK if (st.s.avail_in, st.s.avail_out) != before => {}
-                z::Z_STREAM_END => break,
-                _ => return false,
+    let mut done = 0;
+    while done < out.len() {
+        let before = st.avail_in();
+        match st.inflate(&mut out[done..], Z_NO_FLUSH) {
+            (Z_OK, n) if n > 0 || st.avail_in() != before => done += n,
+            (Z_STREAM_END, n) => {
+                done += n;
+                break;
             }
+            _ => return false,
         }
     }
-    st.s.avail_out == 0 && out == expected
+    done == out.len() && out == expected
 }
 
 /// Where [`splice`] resumes copying the original after a re-encoded span.
@@ -348,7 +342,8 @@ fn encode(
     level: i32,
     goal: Option<u32>,
 ) -> Result<Bits, DeflateError> {
-    let err = |what: &str, code: i32| DeflateError::Encode(format!("zlib {what} returned {code}"));
+    let err =
+        |what: &str, Code(code): Code| DeflateError::Encode(format!("zlib {what} returned {code}"));
     // A span is usually a few bytes to a few KiB: a window and hash table sized for it (and the
     // history that fits that window) make setting up the compressor, hashing the dictionary and
     // copying the state for each block split tried cost tens of microseconds instead of
@@ -360,50 +355,28 @@ fn encode(
         .clamp(9, 15) as i32;
     let mem_level = (wbits - 7).clamp(1, 8);
     let dict = &dict[dict.len().saturating_sub(1 << wbits)..];
-    let mut st = Stream {
-        s: Box::default(),
-        deflate: true,
-    };
-    // SAFETY: a default z_stream with a valid version string and size.
-    let r = unsafe {
-        z::deflateInit2_(
-            &mut *st.s,
-            level,
-            z::Z_DEFLATED,
-            -wbits,
-            mem_level,
-            z::Z_DEFAULT_STRATEGY,
-            z::zlibVersion(),
-            stream_size(),
-        )
-    };
-    if r != z::Z_OK {
-        std::mem::forget(st);
-        return Err(err("deflateInit2", r));
+    let mut st = Stream::deflater(level, wbits, mem_level).map_err(|c| err("deflateInit2", c))?;
+    if primed.0 > 0 {
+        st.prime(primed.0 as i32, primed.1 as i32)
+            .map_err(|c| err("deflatePrime", c))?;
     }
-    // SAFETY: the stream is initialised; the dictionary pointer and length come from a slice.
-    unsafe {
-        if primed.0 > 0 {
-            let r = z::deflatePrime(&mut *st.s, primed.0 as i32, primed.1 as i32);
-            if r != z::Z_OK {
-                return Err(err("deflatePrime", r));
-            }
-        }
-        if !dict.is_empty() {
-            let r = z::deflateSetDictionary(&mut *st.s, dict.as_ptr(), dict.len() as u32);
-            if r != z::Z_OK {
-                return Err(err("deflateSetDictionary", r));
-            }
-        }
+    if !dict.is_empty() {
+        st.set_dictionary(dict)
+            .map_err(|c| err("deflateSetDictionary", c))?;
     }
+    let run = |st: &mut Stream, input: &[u8], flush: i32, out: &mut Vec<u8>| {
+        st.run(input, flush, out).map_err(|Code(r)| {
+            DeflateError::Encode(format!("zlib deflate returned {r} (flush {flush})"))
+        })
+    };
     let mut out = Vec::with_capacity(data.len() + data.len() / 8 + 4096);
     let Some(goal) = goal else {
-        run(&mut st, data, z::Z_FINISH, &mut out)?;
+        run(&mut st, data, Z_FINISH, &mut out)?;
         let len = out.len() as u64 * 8;
         return Ok(Bits { bytes: out, len });
     };
     let split = data.len().saturating_sub(TAIL);
-    run(&mut st, &data[..split], z::Z_BLOCK, &mut out)?;
+    run(&mut st, &data[..split], Z_BLOCK, &mut out)?;
     let tail = &data[split..];
     // Block splits of the tail to try, as fractions of it in sixteenths (an empty list: one
     // block). Each split adds a block header, which moves where the span ends.
@@ -427,31 +400,22 @@ fn encode(
     ];
     let mut fallback = None;
     for cuts in SPLITS {
-        let mut v = Stream {
-            s: Box::default(),
-            deflate: true,
-        };
-        // SAFETY: copies an initialised stream into a default one.
-        let r = unsafe { z::deflateCopy(&mut *v.s, &mut *st.s) };
-        if r != z::Z_OK {
-            std::mem::forget(v);
-            return Err(err("deflateCopy", r));
-        }
+        let mut v = st.copy().map_err(|c| err("deflateCopy", c))?;
         let mut vout = Vec::with_capacity(tail.len() + 1024);
         let mut from = 0;
         for &c in cuts.iter() {
             let at = tail.len() * c / 16;
             if at > from {
-                run(&mut v, &tail[from..at], z::Z_BLOCK, &mut vout)?;
+                run(&mut v, &tail[from..at], Z_BLOCK, &mut vout)?;
                 from = at;
             }
         }
-        run(&mut v, &tail[from..], z::Z_BLOCK, &mut vout)?;
-        let (mut pending, mut bits) = (0u32, 0i32);
-        // SAFETY: initialised stream, valid out-pointers.
-        let r = unsafe { z::deflatePending(&mut *v.s, &mut pending, &mut bits) };
-        if r != z::Z_OK || pending != 0 || !(0..64).contains(&bits) {
-            return Err(err("deflatePending", r));
+        run(&mut v, &tail[from..], Z_BLOCK, &mut vout)?;
+        let (pending, bits) = v.pending().map_err(|c| err("deflatePending", c))?;
+        if pending != 0 || !(0..64).contains(&bits) {
+            return Err(DeflateError::Encode(format!(
+                "zlib deflatePending left {pending} bytes and {bits} bits"
+            )));
         }
         let whole = vout.len() as u64 * 8;
         let len = out.len() as u64 * 8 + whole + bits as u64;
@@ -460,7 +424,7 @@ fn encode(
             continue;
         }
         // Flush the held bits out (an empty stored block follows them) to read their values.
-        run(&mut v, &[], z::Z_SYNC_FLUSH, &mut vout)?;
+        run(&mut v, &[], Z_SYNC_FLUSH, &mut vout)?;
         let mut b = Bits {
             bytes: out.clone(),
             len: out.len() as u64 * 8,

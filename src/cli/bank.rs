@@ -152,7 +152,7 @@ pub fn run(c: BankCommand) -> ExitCode {
                 }
                 ExitCode::SUCCESS
             }
-            Err(e) => super::fail(&e.to_string(), 2),
+            Err(e) => super::fail(&super::error_text(&e), 2),
         },
         BankCommand::Rollback(a) => {
             execute(&a.target, &a.opts.opts(), bank::plan_rollback(&a.target))
@@ -237,7 +237,7 @@ fn print_plan(plan: &BankPlan) {
 pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>) -> ExitCode {
     let plan = match plan {
         Ok(p) => p,
-        Err(e) => return super::fail(&e.to_string(), code(&e)),
+        Err(e) => return super::fail(&super::error_text(&e), code(&e)),
     };
     if !w.json {
         print_plan(&plan);
@@ -265,7 +265,7 @@ pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>
         .unwrap_or_else(bootbank::fix::default_backup_dir);
     let outcome = match bank::apply(&plan, &backup) {
         Ok(o) => o,
-        Err(e) => return super::fail(&e.to_string(), code(&e)),
+        Err(e) => return super::fail(&super::error_text(&e), code(&e)),
     };
     // The new prediction comes from reading the disk again, not from the plan.
     let after = bank::status(target);

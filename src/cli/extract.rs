@@ -51,6 +51,6 @@ pub fn run(a: ExtractArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => super::fail(&e.to_string(), if e.during_write() { 1 } else { 2 }),
+        Err(e) => super::fail(&super::error_text(&e), if e.during_write() { 1 } else { 2 }),
     }
 }

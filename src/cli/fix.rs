@@ -144,7 +144,7 @@ pub fn run_get(a: GetArgs) -> ExitCode {
                 ExitCode::from(1)
             }
         },
-        Err(e) => super::fail(&e.to_string(), 2),
+        Err(e) => super::fail(&super::error_text(&e), 2),
     }
 }
 
@@ -158,7 +158,7 @@ fn choose_interactively(target: &Path) -> Result<Option<Vec<String>>, ExitCode> 
         ));
     }
     let report = bootbank::inspect::inspect(target, &Default::default())
-        .map_err(|e| super::fail(&e.to_string(), 2))?;
+        .map_err(|e| super::fail(&super::error_text(&e), 2))?;
     let critical: Vec<_> = report
         .findings
         .iter()

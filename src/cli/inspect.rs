@@ -49,6 +49,6 @@ pub fn run(a: InspectArgs) -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Err(e) => super::fail(&e.to_string(), 2),
+        Err(e) => super::fail(&super::error_text(&e), 2),
     }
 }

@@ -28,6 +28,23 @@ pub fn print_json<T: Serialize>(value: &T) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
 }
 
+/// An error and its causes on one line, `message: cause: cause`. The library's errors put each
+/// cause in `source()` rather than in their own message (so that a program printing the chain
+/// sees it once); a cause whose words the message already holds is not repeated.
+pub fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let words = cause.to_string();
+        if !text.contains(&words) {
+            text.push_str(": ");
+            text.push_str(&words);
+        }
+        next = cause.source();
+    }
+    text
+}
+
 /// Prints a one-line error and returns the exit code.
 pub fn fail(msg: &str, code: u8) -> std::process::ExitCode {
     eprintln!("bootbank: error: {msg}");

@@ -172,7 +172,7 @@ pub fn run(a: RescueArgs) -> ExitCode {
     }
     let scan = match rescue::scan(&at, &a.disks) {
         Ok(s) => s,
-        Err(e) => return say_fail(&mut term, &e.to_string(), 2),
+        Err(e) => return say_fail(&mut term, &super::error_text(&e), 2),
     };
     if a.json && !a.auto_fix {
         super::print_json(&scan);

@@ -38,7 +38,7 @@ pub fn run_restore(a: RestoreArgs) -> ExitCode {
             );
         }
         Ok(None) => {}
-        Err(e) => return super::fail(&e.to_string(), if e.during_write() { 1 } else { 2 }),
+        Err(e) => return super::fail(&super::error_text(&e), if e.during_write() { 1 } else { 2 }),
     }
     super::fix::execute(&a.target, &a.write, |_| {
         bootbank::fix::plan_restore(&a.target, &from, force)

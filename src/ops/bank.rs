@@ -20,16 +20,17 @@
 //! boot.cfg with a sha256 manifest first (undone by `bootbank restore`), sync, and read back.
 
 use crate::esxi::bank::{self as bootbank, Bank, BankError};
-use crate::esxi::bootcfg::BootCfg;
+use crate::esxi::bootcfg::{BootCfg, BootCfgError};
 use crate::esxi::nextboot::{self, Candidate};
 use crate::esxi::target::TargetError;
 use crate::io::disk::{Disk, DiskError};
-use crate::ops::fix::{self, BackupFile, FixError, Manifest};
 use crate::ops::inspect::{self, BankReport, InspectError, TargetKind};
-use crate::write::commit;
-use crate::write::transaction::{self, Leftover, Names, TxError, WriteStats};
+use crate::write::backup::{self, Backup, BackupError, BackupFile, Standing};
+use crate::write::commit::{self, CommitError, VerifyError};
+use crate::write::transaction::{self, Leftover, Names, TxError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The file every change here touches.
 pub const BOOT_CFG: &str = "boot.cfg";
@@ -75,19 +76,12 @@ pub enum BankOpError {
     Unwritable { partition: u32, why: String },
     #[error("partition {partition} is not a bootbank on this disk (banks: {banks})")]
     NoSuchBank { partition: u32, banks: String },
-    /// A bank of the plan is no longer found on the disk when the write begins.
-    #[error("partition {partition} vanished")]
-    Vanished { partition: u32 },
     #[error("partition {partition} cannot be made to boot: {why}")]
     CannotBoot { partition: u32, why: String },
     #[error(
         "partition {partition}: {state}; it cannot be completed or undone automatically: look at the bank's files (e.g. with mdir) and restore boot.cfg from a backup"
     )]
     Leftover { partition: u32, state: String },
-    #[error(
-        "partition {partition}: boot.cfg changed since the plan was made; nothing written there, run again"
-    )]
-    Changed { partition: u32 },
     /// The bank's FAT is damaged in a way an interrupted write does not leave.
     #[error(
         "partition {partition}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
@@ -97,32 +91,37 @@ pub enum BankOpError {
         partition: u32,
         problems: Vec<String>,
     },
-    #[error("{0}")]
-    Backup(#[from] FixError),
-    #[error("write failed: {0}")]
-    Write(#[from] TxError),
+    /// The bank's FAT could not be checked before the plan. Nothing written.
     #[error(
-        "write failed: partition {partition}: {why}; restore boot.cfg with `bootbank restore` from the backup"
+        "partition {partition}: the FAT's allocation cannot be checked ({cause}), nothing was written"
     )]
-    InPlace { partition: u32, why: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("backup {path}: {why}")]
-    BadBackup { path: String, why: String },
+    FatUnread { partition: u32, cause: Arc<TxError> },
+    /// A backed-up boot.cfg that does not parse. Nothing written.
+    #[error("backup {}: {cause}", .path.display())]
+    BadBackup { path: PathBuf, cause: BootCfgError },
+    /// The backup could not be read back, or does not fit the disk; nothing written.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The commit refused or failed; [`CommitError::during_write`] says whether after the first
+    /// byte written.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
 impl BankOpError {
     /// Whether the error happened while writing (exit 1) rather than before (exit 2).
     pub fn during_write(&self) -> bool {
-        match self {
-            BankOpError::Write(_) | BankOpError::InPlace { .. } => true,
-            BankOpError::Backup(e) => e.during_write(),
-            _ => false,
-        }
+        matches!(self, BankOpError::Commit(e) if e.during_write())
     }
+}
+
+/// Why a boot.cfg read back is not the one meant to be written.
+#[derive(Debug, thiserror::Error)]
+pub enum BootCfgCheck {
+    #[error(transparent)]
+    Parse(#[from] BootCfgError),
+    #[error("boot.cfg differs from the intended one")]
+    Differs,
 }
 
 /// The banks and the next-boot prediction, by the same engine as `inspect`.
@@ -158,21 +157,14 @@ struct Read {
     /// The effective boot.cfg bytes (empty when there is none).
     bytes: Vec<u8>,
     leftover: Option<Leftover>,
-    /// The bank's FAT; `None` when it could not be checked (a write then refuses).
-    fat: Option<crate::format::fat::Health>,
+    /// The bank's FAT, or why it could not be checked (a write then refuses).
+    fat: Result<crate::format::fat::Health, Arc<TxError>>,
 }
 
 struct Target {
     lone: bool,
     banks: Vec<Read>,
     warnings: Vec<String>,
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BankOpError + '_ {
-    move |source| BankOpError::Io {
-        path: path.display().to_string(),
-        source,
-    }
 }
 
 /// Opens a target read-only and reads every bank's boot.cfg; refuses anything that is not a disk
@@ -228,7 +220,7 @@ fn open(target: &Path) -> Result<Target, BankOpError> {
                 }
             }
         };
-        let fat = transaction::fat_health(&mut disk, &bank).ok();
+        let fat = transaction::fat_health(&mut disk, &bank).map_err(Arc::new);
         banks.push(Read {
             bank,
             effective,
@@ -550,6 +542,25 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
         });
     }
     let changed = r.bytes != new_bytes;
+    // A bank whose FAT is damaged beyond an interrupted write's leftovers is not written to:
+    // refused with the plan, as `fix` refuses it, so that nothing at all is written.
+    if changed {
+        match &r.fat {
+            Err(e) => {
+                return Err(BankOpError::FatUnread {
+                    partition: r.bank.partition,
+                    cause: e.clone(),
+                });
+            }
+            Ok(h) if !h.is_repairable() => {
+                return Err(BankOpError::FatDamaged {
+                    partition: r.bank.partition,
+                    problems: h.damage.clone(),
+                });
+            }
+            Ok(_) => {}
+        }
+    }
     let (method, offset) = if changed {
         method_for(&r.bytes, &new_bytes)
     } else {
@@ -580,6 +591,7 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
     if let Some(h) = r
         .fat
         .as_ref()
+        .ok()
         .filter(|h| !h.is_clean() && h.is_repairable())
     {
         notes.push(format!(
@@ -618,6 +630,7 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
         fat_leftover: r
             .fat
             .as_ref()
+            .ok()
             .filter(|h| !h.is_clean() && h.is_repairable())
             .map(|h| h.describe()),
         old_bytes: r.bytes.clone(),
@@ -634,7 +647,7 @@ fn add_recoveries(t: &Target, plan: &mut BankPlan) -> Result<(), BankOpError> {
     let tidy = |r: &&Read| {
         r.fat
             .as_ref()
-            .is_some_and(|h| !h.is_clean() && h.is_repairable())
+            .is_ok_and(|h| !h.is_clean() && h.is_repairable())
     };
     for r in t.banks.iter().filter(|r| r.leftover.is_some() || tidy(r)) {
         if !plan.steps.iter().any(|s| s.number == r.bank.partition) {
@@ -856,29 +869,15 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     Ok(plan)
 }
 
-/// Plans putting back boot.cfg files from a backup written by `bank rollback|select`. `Ok(None)`
-/// when the backup is not one of boot.cfg files (or has no readable manifest): `fix`'s restore
-/// handles it.
-pub fn plan_restore(
+/// Plans putting back boot.cfg files from a backup written by `bank rollback|select`, read
+/// and checked by [`backup::read`] (the one `restore`, [`crate::ops::restore::plan`], hands
+/// it here when every file of the backup is a boot.cfg).
+pub(crate) fn plan_restore_of(
     target: &Path,
-    from: &Path,
+    from: &Backup,
     force: bool,
-) -> Result<Option<BankPlan>, BankOpError> {
-    let mpath = from.join("manifest.json");
-    let Ok(text) = std::fs::read(&mpath) else {
-        return Ok(None);
-    };
-    let Ok(manifest) = serde_json::from_slice::<Manifest>(&text) else {
-        return Ok(None);
-    };
-    if manifest.entries.is_empty()
-        || !manifest
-            .entries
-            .iter()
-            .all(|e| e.file.eq_ignore_ascii_case(BOOT_CFG))
-    {
-        return Ok(None);
-    }
+) -> Result<BankPlan, BankOpError> {
+    let manifest = &from.manifest;
     let t = open(target)?;
     let mut plan = BankPlan {
         target: target.display().to_string(),
@@ -889,25 +888,14 @@ pub fn plan_restore(
         steps: Vec::new(),
         explanation: format!(
             "boot.cfg put back from {} (taken {} by {})",
-            from.display(),
+            from.dir.display(),
             manifest.created,
             manifest.tool
         ),
         target_path: target.to_path_buf(),
     };
     let mut restored: Vec<(u32, BootCfg)> = Vec::new();
-    for e in &manifest.entries {
-        let bpath = from.join(&e.backup);
-        let backup = std::fs::read(&bpath).map_err(io_err(&bpath))?;
-        let bad = |why: String| BankOpError::BadBackup {
-            path: bpath.display().to_string(),
-            why,
-        };
-        if fix::sha256_hex(&backup) != e.sha256_before {
-            return Err(bad(
-                "does not match the checksum in the manifest; the backup is damaged".into(),
-            ));
-        }
+    for (e, backup) in manifest.entries.iter().zip(&from.files) {
         let p = e.partition.unwrap_or(0);
         let r = t
             .banks
@@ -917,22 +905,14 @@ pub fn plan_restore(
                 partition: p,
                 banks: banks_list(&t),
             })?;
-        if e.bank_uuid.as_deref().is_some_and(|u| u != r.bank.uuid) && !force {
-            return Err(bad(format!(
-                "taken from bank {} but partition {p} is bank {}: another disk? (--force to restore anyway)",
-                e.bank_uuid.as_deref().unwrap_or("?"),
-                r.bank.uuid
-            )));
-        }
-        let cur = fix::sha256_hex(&r.bytes);
-        if cur != e.sha256_before && cur != e.sha256_after && !force {
-            return Err(bad(format!(
-                "partition {p} boot.cfg changed since the backup's write (neither what bootbank wrote nor the backed-up file); --force to overwrite it"
-            )));
-        }
-        let cfg = BootCfg::parse(&backup).map_err(|e| bad(e.to_string()))?;
-        let mut s = step(t.lone, r, backup)?;
-        if cur == e.sha256_before {
+        let location = format!("{} /{BOOT_CFG}", where_(t.lone, p));
+        let standing = backup::compare(e, Some((p, &r.bank.uuid)), &r.bytes, &location, force)?;
+        let cfg = BootCfg::parse(backup).map_err(|cause| BankOpError::BadBackup {
+            path: from.dir.join(&e.backup),
+            cause,
+        })?;
+        let mut s = step(t.lone, r, backup.clone())?;
+        if standing == Standing::Restored {
             s.notes
                 .push("already holds the backed-up boot.cfg".to_string());
         }
@@ -942,13 +922,29 @@ pub fn plan_restore(
     let refs: Vec<(u32, &BootCfg)> = restored.iter().map(|(p, c)| (*p, c)).collect();
     plan.next_boot_partition_after = predict(&t.banks, &refs).next_boot_partition;
     add_recoveries(&t, &mut plan)?;
-    Ok(Some(plan))
+    Ok(plan)
+}
+
+/// Plans putting back boot.cfg files from a backup written by `bank rollback|select`. `Ok(None)`
+/// when the backup is not one of boot.cfg files (or has no readable manifest): `fix`'s restore
+/// handles it. [`crate::ops::restore::plan`] takes either kind.
+pub fn plan_restore(
+    target: &Path,
+    from: &Path,
+    force: bool,
+) -> Result<Option<BankPlan>, BankOpError> {
+    match backup::read(from) {
+        Ok(b) if b.is_boot_cfg() => plan_restore_of(target, &b, force).map(Some),
+        Ok(_) | Err(BackupError::NotAManifest { .. } | BackupError::Io { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What was written: the same record as `fix` keeps.
 pub use crate::ops::fix::Outcome;
 
-/// Carries out a plan: exclusive access, backup, recovery of leftovers, the writes, read-back.
+/// Carries out a plan through the one commit ([`commit::commit`]): exclusive access, backup,
+/// recovery of leftovers, the writes, read-back.
 pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError> {
     if !plan.has_changes() {
         return Ok(Outcome::default());
@@ -959,124 +955,63 @@ pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError>
 
 /// [`apply`] on a disk the caller opened for writing: the power-cut tests pass one whose
 /// storage records every write and flush.
-pub fn apply_on(
-    plan: &BankPlan,
-    backup_dir: &Path,
-    mut disk: Disk,
-) -> Result<Outcome, BankOpError> {
-    let mut outcome = Outcome::default();
+pub fn apply_on(plan: &BankPlan, backup_dir: &Path, disk: Disk) -> Result<Outcome, BankOpError> {
     if !plan.has_changes() {
-        return Ok(outcome);
+        return Ok(Outcome::default());
     }
-    let changing: Vec<&BankStep> = plan
+    let names = boot_names();
+    let verifies: Vec<_> = plan
         .steps
         .iter()
-        .filter(|s| s.old_bytes != s.new_bytes)
-        .collect();
-    // A bank whose FAT is damaged beyond an interrupted write's leftovers is not written to:
-    // refused here, before the backup, so nothing at all is written.
-    if !changing.is_empty() {
-        let head = disk.head(crate::esxi::target::HEAD)?;
-        for s in &changing {
-            let bank = find_bank(&mut disk, &head, s.number)?;
-            let health =
-                transaction::fat_health(&mut disk, &bank).map_err(|e| BankOpError::Unwritable {
-                    partition: s.number,
-                    why: format!("its FAT cannot be checked: {e}"),
-                })?;
-            if !health.is_repairable() {
-                return Err(BankOpError::FatDamaged {
-                    partition: s.number,
-                    problems: health.damage,
-                });
+        .map(|s| {
+            let want = s.new_bytes.as_slice();
+            move |b: &[u8]| -> Result<(), VerifyError> {
+                BootCfg::parse(b).map_err(VerifyError::new)?;
+                if b != want {
+                    return Err(VerifyError::new(BootCfgCheck::Differs));
+                }
+                Ok(())
             }
-        }
-    }
-    if !changing.is_empty() {
-        let files: Vec<BackupFile> = changing
-            .iter()
-            .map(|s| BackupFile {
+        })
+        .collect();
+    let changes: Vec<commit::Change> = plan
+        .steps
+        .iter()
+        .zip(&verifies)
+        .map(|(s, verify)| commit::Change {
+            location: format!("{} /{BOOT_CFG}", where_(s.partition.is_none(), s.number)),
+            backup: (s.old_bytes != s.new_bytes).then(|| BackupFile {
                 partition: s.partition,
                 bank_uuid: Some(s.bank_uuid.clone()),
                 file: s.file.clone(),
                 old_bytes: &s.old_bytes,
                 new_bytes: &s.new_bytes,
-            })
-            .collect();
-        fix::write_backup_files(&plan.target_path, backup_dir, &files)?;
-        outcome.backup_dir = Some(backup_dir.display().to_string());
-    }
-    let head = disk.head(crate::esxi::target::HEAD)?;
-    let names = boot_names();
-    let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
-    for s in &plan.steps {
-        let p = s.number;
-        let location = format!("{} /boot.cfg", where_(s.partition.is_none(), p));
-        let want = s.new_bytes.clone();
-        let verify = move |b: &[u8]| -> Result<(), String> {
-            BootCfg::parse(b).map_err(|e| e.to_string())?;
-            if b != want.as_slice() {
-                return Err("boot.cfg differs from the intended one".into());
-            }
-            Ok(())
-        };
-        let w = commit::BankWrite {
-            partition: p,
-            names: &names,
-            old: &s.old_bytes,
-            new: &s.new_bytes,
-            method: match s.method {
-                Method::InPlaceDigit => commit::Method::InPlace {
-                    offset_in_file: s.offset_in_file.unwrap_or(u64::MAX),
+            }),
+            dest: commit::Dest::Bank(commit::BankWrite {
+                partition: s.number,
+                names: &names,
+                old: &s.old_bytes,
+                new: &s.new_bytes,
+                method: match s.method {
+                    Method::InPlaceDigit => commit::Method::InPlace {
+                        offset_in_file: s.offset_in_file.unwrap_or(u64::MAX),
+                    },
+                    Method::ReplaceFile => commit::Method::Replace { verify },
                 },
-                Method::ReplaceFile => commit::Method::Replace { verify: &verify },
-            },
-            recover: s
-                .recover
-                .as_ref()
-                .map(|l| (l, &verify_parses as &dyn Fn(&[u8]) -> Result<(), String>)),
-            tidy: s.fat_leftover.is_some(),
-        };
-        let done = commit::commit_bank(&mut disk, &head, &w).map_err(|e| match e {
-            commit::CommitError::Changed { partition } => BankOpError::Changed { partition },
-            commit::CommitError::Vanished { partition } => BankOpError::Vanished { partition },
-            commit::CommitError::InPlace { partition, why } => {
-                BankOpError::InPlace { partition, why }
-            }
-            commit::CommitError::Tx(e) => BankOpError::Write(e),
-            commit::CommitError::Bank(e) => BankOpError::Bank(e),
-            commit::CommitError::Disk(e) => BankOpError::Disk(e),
-        })?;
-        outcome.recovered.extend(
-            done.recovered
-                .into_iter()
-                .map(|m| format!("{location}: {m}")),
-        );
-        if done.written {
-            outcome.written.push(location);
-        }
-    }
-    outcome.stats = WriteStats {
-        bytes_written: disk.bytes_written() - w0,
-        write_calls: disk.write_calls() - c0,
-        flushes: disk.sync_calls() - f0,
-    };
-    Ok(outcome)
-}
-
-fn verify_parses(b: &[u8]) -> Result<(), String> {
-    BootCfg::parse(b).map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn find_bank(disk: &mut Disk, head: &[u8], p: u32) -> Result<Bank, BankOpError> {
-    crate::esxi::target::find_banks(disk, head)?
-        .banks
-        .into_iter()
-        .find(|b| b.partition == p)
-        .ok_or_else(|| BankOpError::NoSuchBank {
-            partition: p,
-            banks: "vanished while writing".into(),
+                recover: s
+                    .recover
+                    .as_ref()
+                    .map(|l| (l, &verify_parses as commit::Verify)),
+                tidy: s.fat_leftover.is_some(),
+            }),
         })
+        .collect();
+    let report = commit::commit_on(&plan.target_path, backup_dir, &changes, Some(disk))?;
+    Ok(Outcome::from(report))
+}
+
+fn verify_parses(b: &[u8]) -> Result<(), VerifyError> {
+    BootCfg::parse(b).map(|_| ()).map_err(VerifyError::new)
 }
 
 #[cfg(test)]

@@ -1361,6 +1361,8 @@ pub fn apply_on(
             } else if check.is_some() {
                 // An archive's only step; written in place or to `--output`.
                 commit::Dest::HostFile {
+                    read: &plan.target_path,
+                    old: &step.old_bytes,
                     path: opts
                         .output
                         .clone()

@@ -256,3 +256,44 @@ pub fn compare(
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(before: &[u8], after: &[u8]) -> ManifestEntry {
+        ManifestEntry {
+            partition: Some(5),
+            bank_uuid: Some("u5".into()),
+            file: "state.tgz".into(),
+            backup: "partition5-state.tgz".into(),
+            sha256_before: sha256_hex(before),
+            sha256_after: sha256_hex(after),
+            size: before.len() as u64,
+        }
+    }
+
+    #[test]
+    fn compare_tells_restored_written_changed_and_other_banks() {
+        let e = entry(b"before", b"after");
+        let at = Some((5, "u5"));
+        let cmp = |cur: &[u8], bank, force| compare(&e, bank, cur, "partition 5 /state.tgz", force);
+        assert_eq!(cmp(b"before", at, false).unwrap(), Standing::Restored);
+        assert_eq!(cmp(b"after", at, false).unwrap(), Standing::AsWritten);
+        assert!(matches!(
+            cmp(b"other", at, false),
+            Err(BackupError::ChangedSince { .. })
+        ));
+        assert_eq!(cmp(b"other", at, true).unwrap(), Standing::Changed);
+        assert!(matches!(
+            cmp(b"after", Some((5, "u6")), false),
+            Err(BackupError::OtherBank { partition: 5, .. })
+        ));
+        assert_eq!(
+            cmp(b"after", Some((5, "u6")), true).unwrap(),
+            Standing::AsWritten
+        );
+        // An archive target has no bank to compare.
+        assert_eq!(cmp(b"after", None, false).unwrap(), Standing::AsWritten);
+    }
+}

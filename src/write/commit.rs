@@ -80,6 +80,10 @@ pub enum Dest<'a> {
     Bank(BankWrite<'a>),
     /// A file outside any bank: an archive target, or the `--output` of one.
     HostFile {
+        /// The file the plan read (the target), and the bytes it read there.
+        read: &'a Path,
+        old: &'a [u8],
+        /// Where the new bytes go (the target itself, or `--output`).
         path: PathBuf,
         new: &'a [u8],
         verify: Verify<'a>,
@@ -164,6 +168,12 @@ pub enum CommitError {
     Bank(#[from] BankError),
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The target file no longer holds the bytes the plan read. Nothing written.
+    #[error(
+        "{}: changed since the plan was made; nothing written, run again",
+        .path.display()
+    )]
+    FileChanged { path: PathBuf },
     /// A file written beside an archive target did not read back as written; it was removed and
     /// the target is unchanged.
     #[error("{}: read back differs", .path.display())]
@@ -251,7 +261,22 @@ pub fn commit_on(
                     report.written.push(c.location.clone());
                 }
             }
-            Dest::HostFile { path, new, verify } => {
+            Dest::HostFile {
+                read,
+                old,
+                path,
+                new,
+                verify,
+            } => {
+                let now = std::fs::read(read).map_err(|cause| CommitError::Io {
+                    path: read.to_path_buf(),
+                    cause,
+                })?;
+                if now != *old {
+                    return Err(CommitError::FileChanged {
+                        path: read.to_path_buf(),
+                    });
+                }
                 replace_file(path, new, *verify)?;
                 report.stats.bytes_written += new.len() as u64;
                 report.written.push(path.display().to_string());
@@ -394,4 +419,84 @@ pub fn replace_file(path: &Path, bytes: &[u8], verify: Verify<'_>) -> Result<(),
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("not the intended bytes")]
+    struct Wrong;
+
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("bootbank-commit-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn ok(b: &[u8]) -> Result<(), VerifyError> {
+        if b == b"new" {
+            Ok(())
+        } else {
+            Err(VerifyError::new(Wrong))
+        }
+    }
+
+    fn no(_: &[u8]) -> Result<(), VerifyError> {
+        Err(VerifyError::new(Wrong))
+    }
+
+    fn host<'a>(target: &'a Path, old: &'a [u8], new: &'a [u8], verify: Verify<'a>) -> Change<'a> {
+        Change {
+            location: "state.tgz".into(),
+            backup: Some(BackupFile {
+                partition: None,
+                bank_uuid: None,
+                file: "state.tgz".into(),
+                old_bytes: old,
+                new_bytes: new,
+            }),
+            dest: Dest::HostFile {
+                read: target,
+                old,
+                path: target.to_path_buf(),
+                new,
+                verify,
+            },
+        }
+    }
+
+    #[test]
+    fn a_host_file_is_backed_up_checked_and_replaced_or_left_alone() {
+        let d = dir("host");
+        let target = d.join("state.tgz");
+        std::fs::write(&target, b"old").unwrap();
+        let change = |old: &'static [u8], new: &'static [u8], verify: Verify<'static>| {
+            host(&target, old, new, verify)
+        };
+        // The plan read other bytes: refused before the write, the file as it was.
+        let e = commit(&target, &d.join("b0"), &[change(b"older", b"new", &ok)]).unwrap_err();
+        assert!(matches!(e, CommitError::FileChanged { .. }), "{e}");
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        // A check that refuses: the sibling removed, the file as it was, not during the write.
+        let e = commit(&target, &d.join("b1"), &[change(b"old", b"new", &no)]).unwrap_err();
+        assert!(matches!(e, CommitError::HostFileRejected { .. }), "{e}");
+        assert!(!e.during_write());
+        assert_eq!(std::fs::read(&target).unwrap(), b"old");
+        assert!(!d.join(".state.tgz.bootbank-new").exists());
+        // The write: backup with the old bytes and their checksums, then the new file.
+        let r = commit(&target, &d.join("b2"), &[change(b"old", b"new", &ok)]).unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"new");
+        assert_eq!(r.written, vec![target.display().to_string()]);
+        assert_eq!(r.stats.bytes_written, 3);
+        let b = backup::read(&d.join("b2")).unwrap();
+        assert_eq!(b.files, vec![b"old".to_vec()]);
+        assert_eq!(
+            b.manifest.entries[0].sha256_after,
+            backup::sha256_hex(b"new")
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 }

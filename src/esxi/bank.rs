@@ -4,7 +4,7 @@
 //! the bank's 16-byte UUID, and whose `/boot.cfg` parses. Partition names and volume labels vary
 //! between versions and are never relied upon.
 
-use crate::esxi::bootcfg::BootCfg;
+use crate::esxi::bootcfg::{BootCfg, BootCfgError};
 use crate::esxi::leftover::{Leftover, Names};
 use crate::format::fat::{FatError, FatVolume, FileInfo};
 use crate::format::partition::Partition;
@@ -29,7 +29,7 @@ pub struct Bank {
     pub uuid: String,
     pub fat_type: String,
     #[serde(skip)]
-    pub boot_cfg: Result<BootCfg, String>,
+    pub boot_cfg: Result<BootCfg, BootCfgUnread>,
     pub files: Vec<FileInfo>,
     /// Whether the kernel and payload modules are present.
     pub has_system: bool,
@@ -81,6 +81,16 @@ impl Bank {
     pub fn state_file(&self) -> Option<FileInfo> {
         self.config_file().map(|c| c.effective)
     }
+}
+
+/// Why a bank's boot.cfg cannot be read; the bank is then not valid.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BootCfgUnread {
+    /// The file (`boot.cfg`, or the copy an interrupted write left) is not in the bank.
+    #[error("no /{file}")]
+    Missing { file: String },
+    #[error(transparent)]
+    Parse(#[from] BootCfgError),
 }
 
 /// Errors of the bootbank layer; the cause is in the message (not also `source()`).
@@ -159,8 +169,10 @@ pub fn probe_at(
     let vol = FatVolume::open(Slice::new(disk, start, len)).map_err(fat_err)?;
     let files = vol.root().map_err(fat_err)?;
     let boot_cfg = match vol.read("boot.cfg").map_err(fat_err)? {
-        None => Err("no /boot.cfg".to_string()),
-        Some(bytes) => BootCfg::parse(&bytes).map_err(|e| e.to_string()),
+        None => Err(BootCfgUnread::Missing {
+            file: "boot.cfg".to_string(),
+        }),
+        Some(bytes) => BootCfg::parse(&bytes).map_err(BootCfgUnread::from),
     };
     let has_system = files.iter().any(|f| !f.is_dir && is_payload(&f.name));
     Ok(Some(Bank {

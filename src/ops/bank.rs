@@ -15,11 +15,12 @@
 //! entry (size, time) is not touched, and a one-byte write cannot be torn (a sector is written
 //! whole). Anything else (a missing or multi-digit `bootstate`; a new `updated`, which generally
 //! changes the file's length and which the bootloader never rewrites) replaces boot.cfg the safe
-//! way of `fix` ([`transaction::replace`]:
-//! `boot.new` written and verified, then renamed). Both paths take the disk exclusively, back up
-//! boot.cfg with a sha256 manifest first (undone by `bootbank restore`), sync, and read back.
+//! way of `fix` ([`transaction::replace`]: a new chain written and verified, then the directory
+//! entry switched to it in one sector write). Both go through the one commit
+//! ([`commit::commit`]): the disk taken exclusively, boot.cfg backed up with a sha256 manifest
+//! first (undone by `bootbank restore`), synced, and read back.
 
-use crate::esxi::bank::{self as bootbank, Bank, BankError};
+use crate::esxi::bank::{self as bootbank, Bank, BankError, BootCfgUnread};
 use crate::esxi::bootcfg::{BootCfg, BootCfgError};
 use crate::esxi::nextboot::{self, Candidate};
 use crate::esxi::target::TargetError;
@@ -53,35 +54,49 @@ pub enum BankOpError {
     #[error(transparent)]
     Bank(#[from] BankError),
     #[error(
-        "{target}: {what}, which holds no bootbanks; give the disk image, block device or bank partition"
+        "{}: {what}, which holds no bootbanks; give the disk image, block device or bank partition",
+        .target.display()
     )]
-    NoBanks { target: String, what: String },
+    NoBanks { target: PathBuf, what: NoBanksIn },
     #[error(
-        "{target}: a lone bank partition holds one bank; give the whole disk to choose between banks"
+        "{}: a lone bank partition holds one bank; give the whole disk to choose between banks",
+        .target.display()
     )]
-    LonePartition { target: String },
+    LonePartition { target: PathBuf },
     #[error(
         "no bank is valid, so none boots now and there is nothing to roll back from; use `bootbank bank select N`"
     )]
     NothingBoots,
+    /// `others`: every other bank with the reasons it is not valid.
     #[error(
-        "no alternate hypervisor to roll back to: partition {current} boots next and no other bank is valid ({why})"
+        "no alternate hypervisor to roll back to: partition {current} boots next and no other bank is valid ({})",
+        invalid_banks(.others)
     )]
-    NoAlternate { current: u32, why: String },
+    NoAlternate {
+        current: u32,
+        others: Vec<(u32, Vec<String>)>,
+    },
     #[error("{why}; bootbank changes banks only when it can predict the bootloader's choice")]
     Unknown { why: String },
     #[error(
         "partition {partition}: bootbank would not write a boot.cfg that the bootloader reads as intended: {why}; nothing written"
     )]
-    Unwritable { partition: u32, why: String },
-    #[error("partition {partition} is not a bootbank on this disk (banks: {banks})")]
-    NoSuchBank { partition: u32, banks: String },
-    #[error("partition {partition} cannot be made to boot: {why}")]
-    CannotBoot { partition: u32, why: String },
+    Unwritable {
+        partition: u32,
+        why: UnwritableReason,
+    },
     #[error(
-        "partition {partition}: {state}; it cannot be completed or undone automatically: look at the bank's files (e.g. with mdir) and restore boot.cfg from a backup"
+        "partition {partition} is not a bootbank on this disk (banks: {})",
+        .banks.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
     )]
-    Leftover { partition: u32, state: String },
+    NoSuchBank { partition: u32, banks: Vec<u32> },
+    #[error("partition {partition} cannot be made to boot: {why}")]
+    CannotBoot { partition: u32, why: NotBootable },
+    #[error(
+        "partition {partition}: {}; it cannot be completed or undone automatically: look at the bank's files (e.g. with mdir) and restore boot.cfg from a backup",
+        .leftover.describe(&boot_names())
+    )]
+    Leftover { partition: u32, leftover: Leftover },
     /// The bank's FAT is damaged in a way an interrupted write does not leave.
     #[error(
         "partition {partition}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
@@ -113,6 +128,91 @@ impl BankOpError {
     pub fn during_write(&self) -> bool {
         matches!(self, BankOpError::Commit(e) if e.during_write())
     }
+}
+
+/// What a target without bootbanks is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoBanksIn {
+    #[error("a directory (a copied or mounted bank)")]
+    Directory,
+    #[error("an archive (state.tgz or config bundle)")]
+    Archive,
+    #[error("not an ESXi boot disk or bank partition (no partition table, no bank magic)")]
+    Unrecognised,
+}
+
+/// Why bootbank will not write a boot.cfg: the bootloader would read it otherwise than intended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnwritableReason {
+    #[error(transparent)]
+    Parse(#[from] BootCfgError),
+    #[error("the bootloader would read {key}={read} instead of {want}")]
+    ReadsOtherwise {
+        key: String,
+        read: String,
+        want: i64,
+    },
+    #[error("{key} would read `{read}` instead of `{was}`")]
+    OtherKeyChanges {
+        key: String,
+        read: String,
+        was: String,
+    },
+    #[error("build would read differently")]
+    BuildReadsDifferently,
+    #[error("a line would have a space before `=`, which hides its key from the bootloader")]
+    HidesKey,
+    /// `why`: [`BootCfg::state_writable`]'s words for the `bootstate` line.
+    #[error(
+        "{}{why}; bootbank writes only a boot.cfg whose bootstate the bootloader can update itself (at an upgrade's first boot, and on Shift+R): make `bootstate=` the first line of this boot.cfg by hand first",
+        if *.after_change { "after the change, " } else { "" }
+    )]
+    StateNotWritable { after_change: bool, why: String },
+}
+
+/// Why `bank select` cannot make a bank boot next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotBootable {
+    #[error(transparent)]
+    Unread(#[from] BootCfgUnread),
+    #[error(transparent)]
+    Parse(#[from] BootCfgError),
+    #[error(
+        "its boot.cfg empties build= after a build= line, and what the UEFI bootloader then reads as the build is unknown"
+    )]
+    BuildCleared,
+    #[error(
+        "its boot.cfg has no build= line (an empty bank, e.g. the second bank after a fresh install)"
+    )]
+    NoBuild,
+    #[error("it holds no kernel or payload modules (b.b00, *.v00): an empty bank")]
+    NoSystem,
+    #[error("quickboot={0} (a quick boot image; bootbank does not change quickboot)")]
+    QuickBoot(String),
+    #[error(
+        "partition {partition} has updated={text}, which the bootloader reads as {read}: bootbank writes updated only up to 2147483647, which every firmware reads the same, and that does not beat it; roll partition {partition} back instead (`bootbank bank rollback`)"
+    )]
+    UpdatedBeyondReach {
+        partition: u32,
+        text: String,
+        read: u32,
+    },
+    /// The prediction's reasons the bank would still not be valid.
+    #[error("{}", .0.join(", "))]
+    Invalid(Vec<String>),
+    #[error("the bootloader would still pick another bank")]
+    StillAnother,
+}
+
+fn invalid_banks(others: &[(u32, Vec<String>)]) -> String {
+    if others.is_empty() {
+        return "it is the only bank".to_string();
+    }
+    others
+        .iter()
+        .map(|(p, why)| format!("partition {p}: {}", why.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// Why a boot.cfg read back is not the one meant to be written.
@@ -153,7 +253,7 @@ pub struct Status {
 /// replace is completed or undone, which the write commands do first and plan with.
 struct Read {
     bank: Bank,
-    effective: Result<BootCfg, String>,
+    effective: Result<BootCfg, BootCfgUnread>,
     /// The effective boot.cfg bytes (empty when there is none).
     bytes: Vec<u8>,
     leftover: Option<Leftover>,
@@ -170,23 +270,21 @@ struct Target {
 /// Opens a target read-only and reads every bank's boot.cfg; refuses anything that is not a disk
 /// or bank partition (archives and directories have no banks to choose between).
 fn open(target: &Path) -> Result<Target, BankOpError> {
-    let no_banks = |what: &str| BankOpError::NoBanks {
-        target: target.display().to_string(),
-        what: what.to_string(),
+    let no_banks = |what| BankOpError::NoBanks {
+        target: target.to_path_buf(),
+        what,
     };
     let (mut disk, found) = match crate::esxi::target::Target::open(target) {
         Ok(crate::esxi::target::Target::Disk { disk, found, .. }) => (disk, found),
         Ok(crate::esxi::target::Target::Directory(_)) => {
-            return Err(no_banks("a directory (a copied or mounted bank)"));
+            return Err(no_banks(NoBanksIn::Directory));
         }
         Ok(crate::esxi::target::Target::Archive { .. })
         | Err(TargetError::ArchiveInVmdk { .. }) => {
-            return Err(no_banks("an archive (state.tgz or config bundle)"));
+            return Err(no_banks(NoBanksIn::Archive));
         }
         Err(TargetError::Unrecognised { .. } | TargetError::Empty { .. }) => {
-            return Err(no_banks(
-                "not an ESXi boot disk or bank partition (no partition table, no bank magic)",
-            ));
+            return Err(no_banks(NoBanksIn::Unrecognised));
         }
         Err(e) => return Err(e.into()),
     };
@@ -214,9 +312,9 @@ fn open(target: &Path) -> Result<Target, BankOpError> {
                     l.describe(&names)
                 ));
                 if bytes.is_empty() {
-                    Err(format!("no /{file}"))
+                    Err(BootCfgUnread::Missing { file: file.clone() })
                 } else {
-                    BootCfg::parse(&bytes).map_err(|e| e.to_string())
+                    BootCfg::parse(&bytes).map_err(BootCfgUnread::from)
                 }
             }
         };
@@ -253,7 +351,7 @@ enum View {
     Effective,
 }
 
-fn cfg_of(r: &Read, view: View) -> &Result<BootCfg, String> {
+fn cfg_of(r: &Read, view: View) -> &Result<BootCfg, BootCfgUnread> {
     match view {
         View::Now => &r.bank.boot_cfg,
         View::Effective => &r.effective,
@@ -268,7 +366,7 @@ fn predict_view(banks: &[Read], view: View, replaced: &[(u32, &BootCfg)]) -> nex
             partition: r.bank.partition,
             boot_cfg: match replaced.iter().find(|(p, _)| *p == r.bank.partition) {
                 Some((_, c)) => Ok(*c),
-                None => cfg_of(r, view).as_ref().map_err(|e| e.clone()),
+                None => cfg_of(r, view).as_ref().map_err(|e| e.to_string()),
             },
         })
         .collect();
@@ -286,7 +384,7 @@ fn shift_r_view(banks: &[Read], view: View) -> nextboot::ShiftR {
         .iter()
         .map(|r| Candidate {
             partition: r.bank.partition,
-            boot_cfg: cfg_of(r, view).as_ref().map_err(|e| e.clone()),
+            boot_cfg: cfg_of(r, view).as_ref().map_err(|e| e.to_string()),
         })
         .collect();
     nextboot::shift_r(&candidates)
@@ -343,7 +441,8 @@ fn status_of(target: &Path, t: &Target) -> Status {
 pub enum Method {
     /// One `bootstate` digit overwritten inside boot.cfg's cluster, as the bootloader does.
     InPlaceDigit,
-    /// boot.cfg replaced: `boot.new` written and verified, renamed into place.
+    /// boot.cfg replaced the safe way: a new chain written and verified, then the directory entry
+    /// switched to it.
     ReplaceFile,
 }
 
@@ -457,40 +556,38 @@ pub fn check_written(
     new_bytes: &[u8],
     want: &[(&str, i64)],
 ) -> Result<BootCfg, BankOpError> {
-    let cannot = |why: String| BankOpError::Unwritable { partition, why };
-    let new = BootCfg::parse(new_bytes).map_err(|e| cannot(e.to_string()))?;
+    let cannot = |why: UnwritableReason| BankOpError::Unwritable { partition, why };
+    let new = BootCfg::parse(new_bytes).map_err(|e| cannot(e.into()))?;
     for (key, value) in want {
         if new.number(key) != i128::from(*value) {
-            return Err(cannot(format!(
-                "the bootloader would read {key}={} instead of {value}",
-                new.text(key)
-            )));
+            return Err(cannot(UnwritableReason::ReadsOtherwise {
+                key: key.to_string(),
+                read: new.text(key).to_string(),
+                want: *value,
+            }));
         }
     }
     for key in ["build", "updated", "bootstate", "quickboot"] {
         let same = old.text(key) == new.text(key) && old.number(key) == new.number(key);
         if want.iter().all(|(k, _)| *k != key) && !same {
-            return Err(cannot(format!(
-                "{key} would read `{}` instead of `{}`",
-                new.text(key),
-                old.text(key)
-            )));
+            return Err(cannot(UnwritableReason::OtherKeyChanges {
+                key: key.to_string(),
+                read: new.text(key).to_string(),
+                was: old.text(key).to_string(),
+            }));
         }
     }
     if old.build_cleared() != new.build_cleared() {
-        return Err(cannot("build would read differently".into()));
+        return Err(cannot(UnwritableReason::BuildReadsDifferently));
     }
     if new.hidden().len() > old.hidden().len() {
-        return Err(cannot(
-            "a line would have a space before `=`, which hides its key from the bootloader".into(),
-        ));
+        return Err(cannot(UnwritableReason::HidesKey));
     }
     if let Err(why) = new.state_writable() {
-        let was = old.state_writable().is_ok();
-        return Err(cannot(format!(
-            "{}{why}; bootbank writes only a boot.cfg whose bootstate the bootloader can update itself (at an upgrade's first boot, and on Shift+R): make `bootstate=` the first line of this boot.cfg by hand first",
-            if was { "after the change, " } else { "" }
-        )));
+        return Err(cannot(UnwritableReason::StateNotWritable {
+            after_change: old.state_writable().is_ok(),
+            why,
+        }));
     }
     Ok(new)
 }
@@ -538,7 +635,7 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
     if r.leftover == Some(Leftover::All) {
         return Err(BankOpError::Leftover {
             partition: r.bank.partition,
-            state: Leftover::All.describe(&boot_names()),
+            leftover: Leftover::All,
         });
     }
     let changed = r.bytes != new_bytes;
@@ -571,7 +668,7 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
         Some(
             BootCfg::parse(&new_bytes).map_err(|e| BankOpError::CannotBoot {
                 partition: r.bank.partition,
-                why: e.to_string(),
+                why: e.into(),
             })?,
         )
     } else {
@@ -659,12 +756,8 @@ fn add_recoveries(t: &Target, plan: &mut BankPlan) -> Result<(), BankOpError> {
     Ok(())
 }
 
-fn banks_list(t: &Target) -> String {
-    t.banks
-        .iter()
-        .map(|r| r.bank.partition.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+fn banks_list(t: &Target) -> Vec<u32> {
+    t.banks.iter().map(|r| r.bank.partition).collect()
 }
 
 /// Plans `bank rollback`: what Shift+R does.
@@ -672,7 +765,7 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
     let t = open(target)?;
     if t.lone {
         return Err(BankOpError::LonePartition {
-            target: target.display().to_string(),
+            target: target.to_path_buf(),
         });
     }
     let before = predict(&t.banks, &[]);
@@ -695,26 +788,14 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
     let new_cfg = check_written(next, cfg, &new_bytes, &[("bootstate", 3)])?;
     let after = predict(&t.banks, &[(next, &new_cfg)]);
     let Some(to) = after.next_boot_partition else {
-        let why = before
-            .banks
-            .iter()
-            .filter(|v| v.partition != next)
-            .map(|v| {
-                format!(
-                    "partition {}: {}",
-                    v.partition,
-                    v.invalid_reasons.join(", ")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
         return Err(BankOpError::NoAlternate {
             current: next,
-            why: if why.is_empty() {
-                "it is the only bank".into()
-            } else {
-                why
-            },
+            others: before
+                .banks
+                .iter()
+                .filter(|v| v.partition != next)
+                .map(|v| (v.partition, v.invalid_reasons.clone()))
+                .collect(),
         });
     };
     let step = step(false, r, new_bytes)?;
@@ -739,7 +820,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     let t = open(target)?;
     if t.lone {
         return Err(BankOpError::LonePartition {
-            target: target.display().to_string(),
+            target: target.to_path_buf(),
         });
     }
     let Some(r) = t.banks.iter().find(|r| r.bank.partition == n) else {
@@ -748,27 +829,20 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             banks: banks_list(&t),
         });
     };
-    let cannot = |why: String| BankOpError::CannotBoot { partition: n, why };
-    let cfg = r.effective.as_ref().map_err(|e| cannot(e.clone()))?;
+    let cannot = |why: NotBootable| BankOpError::CannotBoot { partition: n, why };
+    let cfg = r.effective.as_ref().map_err(|e| cannot(e.clone().into()))?;
     if cfg.build_cleared() {
-        return Err(cannot(
-            "its boot.cfg empties build= after a build= line, and what the UEFI bootloader then reads as the build is unknown".into(),
-        ));
+        return Err(cannot(NotBootable::BuildCleared));
     }
     if cfg.build().is_empty() {
-        return Err(cannot(
-            "its boot.cfg has no build= line (an empty bank, e.g. the second bank after a fresh install)".into(),
-        ));
+        return Err(cannot(NotBootable::NoBuild));
     }
     if !r.bank.has_system {
-        return Err(cannot(
-            "it holds no kernel or payload modules (b.b00, *.v00): an empty bank".into(),
-        ));
+        return Err(cannot(NotBootable::NoSystem));
     }
     if cfg.number("quickboot") != 0 {
-        return Err(cannot(format!(
-            "quickboot={} (a quick boot image; bootbank does not change quickboot)",
-            cfg.text("quickboot")
+        return Err(cannot(NotBootable::QuickBoot(
+            cfg.text("quickboot").to_string(),
         )));
     }
     let before = predict(&t.banks, &[]);
@@ -799,7 +873,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             nextboot::bootstate_meaning(state)
         ));
     }
-    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.into()))?;
     if predict(&t.banks, &[(n, &cur)]).next_boot_partition != Some(n) {
         // The largest `updated` of the other valid banks, as the bootloader compares it
         // (unsigned; the larger reading when the firmware decides).
@@ -822,9 +896,11 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             .max();
         let (top, top_part, top_text) = top.unwrap_or((0, 0, String::new()));
         if top >= i32::MAX as u32 {
-            return Err(cannot(format!(
-                "partition {top_part} has updated={top_text}, which the bootloader reads as {top}: bootbank writes updated only up to 2147483647, which every firmware reads the same, and that does not beat it; roll partition {top_part} back instead (`bootbank bank rollback`)"
-            )));
+            return Err(cannot(NotBootable::UpdatedBeyondReach {
+                partition: top_part,
+                text: top_text,
+                read: top,
+            }));
         }
         let new_updated = i64::from(top) + 1;
         bytes = set_int(&bytes, &cur, "updated", new_updated);
@@ -834,7 +910,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             cur.text("updated")
         ));
     }
-    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.into()))?;
     if !cur.has_bootstate()
         && cur.state_site() == (crate::esxi::bootcfg::StateSite::Missing { beyond: None })
     {
@@ -854,9 +930,10 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     if after.next_boot_partition != Some(n) {
         let v = after.banks.iter().find(|v| v.partition == n);
         return Err(cannot(
-            v.map(|v| v.invalid_reasons.join(", "))
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "the bootloader would still pick another bank".into()),
+            match v.map(|v| v.invalid_reasons.clone()).unwrap_or_default() {
+                reasons if reasons.is_empty() => NotBootable::StillAnother,
+                reasons => NotBootable::Invalid(reasons),
+            },
         ));
     }
     plan.next_boot_partition_after = Some(n);

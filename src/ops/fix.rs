@@ -4,8 +4,9 @@
 //!
 //! Edits flow back up the stack the data came down: esx.conf -> local.tgz (one member replaced,
 //! the others byte-identical) -> state.tgz (likewise) -> [config bundle] -> the bank's FAT through
-//! [`transaction::replace`], or a file replaced by rename. Nothing is written before a backup of
-//! every file about to change exists outside the target.
+//! [`transaction::replace`], or a file replaced by rename; [`apply`] hands the plan's files to the
+//! one commit ([`commit::commit_on`]), which writes nothing before a backup of every file about to
+//! change exists outside the target.
 
 use crate::esxi::bank::{self as bootbank, Bank, BankError};
 use crate::esxi::config::{Config, ConfigError, ESX_CONF};
@@ -481,7 +482,7 @@ fn plan_disk(
         .iter()
         .map(|b| Candidate {
             partition: b.partition,
-            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
+            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.to_string()),
         })
         .collect();
     let prediction = nextboot::predict(&candidates);

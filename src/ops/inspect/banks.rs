@@ -27,7 +27,7 @@ pub(super) fn banks_and_config(
         .iter()
         .map(|b| Candidate {
             partition: b.partition,
-            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
+            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.to_string()),
         })
         .collect();
     let prediction = nextboot::predict(&candidates);
@@ -185,7 +185,7 @@ pub(crate) fn bank_report(b: &Bank, v: &nextboot::BankVerdict, lone: bool) -> Ba
         notes: v.notes.clone(),
         contents: if b.has_system { "system" } else { "empty" },
         state_archive: b.state_file(),
-        boot_cfg_error: b.boot_cfg.as_ref().err().cloned(),
+        boot_cfg_error: b.boot_cfg.as_ref().err().map(|e| e.to_string()),
     }
 }
 

@@ -36,7 +36,7 @@ pub(super) fn inspect_dir(
     let mut build = None;
     if boot_cfg_path.is_file() {
         let bytes = std::fs::read(&boot_cfg_path).map_err(|e| io(&boot_cfg_path, e))?;
-        let boot_cfg = BootCfg::parse(&bytes).map_err(|e| e.to_string());
+        let boot_cfg = BootCfg::parse(&bytes).map_err(bootbank::BootCfgUnread::from);
         let mut files = Vec::new();
         for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let e = e.map_err(|e| io(dir, e))?;
@@ -64,7 +64,7 @@ pub(super) fn inspect_dir(
         };
         let verdict = nextboot::predict(&[Candidate {
             partition: 0,
-            boot_cfg: bank.boot_cfg.as_ref().map_err(|e| e.clone()),
+            boot_cfg: bank.boot_cfg.as_ref().map_err(|e| e.to_string()),
         }]);
         build = bank
             .boot_cfg

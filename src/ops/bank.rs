@@ -1023,16 +1023,18 @@ pub use crate::ops::fix::Outcome;
 /// Carries out a plan through the one commit ([`commit::commit`]): exclusive access, backup,
 /// recovery of leftovers, the writes, read-back.
 pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError> {
-    if !plan.has_changes() {
-        return Ok(Outcome::default());
-    }
-    // Exclusive access first: a target in use must leave no backup behind either.
-    apply_on(plan, backup_dir, Disk::open_rw(&plan.target_path)?)
+    run(plan, backup_dir, None)
 }
 
 /// [`apply`] on a disk the caller opened for writing: the power-cut tests pass one whose
 /// storage records every write and flush.
 pub fn apply_on(plan: &BankPlan, backup_dir: &Path, disk: Disk) -> Result<Outcome, BankOpError> {
+    run(plan, backup_dir, Some(disk))
+}
+
+/// The plan's boot.cfg files as the one commit's changes; `disk: None` lets the commit open the
+/// disk itself, exclusively, before anything else.
+fn run(plan: &BankPlan, backup_dir: &Path, disk: Option<Disk>) -> Result<Outcome, BankOpError> {
     if !plan.has_changes() {
         return Ok(Outcome::default());
     }
@@ -1083,7 +1085,10 @@ pub fn apply_on(plan: &BankPlan, backup_dir: &Path, disk: Disk) -> Result<Outcom
             }),
         })
         .collect();
-    let report = commit::commit_on(&plan.target_path, backup_dir, &changes, Some(disk))?;
+    let report = match disk {
+        Some(disk) => commit::commit_on(&plan.target_path, backup_dir, &changes, Some(disk))?,
+        None => commit::commit(&plan.target_path, backup_dir, &changes)?,
+    };
     Ok(Outcome::from(report))
 }
 

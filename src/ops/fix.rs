@@ -1291,19 +1291,12 @@ fn rewrap_local(
 /// Carries out a plan through the one commit ([`commit::commit`]): exclusive access, backup,
 /// recovery of leftovers, safe writes, read-back checks.
 pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, FixError> {
-    if !plan.has_changes() {
-        return Ok(Outcome::default());
-    }
-    // Take exclusive access first: a target in use must leave no backup behind either.
-    let disk = match plan.kind {
-        TargetKind::Disk | TargetKind::Partition => Some(Disk::open_rw(&plan.target_path)?),
-        _ => None,
-    };
-    apply_on(plan, backup_dir, opts, disk)
+    apply_on(plan, backup_dir, opts, None)
 }
 
-/// [`apply`] on a disk the caller opened for writing (for a disk or partition target; `None`
-/// for archives): the power-cut tests pass one whose storage records every write and flush.
+/// [`apply`] on a disk the caller opened for writing (`None`: the commit opens the disk of a
+/// disk or partition target itself, exclusively, before anything else): the power-cut tests
+/// pass one whose storage records every write and flush.
 pub fn apply_on(
     plan: &Plan,
     backup_dir: &Path,
@@ -1380,12 +1373,10 @@ pub fn apply_on(
                 dest,
             });
         }
-        Ok(commit::commit_on(
-            &plan.target_path,
-            backup_dir,
-            &changes,
-            disk,
-        )?)
+        Ok(match disk {
+            Some(disk) => commit::commit_on(&plan.target_path, backup_dir, &changes, Some(disk))?,
+            None => commit::commit(&plan.target_path, backup_dir, &changes)?,
+        })
     })?;
     Ok(Outcome {
         decoded: decoded.into_inner(),

@@ -24,29 +24,17 @@ pub struct RestoreArgs {
 
 pub fn run_restore(a: RestoreArgs) -> ExitCode {
     let w = &a.write;
+    // A backup of boot.cfg files is shown, written and read back as `bank` does.
+    let bank_opts = super::bank::WriteOpts {
+        dry_run: w.dry_run,
+        yes: w.yes,
+        backup_dir: w.backup_dir.clone(),
+        json: w.json,
+    };
     match restore::plan(&a.target, &a.from, a.force) {
-        // A backup of boot.cfg files is shown, written and read back as `bank` does.
-        Ok(RestorePlan::Boot(plan)) => super::bank::execute(
-            &a.target,
-            &super::bank::WriteOpts {
-                dry_run: w.dry_run,
-                yes: w.yes,
-                backup_dir: w.backup_dir.clone(),
-                json: w.json,
-            },
-            Ok(plan),
-        ),
+        Ok(RestorePlan::Boot(plan)) => super::bank::execute(&a.target, &bank_opts, Ok(plan)),
         Ok(RestorePlan::Config(plan)) => super::fix::execute(&a.target, w, |_| Ok(plan)),
+        Err(restore::RestoreError::Bank(e)) => super::bank::execute(&a.target, &bank_opts, Err(e)),
         Err(restore::RestoreError::Fix(e)) => super::fix::execute(&a.target, w, |_| Err(e)),
-        Err(restore::RestoreError::Bank(e)) => super::bank::execute(
-            &a.target,
-            &super::bank::WriteOpts {
-                dry_run: w.dry_run,
-                yes: w.yes,
-                backup_dir: w.backup_dir.clone(),
-                json: w.json,
-            },
-            Err(e),
-        ),
     }
 }

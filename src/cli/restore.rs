@@ -1,7 +1,9 @@
 //! `bootbank restore`: puts back what a write backed up, whichever command wrote it (a
-//! `state.tgz` from `fix`/`config`, a `boot.cfg` from `bank rollback|select`).
+//! `state.tgz` from `fix`/`config`/`passwd`, a `boot.cfg` from `bank rollback|select`), through
+//! the one restore of the library ([`bootbank::ops::restore::plan`]).
 
 use super::fix::WriteArgs;
+use bootbank::ops::restore::{self, RestorePlan};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -21,26 +23,18 @@ pub struct RestoreArgs {
 }
 
 pub fn run_restore(a: RestoreArgs) -> ExitCode {
-    let (from, force) = (a.from.clone(), a.force);
-    // A backup of boot.cfg files (from `bank rollback|select`) goes back through the bank path.
-    match bootbank::bank::plan_restore(&a.target, &from, force) {
-        Ok(Some(plan)) => {
-            let w = &a.write;
-            return super::bank::execute(
-                &a.target,
-                &super::bank::WriteOpts {
-                    dry_run: w.dry_run,
-                    yes: w.yes,
-                    backup_dir: w.backup_dir.clone(),
-                    json: w.json,
-                },
-                Ok(plan),
-            );
-        }
-        Ok(None) => {}
-        Err(e) => return super::fail(&super::error_text(&e), if e.during_write() { 1 } else { 2 }),
+    let w = &a.write;
+    // A backup of boot.cfg files is shown, written and read back as `bank` does.
+    let bank_opts = super::bank::WriteOpts {
+        dry_run: w.dry_run,
+        yes: w.yes,
+        backup_dir: w.backup_dir.clone(),
+        json: w.json,
+    };
+    match restore::plan(&a.target, &a.from, a.force) {
+        Ok(RestorePlan::Boot(plan)) => super::bank::execute(&a.target, &bank_opts, Ok(plan)),
+        Ok(RestorePlan::Config(plan)) => super::fix::execute(&a.target, w, |_| Ok(plan)),
+        Err(restore::RestoreError::Bank(e)) => super::bank::execute(&a.target, &bank_opts, Err(e)),
+        Err(restore::RestoreError::Fix(e)) => super::fix::execute(&a.target, w, |_| Err(e)),
     }
-    super::fix::execute(&a.target, &a.write, |_| {
-        bootbank::fix::plan_restore(&a.target, &from, force)
-    })
 }

@@ -4,7 +4,8 @@
 //! the bank's 16-byte UUID, and whose `/boot.cfg` parses. Partition names and volume labels vary
 //! between versions and are never relied upon.
 
-use crate::esxi::bootcfg::{BootCfg, BootCfgUnread};
+use crate::esxi::bootcfg::BootCfg;
+pub use crate::esxi::bootcfg::BootCfgUnread;
 use crate::esxi::leftover::{Leftover, Names};
 use crate::format::fat::{FatError, FatVolume, FileInfo};
 use crate::format::partition::Partition;
@@ -83,21 +84,13 @@ impl Bank {
     }
 }
 
-/// Errors of the bootbank layer.
+/// Errors of the bootbank layer; the cause is in the message (not also `source()`).
 #[derive(Debug, thiserror::Error)]
 pub enum BankError {
-    #[error("bootbank on partition {partition}: {source}")]
-    Disk {
-        partition: u32,
-        #[source]
-        source: DiskError,
-    },
-    #[error("bootbank on partition {partition}: {source}")]
-    Fat {
-        partition: u32,
-        #[source]
-        source: FatError,
-    },
+    #[error("bootbank on partition {partition}: {cause}")]
+    Disk { partition: u32, cause: DiskError },
+    #[error("bootbank on partition {partition}: {cause}")]
+    Fat { partition: u32, cause: FatError },
 }
 
 /// Formats the UUID bytes as ESXi shows them: `%08x-%08x-%04x-%012x` of the bytes read as
@@ -152,7 +145,7 @@ pub fn probe_at(
     len: u64,
     sector_size: u64,
 ) -> Result<Option<Bank>, BankError> {
-    let disk_err = |source| BankError::Disk { partition, source };
+    let disk_err = |cause| BankError::Disk { partition, cause };
     if start + len > disk.len() {
         return Err(disk_err(DiskError::Short {
             offset: start,
@@ -163,14 +156,14 @@ pub fn probe_at(
     let Some(uuid) = read_magic(disk, start, sector_size).map_err(disk_err)? else {
         return Ok(None);
     };
-    let fat_err = |source| BankError::Fat { partition, source };
+    let fat_err = |cause| BankError::Fat { partition, cause };
     let vol = FatVolume::open(Slice::new(disk, start, len)).map_err(fat_err)?;
     let files = vol.root().map_err(fat_err)?;
     let boot_cfg = match vol.read("boot.cfg").map_err(fat_err)? {
         None => Err(BootCfgUnread::Missing {
-            file: "boot.cfg".into(),
+            file: "boot.cfg".to_string(),
         }),
-        Some(bytes) => BootCfg::parse(&bytes).map_err(BootCfgUnread::Parse),
+        Some(bytes) => BootCfg::parse(&bytes).map_err(BootCfgUnread::from),
     };
     let has_system = files.iter().any(|f| !f.is_dir && is_payload(&f.name));
     Ok(Some(Bank {
@@ -187,9 +180,9 @@ pub fn probe_at(
 
 /// Reads one root file of a bank found earlier.
 pub fn read_file(disk: &mut Disk, bank: &Bank, name: &str) -> Result<Option<Vec<u8>>, BankError> {
-    let fat_err = |source| BankError::Fat {
+    let fat_err = |cause| BankError::Fat {
         partition: bank.partition,
-        source,
+        cause,
     };
     let vol = FatVolume::open(Slice::new(disk, bank.byte_start, bank.byte_len)).map_err(fat_err)?;
     vol.read(name).map_err(fat_err)

@@ -15,21 +15,23 @@
 //! entry (size, time) is not touched, and a one-byte write cannot be torn (a sector is written
 //! whole). Anything else (a missing or multi-digit `bootstate`; a new `updated`, which generally
 //! changes the file's length and which the bootloader never rewrites) replaces boot.cfg the safe
-//! way of `fix` ([`transaction::replace`]:
-//! `boot.new` written and verified, then renamed). Both paths take the disk exclusively, back up
-//! boot.cfg with a sha256 manifest first (undone by `bootbank restore`), sync, and read back.
+//! way of `fix` ([`transaction::replace`]: a new chain written and verified, then the directory
+//! entry switched to it in one sector write). Both go through the one commit
+//! ([`commit::commit`]): the disk taken exclusively, boot.cfg backed up with a sha256 manifest
+//! first (undone by `bootbank restore`), synced, and read back.
 
-use crate::esxi::bank::{self as bootbank, Bank, BankError};
-use crate::esxi::bootcfg::{BootCfg, BootCfgUnread};
+use crate::esxi::bank::{self as bootbank, Bank, BankError, BootCfgUnread};
+use crate::esxi::bootcfg::{BootCfg, BootCfgError, StateUnwritable};
 use crate::esxi::nextboot::{self, Candidate};
 use crate::esxi::target::TargetError;
 use crate::io::disk::{Disk, DiskError};
-use crate::ops::fix::{self, BackupFile, FixError, Manifest};
 use crate::ops::inspect::{self, BankReport, InspectError, TargetKind};
-use crate::write::commit;
-use crate::write::transaction::{self, Leftover, Names, TxError, WriteStats};
+use crate::write::backup::{self, Backup, BackupError, BackupFile, Standing};
+use crate::write::commit::{self, CommitError, VerifyError};
+use crate::write::transaction::{self, Leftover, Names, TxError};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The file every change here touches.
 pub const BOOT_CFG: &str = "boot.cfg";
@@ -52,42 +54,49 @@ pub enum BankOpError {
     #[error(transparent)]
     Bank(#[from] BankError),
     #[error(
-        "{target}: {what}, which holds no bootbanks; give the disk image, block device or bank partition"
+        "{}: {what}, which holds no bootbanks; give the disk image, block device or bank partition",
+        .target.display()
     )]
-    NoBanks { target: String, what: String },
+    NoBanks { target: PathBuf, what: NoBanksIn },
     #[error(
-        "{target}: a lone bank partition holds one bank; give the whole disk to choose between banks"
+        "{}: a lone bank partition holds one bank; give the whole disk to choose between banks",
+        .target.display()
     )]
-    LonePartition { target: String },
+    LonePartition { target: PathBuf },
     #[error(
         "no bank is valid, so none boots now and there is nothing to roll back from; use `bootbank bank select N`"
     )]
     NothingBoots,
+    /// `others`: every other bank with the reasons it is not valid.
     #[error(
-        "no alternate hypervisor to roll back to: partition {current} boots next and no other bank is valid ({why})"
+        "no alternate hypervisor to roll back to: partition {current} boots next and no other bank is valid ({})",
+        invalid_banks(.others)
     )]
-    NoAlternate { current: u32, why: String },
+    NoAlternate {
+        current: u32,
+        others: Vec<(u32, Vec<String>)>,
+    },
     #[error("{why}; bootbank changes banks only when it can predict the bootloader's choice")]
     Unknown { why: String },
     #[error(
         "partition {partition}: bootbank would not write a boot.cfg that the bootloader reads as intended: {why}; nothing written"
     )]
-    Unwritable { partition: u32, why: String },
-    #[error("partition {partition} is not a bootbank on this disk (banks: {banks})")]
-    NoSuchBank { partition: u32, banks: String },
-    /// A bank of the plan is no longer found on the disk when the write begins.
-    #[error("partition {partition} vanished")]
-    Vanished { partition: u32 },
+    Unwritable {
+        partition: u32,
+        why: UnwritableReason,
+    },
+    #[error(
+        "partition {partition} is not a bootbank on this disk (banks: {})",
+        .banks.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
+    )]
+    NoSuchBank { partition: u32, banks: Vec<u32> },
     #[error("partition {partition} cannot be made to boot: {why}")]
-    CannotBoot { partition: u32, why: String },
+    CannotBoot { partition: u32, why: NotBootable },
     #[error(
-        "partition {partition}: {state}; it cannot be completed or undone automatically: look at the bank's files (e.g. with mdir) and restore boot.cfg from a backup"
+        "partition {partition}: {}; it cannot be completed or undone automatically: look at the bank's files (e.g. with mdir) and restore boot.cfg from a backup",
+        .leftover.describe(&boot_names())
     )]
-    Leftover { partition: u32, state: String },
-    #[error(
-        "partition {partition}: boot.cfg changed since the plan was made; nothing written there, run again"
-    )]
-    Changed { partition: u32 },
+    Leftover { partition: u32, leftover: Leftover },
     /// The bank's FAT is damaged in a way an interrupted write does not leave.
     #[error(
         "partition {partition}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
@@ -97,32 +106,125 @@ pub enum BankOpError {
         partition: u32,
         problems: Vec<String>,
     },
-    #[error("{0}")]
-    Backup(#[from] FixError),
-    #[error("write failed: {0}")]
-    Write(#[from] TxError),
+    /// The bank's FAT could not be checked before the plan. Nothing written.
     #[error(
-        "write failed: partition {partition}: {why}; restore boot.cfg with `bootbank restore` from the backup"
+        "partition {partition}: the FAT's allocation cannot be checked ({cause}), nothing was written"
     )]
-    InPlace { partition: u32, why: String },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
-    #[error("backup {path}: {why}")]
-    BadBackup { path: String, why: String },
+    FatUnread { partition: u32, cause: Arc<TxError> },
+    /// A backed-up boot.cfg that does not parse. Nothing written.
+    #[error("backup {}: {cause}", .path.display())]
+    BadBackup { path: PathBuf, cause: BootCfgError },
+    /// The backup could not be read back, or does not fit the disk; nothing written.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The commit refused or failed; [`CommitError::during_write`] says whether after the first
+    /// byte written.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
 }
 
 impl BankOpError {
     /// Whether the error happened while writing (exit 1) rather than before (exit 2).
     pub fn during_write(&self) -> bool {
-        match self {
-            BankOpError::Write(_) | BankOpError::InPlace { .. } => true,
-            BankOpError::Backup(e) => e.during_write(),
-            _ => false,
-        }
+        matches!(self, BankOpError::Commit(e) if e.during_write())
     }
+}
+
+/// What a target without bootbanks is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NoBanksIn {
+    #[error("a directory (a copied or mounted bank)")]
+    Directory,
+    #[error("an archive (state.tgz or config bundle)")]
+    Archive,
+    #[error("not an ESXi boot disk or bank partition (no partition table, no bank magic)")]
+    Unrecognised,
+}
+
+/// Why bootbank will not write a boot.cfg: the bootloader would read it otherwise than intended.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UnwritableReason {
+    #[error(transparent)]
+    Parse(#[from] BootCfgError),
+    #[error("the bootloader would read {key}={read} instead of {want}")]
+    ReadsOtherwise {
+        key: String,
+        read: String,
+        want: i64,
+    },
+    #[error("{key} would read `{read}` instead of `{was}`")]
+    OtherKeyChanges {
+        key: String,
+        read: String,
+        was: String,
+    },
+    #[error("build would read differently")]
+    BuildReadsDifferently,
+    #[error("a line would have a space before `=`, which hides its key from the bootloader")]
+    HidesKey,
+    /// `why`: what [`BootCfg::state_writable`] found wrong with the `bootstate` line.
+    #[error(
+        "{}{why}; bootbank writes only a boot.cfg whose bootstate the bootloader can update itself (at an upgrade's first boot, and on Shift+R): make `bootstate=` the first line of this boot.cfg by hand first",
+        if *.after_change { "after the change, " } else { "" }
+    )]
+    StateNotWritable {
+        after_change: bool,
+        why: StateUnwritable,
+    },
+}
+
+/// Why `bank select` cannot make a bank boot next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotBootable {
+    #[error(transparent)]
+    Unread(#[from] BootCfgUnread),
+    #[error(transparent)]
+    Parse(#[from] BootCfgError),
+    #[error(
+        "its boot.cfg empties build= after a build= line, and what the UEFI bootloader then reads as the build is unknown"
+    )]
+    BuildCleared,
+    #[error(
+        "its boot.cfg has no build= line (an empty bank, e.g. the second bank after a fresh install)"
+    )]
+    NoBuild,
+    #[error("it holds no kernel or payload modules (b.b00, *.v00): an empty bank")]
+    NoSystem,
+    #[error("quickboot={0} (a quick boot image; bootbank does not change quickboot)")]
+    QuickBoot(String),
+    #[error(
+        "partition {partition} has updated={text}, which the bootloader reads as {read}: bootbank writes updated only up to 2147483647, which every firmware reads the same, and that does not beat it; roll partition {partition} back instead (`bootbank bank rollback`)"
+    )]
+    UpdatedBeyondReach {
+        partition: u32,
+        text: String,
+        read: u32,
+    },
+    /// The prediction's reasons the bank would still not be valid.
+    #[error("{}", .0.join(", "))]
+    Invalid(Vec<String>),
+    #[error("the bootloader would still pick another bank")]
+    StillAnother,
+}
+
+fn invalid_banks(others: &[(u32, Vec<String>)]) -> String {
+    if others.is_empty() {
+        return "it is the only bank".to_string();
+    }
+    others
+        .iter()
+        .map(|(p, why)| format!("partition {p}: {}", why.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Why a boot.cfg read back is not the one meant to be written.
+#[derive(Debug, thiserror::Error)]
+pub enum BootCfgCheck {
+    #[error(transparent)]
+    Parse(#[from] BootCfgError),
+    #[error("boot.cfg differs from the intended one")]
+    Differs,
 }
 
 /// The banks and the next-boot prediction, by the same engine as `inspect`.
@@ -158,8 +260,8 @@ struct Read {
     /// The effective boot.cfg bytes (empty when there is none).
     bytes: Vec<u8>,
     leftover: Option<Leftover>,
-    /// The bank's FAT; `None` when it could not be checked (a write then refuses).
-    fat: Option<crate::format::fat::Health>,
+    /// The bank's FAT, or why it could not be checked (a write then refuses).
+    fat: Result<crate::format::fat::Health, Arc<TxError>>,
 }
 
 struct Target {
@@ -168,33 +270,24 @@ struct Target {
     warnings: Vec<String>,
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BankOpError + '_ {
-    move |source| BankOpError::Io {
-        path: path.display().to_string(),
-        source,
-    }
-}
-
 /// Opens a target read-only and reads every bank's boot.cfg; refuses anything that is not a disk
 /// or bank partition (archives and directories have no banks to choose between).
 fn open(target: &Path) -> Result<Target, BankOpError> {
-    let no_banks = |what: &str| BankOpError::NoBanks {
-        target: target.display().to_string(),
-        what: what.to_string(),
+    let no_banks = |what| BankOpError::NoBanks {
+        target: target.to_path_buf(),
+        what,
     };
     let (mut disk, found) = match crate::esxi::target::Target::open(target) {
         Ok(crate::esxi::target::Target::Disk { disk, found, .. }) => (disk, found),
         Ok(crate::esxi::target::Target::Directory(_)) => {
-            return Err(no_banks("a directory (a copied or mounted bank)"));
+            return Err(no_banks(NoBanksIn::Directory));
         }
         Ok(crate::esxi::target::Target::Archive { .. })
         | Err(TargetError::ArchiveInVmdk { .. }) => {
-            return Err(no_banks("an archive (state.tgz or config bundle)"));
+            return Err(no_banks(NoBanksIn::Archive));
         }
         Err(TargetError::Unrecognised { .. } | TargetError::Empty { .. }) => {
-            return Err(no_banks(
-                "not an ESXi boot disk or bank partition (no partition table, no bank magic)",
-            ));
+            return Err(no_banks(NoBanksIn::Unrecognised));
         }
         Err(e) => return Err(e.into()),
     };
@@ -224,11 +317,11 @@ fn open(target: &Path) -> Result<Target, BankOpError> {
                 if bytes.is_empty() {
                     Err(BootCfgUnread::Missing { file: file.clone() })
                 } else {
-                    BootCfg::parse(&bytes).map_err(BootCfgUnread::Parse)
+                    BootCfg::parse(&bytes).map_err(BootCfgUnread::from)
                 }
             }
         };
-        let fat = transaction::fat_health(&mut disk, &bank).ok();
+        let fat = transaction::fat_health(&mut disk, &bank).map_err(Arc::new);
         banks.push(Read {
             bank,
             effective,
@@ -351,7 +444,8 @@ fn status_of(target: &Path, t: &Target) -> Status {
 pub enum Method {
     /// One `bootstate` digit overwritten inside boot.cfg's cluster, as the bootloader does.
     InPlaceDigit,
-    /// boot.cfg replaced: `boot.new` written and verified, renamed into place.
+    /// boot.cfg replaced the safe way: a new chain written and verified, then the directory entry
+    /// switched to it.
     ReplaceFile,
 }
 
@@ -465,40 +559,38 @@ pub fn check_written(
     new_bytes: &[u8],
     want: &[(&str, i64)],
 ) -> Result<BootCfg, BankOpError> {
-    let cannot = |why: String| BankOpError::Unwritable { partition, why };
-    let new = BootCfg::parse(new_bytes).map_err(|e| cannot(e.to_string()))?;
+    let cannot = |why: UnwritableReason| BankOpError::Unwritable { partition, why };
+    let new = BootCfg::parse(new_bytes).map_err(|e| cannot(e.into()))?;
     for (key, value) in want {
         if new.number(key) != i128::from(*value) {
-            return Err(cannot(format!(
-                "the bootloader would read {key}={} instead of {value}",
-                new.text(key)
-            )));
+            return Err(cannot(UnwritableReason::ReadsOtherwise {
+                key: key.to_string(),
+                read: new.text(key).to_string(),
+                want: *value,
+            }));
         }
     }
     for key in ["build", "updated", "bootstate", "quickboot"] {
         let same = old.text(key) == new.text(key) && old.number(key) == new.number(key);
         if want.iter().all(|(k, _)| *k != key) && !same {
-            return Err(cannot(format!(
-                "{key} would read `{}` instead of `{}`",
-                new.text(key),
-                old.text(key)
-            )));
+            return Err(cannot(UnwritableReason::OtherKeyChanges {
+                key: key.to_string(),
+                read: new.text(key).to_string(),
+                was: old.text(key).to_string(),
+            }));
         }
     }
     if old.build_cleared() != new.build_cleared() {
-        return Err(cannot("build would read differently".into()));
+        return Err(cannot(UnwritableReason::BuildReadsDifferently));
     }
     if new.hidden().len() > old.hidden().len() {
-        return Err(cannot(
-            "a line would have a space before `=`, which hides its key from the bootloader".into(),
-        ));
+        return Err(cannot(UnwritableReason::HidesKey));
     }
     if let Err(why) = new.state_writable() {
-        let was = old.state_writable().is_ok();
-        return Err(cannot(format!(
-            "{}{why}; bootbank writes only a boot.cfg whose bootstate the bootloader can update itself (at an upgrade's first boot, and on Shift+R): make `bootstate=` the first line of this boot.cfg by hand first",
-            if was { "after the change, " } else { "" }
-        )));
+        return Err(cannot(UnwritableReason::StateNotWritable {
+            after_change: old.state_writable().is_ok(),
+            why,
+        }));
     }
     Ok(new)
 }
@@ -546,10 +638,29 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
     if r.leftover == Some(Leftover::All) {
         return Err(BankOpError::Leftover {
             partition: r.bank.partition,
-            state: Leftover::All.describe(&boot_names()),
+            leftover: Leftover::All,
         });
     }
     let changed = r.bytes != new_bytes;
+    // A bank whose FAT is damaged beyond an interrupted write's leftovers is not written to:
+    // refused with the plan, as `fix` refuses it, so that nothing at all is written.
+    if changed {
+        match &r.fat {
+            Err(e) => {
+                return Err(BankOpError::FatUnread {
+                    partition: r.bank.partition,
+                    cause: e.clone(),
+                });
+            }
+            Ok(h) if !h.is_repairable() => {
+                return Err(BankOpError::FatDamaged {
+                    partition: r.bank.partition,
+                    problems: h.damage.clone(),
+                });
+            }
+            Ok(_) => {}
+        }
+    }
     let (method, offset) = if changed {
         method_for(&r.bytes, &new_bytes)
     } else {
@@ -560,7 +671,7 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
         Some(
             BootCfg::parse(&new_bytes).map_err(|e| BankOpError::CannotBoot {
                 partition: r.bank.partition,
-                why: e.to_string(),
+                why: e.into(),
             })?,
         )
     } else {
@@ -580,6 +691,7 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
     if let Some(h) = r
         .fat
         .as_ref()
+        .ok()
         .filter(|h| !h.is_clean() && h.is_repairable())
     {
         notes.push(format!(
@@ -618,6 +730,7 @@ fn step(lone: bool, r: &Read, new_bytes: Vec<u8>) -> Result<BankStep, BankOpErro
         fat_leftover: r
             .fat
             .as_ref()
+            .ok()
             .filter(|h| !h.is_clean() && h.is_repairable())
             .map(|h| h.describe()),
         old_bytes: r.bytes.clone(),
@@ -634,7 +747,7 @@ fn add_recoveries(t: &Target, plan: &mut BankPlan) -> Result<(), BankOpError> {
     let tidy = |r: &&Read| {
         r.fat
             .as_ref()
-            .is_some_and(|h| !h.is_clean() && h.is_repairable())
+            .is_ok_and(|h| !h.is_clean() && h.is_repairable())
     };
     for r in t.banks.iter().filter(|r| r.leftover.is_some() || tidy(r)) {
         if !plan.steps.iter().any(|s| s.number == r.bank.partition) {
@@ -646,12 +759,8 @@ fn add_recoveries(t: &Target, plan: &mut BankPlan) -> Result<(), BankOpError> {
     Ok(())
 }
 
-fn banks_list(t: &Target) -> String {
-    t.banks
-        .iter()
-        .map(|r| r.bank.partition.to_string())
-        .collect::<Vec<_>>()
-        .join(", ")
+fn banks_list(t: &Target) -> Vec<u32> {
+    t.banks.iter().map(|r| r.bank.partition).collect()
 }
 
 /// Plans `bank rollback`: what Shift+R does.
@@ -659,7 +768,7 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
     let t = open(target)?;
     if t.lone {
         return Err(BankOpError::LonePartition {
-            target: target.display().to_string(),
+            target: target.to_path_buf(),
         });
     }
     let before = predict(&t.banks, &[]);
@@ -682,26 +791,14 @@ pub fn plan_rollback(target: &Path) -> Result<BankPlan, BankOpError> {
     let new_cfg = check_written(next, cfg, &new_bytes, &[("bootstate", 3)])?;
     let after = predict(&t.banks, &[(next, &new_cfg)]);
     let Some(to) = after.next_boot_partition else {
-        let why = before
-            .banks
-            .iter()
-            .filter(|v| v.partition != next)
-            .map(|v| {
-                format!(
-                    "partition {}: {}",
-                    v.partition,
-                    v.invalid_reasons.join(", ")
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("; ");
         return Err(BankOpError::NoAlternate {
             current: next,
-            why: if why.is_empty() {
-                "it is the only bank".into()
-            } else {
-                why
-            },
+            others: before
+                .banks
+                .iter()
+                .filter(|v| v.partition != next)
+                .map(|v| (v.partition, v.invalid_reasons.clone()))
+                .collect(),
         });
     };
     let step = step(false, r, new_bytes)?;
@@ -726,7 +823,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     let t = open(target)?;
     if t.lone {
         return Err(BankOpError::LonePartition {
-            target: target.display().to_string(),
+            target: target.to_path_buf(),
         });
     }
     let Some(r) = t.banks.iter().find(|r| r.bank.partition == n) else {
@@ -735,27 +832,20 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             banks: banks_list(&t),
         });
     };
-    let cannot = |why: String| BankOpError::CannotBoot { partition: n, why };
-    let cfg = r.effective.as_ref().map_err(|e| cannot(e.to_string()))?;
+    let cannot = |why: NotBootable| BankOpError::CannotBoot { partition: n, why };
+    let cfg = r.effective.as_ref().map_err(|e| cannot(e.clone().into()))?;
     if cfg.build_cleared() {
-        return Err(cannot(
-            "its boot.cfg empties build= after a build= line, and what the UEFI bootloader then reads as the build is unknown".into(),
-        ));
+        return Err(cannot(NotBootable::BuildCleared));
     }
     if cfg.build().is_empty() {
-        return Err(cannot(
-            "its boot.cfg has no build= line (an empty bank, e.g. the second bank after a fresh install)".into(),
-        ));
+        return Err(cannot(NotBootable::NoBuild));
     }
     if !r.bank.has_system {
-        return Err(cannot(
-            "it holds no kernel or payload modules (b.b00, *.v00): an empty bank".into(),
-        ));
+        return Err(cannot(NotBootable::NoSystem));
     }
     if cfg.number("quickboot") != 0 {
-        return Err(cannot(format!(
-            "quickboot={} (a quick boot image; bootbank does not change quickboot)",
-            cfg.text("quickboot")
+        return Err(cannot(NotBootable::QuickBoot(
+            cfg.text("quickboot").to_string(),
         )));
     }
     let before = predict(&t.banks, &[]);
@@ -786,7 +876,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             nextboot::bootstate_meaning(state)
         ));
     }
-    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.into()))?;
     if predict(&t.banks, &[(n, &cur)]).next_boot_partition != Some(n) {
         // The largest `updated` of the other valid banks, as the bootloader compares it
         // (unsigned; the larger reading when the firmware decides).
@@ -809,9 +899,11 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             .max();
         let (top, top_part, top_text) = top.unwrap_or((0, 0, String::new()));
         if top >= i32::MAX as u32 {
-            return Err(cannot(format!(
-                "partition {top_part} has updated={top_text}, which the bootloader reads as {top}: bootbank writes updated only up to 2147483647, which every firmware reads the same, and that does not beat it; roll partition {top_part} back instead (`bootbank bank rollback`)"
-            )));
+            return Err(cannot(NotBootable::UpdatedBeyondReach {
+                partition: top_part,
+                text: top_text,
+                read: top,
+            }));
         }
         let new_updated = i64::from(top) + 1;
         bytes = set_int(&bytes, &cur, "updated", new_updated);
@@ -821,7 +913,7 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
             cur.text("updated")
         ));
     }
-    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.to_string()))?;
+    let cur = BootCfg::parse(&bytes).map_err(|e| cannot(e.into()))?;
     if !cur.has_bootstate()
         && cur.state_site() == (crate::esxi::bootcfg::StateSite::Missing { beyond: None })
     {
@@ -841,9 +933,10 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     if after.next_boot_partition != Some(n) {
         let v = after.banks.iter().find(|v| v.partition == n);
         return Err(cannot(
-            v.map(|v| v.invalid_reasons.join(", "))
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "the bootloader would still pick another bank".into()),
+            match v.map(|v| v.invalid_reasons.clone()).unwrap_or_default() {
+                reasons if reasons.is_empty() => NotBootable::StillAnother,
+                reasons => NotBootable::Invalid(reasons),
+            },
         ));
     }
     plan.next_boot_partition_after = Some(n);
@@ -856,29 +949,15 @@ pub fn plan_select(target: &Path, n: u32) -> Result<BankPlan, BankOpError> {
     Ok(plan)
 }
 
-/// Plans putting back boot.cfg files from a backup written by `bank rollback|select`. `Ok(None)`
-/// when the backup is not one of boot.cfg files (or has no readable manifest): `fix`'s restore
-/// handles it.
-pub fn plan_restore(
+/// Plans putting back boot.cfg files from a backup written by `bank rollback|select`, read
+/// and checked by [`backup::read`] (the one `restore`, [`crate::ops::restore::plan`], hands
+/// it here when every file of the backup is a boot.cfg).
+pub(crate) fn plan_restore_of(
     target: &Path,
-    from: &Path,
+    from: &Backup,
     force: bool,
-) -> Result<Option<BankPlan>, BankOpError> {
-    let mpath = from.join("manifest.json");
-    let Ok(text) = std::fs::read(&mpath) else {
-        return Ok(None);
-    };
-    let Ok(manifest) = serde_json::from_slice::<Manifest>(&text) else {
-        return Ok(None);
-    };
-    if manifest.entries.is_empty()
-        || !manifest
-            .entries
-            .iter()
-            .all(|e| e.file.eq_ignore_ascii_case(BOOT_CFG))
-    {
-        return Ok(None);
-    }
+) -> Result<BankPlan, BankOpError> {
+    let manifest = &from.manifest;
     let t = open(target)?;
     let mut plan = BankPlan {
         target: target.display().to_string(),
@@ -889,25 +968,14 @@ pub fn plan_restore(
         steps: Vec::new(),
         explanation: format!(
             "boot.cfg put back from {} (taken {} by {})",
-            from.display(),
+            from.dir.display(),
             manifest.created,
             manifest.tool
         ),
         target_path: target.to_path_buf(),
     };
     let mut restored: Vec<(u32, BootCfg)> = Vec::new();
-    for e in &manifest.entries {
-        let bpath = from.join(&e.backup);
-        let backup = std::fs::read(&bpath).map_err(io_err(&bpath))?;
-        let bad = |why: String| BankOpError::BadBackup {
-            path: bpath.display().to_string(),
-            why,
-        };
-        if fix::sha256_hex(&backup) != e.sha256_before {
-            return Err(bad(
-                "does not match the checksum in the manifest; the backup is damaged".into(),
-            ));
-        }
+    for (e, backup) in manifest.entries.iter().zip(&from.files) {
         let p = e.partition.unwrap_or(0);
         let r = t
             .banks
@@ -917,22 +985,14 @@ pub fn plan_restore(
                 partition: p,
                 banks: banks_list(&t),
             })?;
-        if e.bank_uuid.as_deref().is_some_and(|u| u != r.bank.uuid) && !force {
-            return Err(bad(format!(
-                "taken from bank {} but partition {p} is bank {}: another disk? (--force to restore anyway)",
-                e.bank_uuid.as_deref().unwrap_or("?"),
-                r.bank.uuid
-            )));
-        }
-        let cur = fix::sha256_hex(&r.bytes);
-        if cur != e.sha256_before && cur != e.sha256_after && !force {
-            return Err(bad(format!(
-                "partition {p} boot.cfg changed since the backup's write (neither what bootbank wrote nor the backed-up file); --force to overwrite it"
-            )));
-        }
-        let cfg = BootCfg::parse(&backup).map_err(|e| bad(e.to_string()))?;
-        let mut s = step(t.lone, r, backup)?;
-        if cur == e.sha256_before {
+        let location = format!("{} /{BOOT_CFG}", where_(t.lone, p));
+        let standing = backup::compare(e, Some((p, &r.bank.uuid)), &r.bytes, &location, force)?;
+        let cfg = BootCfg::parse(backup).map_err(|cause| BankOpError::BadBackup {
+            path: from.dir.join(&e.backup),
+            cause,
+        })?;
+        let mut s = step(t.lone, r, backup.clone())?;
+        if standing == Standing::Restored {
             s.notes
                 .push("already holds the backed-up boot.cfg".to_string());
         }
@@ -942,141 +1002,101 @@ pub fn plan_restore(
     let refs: Vec<(u32, &BootCfg)> = restored.iter().map(|(p, c)| (*p, c)).collect();
     plan.next_boot_partition_after = predict(&t.banks, &refs).next_boot_partition;
     add_recoveries(&t, &mut plan)?;
-    Ok(Some(plan))
+    Ok(plan)
+}
+
+/// Plans putting back boot.cfg files from a backup written by `bank rollback|select`. `Ok(None)`
+/// when the backup is not one of boot.cfg files (or has no readable manifest): `fix`'s restore
+/// handles it. [`crate::ops::restore::plan`] takes either kind.
+pub fn plan_restore(
+    target: &Path,
+    from: &Path,
+    force: bool,
+) -> Result<Option<BankPlan>, BankOpError> {
+    match backup::read(from) {
+        Ok(b) if b.is_boot_cfg() => plan_restore_of(target, &b, force).map(Some),
+        Ok(_) | Err(BackupError::NotAManifest { .. } | BackupError::Io { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// What was written: the same record as `fix` keeps.
 pub use crate::ops::fix::Outcome;
 
-/// Carries out a plan: exclusive access, backup, recovery of leftovers, the writes, read-back.
+/// Carries out a plan through the one commit ([`commit::commit`]): exclusive access, backup,
+/// recovery of leftovers, the writes, read-back.
 pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError> {
-    if !plan.has_changes() {
-        return Ok(Outcome::default());
-    }
-    // Exclusive access first: a target in use must leave no backup behind either.
-    apply_on(plan, backup_dir, Disk::open_rw(&plan.target_path)?)
+    run(plan, backup_dir, None)
 }
 
 /// [`apply`] on a disk the caller opened for writing: the power-cut tests pass one whose
 /// storage records every write and flush.
-pub fn apply_on(
-    plan: &BankPlan,
-    backup_dir: &Path,
-    mut disk: Disk,
-) -> Result<Outcome, BankOpError> {
-    let mut outcome = Outcome::default();
+pub fn apply_on(plan: &BankPlan, backup_dir: &Path, disk: Disk) -> Result<Outcome, BankOpError> {
+    run(plan, backup_dir, Some(disk))
+}
+
+/// The plan's boot.cfg files as the one commit's changes; `disk: None` lets the commit open the
+/// disk itself, exclusively, before anything else.
+fn run(plan: &BankPlan, backup_dir: &Path, disk: Option<Disk>) -> Result<Outcome, BankOpError> {
     if !plan.has_changes() {
-        return Ok(outcome);
+        return Ok(Outcome::default());
     }
-    let changing: Vec<&BankStep> = plan
+    let names = boot_names();
+    let verifies: Vec<_> = plan
         .steps
         .iter()
-        .filter(|s| s.old_bytes != s.new_bytes)
-        .collect();
-    // A bank whose FAT is damaged beyond an interrupted write's leftovers is not written to:
-    // refused here, before the backup, so nothing at all is written.
-    if !changing.is_empty() {
-        let head = disk.head(crate::esxi::target::HEAD)?;
-        for s in &changing {
-            let bank = find_bank(&mut disk, &head, s.number)?;
-            let health =
-                transaction::fat_health(&mut disk, &bank).map_err(|e| BankOpError::Unwritable {
-                    partition: s.number,
-                    why: format!("its FAT cannot be checked: {e}"),
-                })?;
-            if !health.is_repairable() {
-                return Err(BankOpError::FatDamaged {
-                    partition: s.number,
-                    problems: health.damage,
-                });
+        .map(|s| {
+            let want = s.new_bytes.as_slice();
+            move |b: &[u8]| -> Result<(), VerifyError> {
+                BootCfg::parse(b).map_err(VerifyError::new)?;
+                if b != want {
+                    return Err(VerifyError::new(BootCfgCheck::Differs));
+                }
+                Ok(())
             }
-        }
-    }
-    if !changing.is_empty() {
-        let files: Vec<BackupFile> = changing
-            .iter()
-            .map(|s| BackupFile {
+        })
+        .collect();
+    let changes: Vec<commit::Change> = plan
+        .steps
+        .iter()
+        .zip(&verifies)
+        .map(|(s, verify)| commit::Change {
+            location: format!("{} /{BOOT_CFG}", where_(s.partition.is_none(), s.number)),
+            backup: (s.old_bytes != s.new_bytes).then(|| BackupFile {
                 partition: s.partition,
                 bank_uuid: Some(s.bank_uuid.clone()),
                 file: s.file.clone(),
                 old_bytes: &s.old_bytes,
                 new_bytes: &s.new_bytes,
-            })
-            .collect();
-        fix::write_backup_files(&plan.target_path, backup_dir, &files)?;
-        outcome.backup_dir = Some(backup_dir.display().to_string());
-    }
-    let head = disk.head(crate::esxi::target::HEAD)?;
-    let names = boot_names();
-    let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
-    for s in &plan.steps {
-        let p = s.number;
-        let location = format!("{} /boot.cfg", where_(s.partition.is_none(), p));
-        let want = s.new_bytes.clone();
-        let verify = move |b: &[u8]| -> Result<(), String> {
-            BootCfg::parse(b).map_err(|e| e.to_string())?;
-            if b != want.as_slice() {
-                return Err("boot.cfg differs from the intended one".into());
-            }
-            Ok(())
-        };
-        let w = commit::BankWrite {
-            partition: p,
-            names: &names,
-            old: &s.old_bytes,
-            new: &s.new_bytes,
-            method: match s.method {
-                Method::InPlaceDigit => commit::Method::InPlace {
-                    offset_in_file: s.offset_in_file.unwrap_or(u64::MAX),
+            }),
+            dest: commit::Dest::Bank(commit::BankWrite {
+                partition: s.number,
+                names: &names,
+                old: &s.old_bytes,
+                new: &s.new_bytes,
+                method: match s.method {
+                    Method::InPlaceDigit => commit::Method::InPlace {
+                        offset_in_file: s.offset_in_file.unwrap_or(u64::MAX),
+                    },
+                    Method::ReplaceFile => commit::Method::Replace { verify },
                 },
-                Method::ReplaceFile => commit::Method::Replace { verify: &verify },
-            },
-            recover: s
-                .recover
-                .as_ref()
-                .map(|l| (l, &verify_parses as &dyn Fn(&[u8]) -> Result<(), String>)),
-            tidy: s.fat_leftover.is_some(),
-        };
-        let done = commit::commit_bank(&mut disk, &head, &w).map_err(|e| match e {
-            commit::CommitError::Changed { partition } => BankOpError::Changed { partition },
-            commit::CommitError::Vanished { partition } => BankOpError::Vanished { partition },
-            commit::CommitError::InPlace { partition, why } => {
-                BankOpError::InPlace { partition, why }
-            }
-            commit::CommitError::Tx(e) => BankOpError::Write(e),
-            commit::CommitError::Bank(e) => BankOpError::Bank(e),
-            commit::CommitError::Disk(e) => BankOpError::Disk(e),
-        })?;
-        outcome.recovered.extend(
-            done.recovered
-                .into_iter()
-                .map(|m| format!("{location}: {m}")),
-        );
-        if done.written {
-            outcome.written.push(location);
-        }
-    }
-    outcome.stats = WriteStats {
-        bytes_written: disk.bytes_written() - w0,
-        write_calls: disk.write_calls() - c0,
-        flushes: disk.sync_calls() - f0,
-    };
-    Ok(outcome)
-}
-
-fn verify_parses(b: &[u8]) -> Result<(), String> {
-    BootCfg::parse(b).map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn find_bank(disk: &mut Disk, head: &[u8], p: u32) -> Result<Bank, BankOpError> {
-    crate::esxi::target::find_banks(disk, head)?
-        .banks
-        .into_iter()
-        .find(|b| b.partition == p)
-        .ok_or_else(|| BankOpError::NoSuchBank {
-            partition: p,
-            banks: "vanished while writing".into(),
+                recover: s
+                    .recover
+                    .as_ref()
+                    .map(|l| (l, &verify_parses as commit::Verify)),
+                tidy: s.fat_leftover.is_some(),
+            }),
         })
+        .collect();
+    let report = match disk {
+        Some(disk) => commit::commit_on(&plan.target_path, backup_dir, &changes, Some(disk))?,
+        None => commit::commit(&plan.target_path, backup_dir, &changes)?,
+    };
+    Ok(Outcome::from(report))
+}
+
+fn verify_parses(b: &[u8]) -> Result<(), VerifyError> {
+    BootCfg::parse(b).map(|_| ()).map_err(VerifyError::new)
 }
 
 #[cfg(test)]

@@ -505,7 +505,7 @@ fn write_all(
     };
     // The host's password hashes and private keys go in there: only the owner may look.
     crate::write::private::create_dir(dir).map_err(|e| match e {
-        crate::write::private::PrivateDirError::Io { source, .. } => fail(dir, source, 0),
+        crate::write::private::PrivateDirError::Io { cause, .. } => fail(dir, cause, 0),
         shared => fail(dir, io::Error::other(shared.to_string()), 0),
     })?;
     let root = File::open(dir)

@@ -4,8 +4,9 @@
 //!
 //! Edits flow back up the stack the data came down: esx.conf -> local.tgz (one member replaced,
 //! the others byte-identical) -> state.tgz (likewise) -> [config bundle] -> the bank's FAT through
-//! [`transaction::replace`], or a file replaced by rename. Nothing is written before a backup of
-//! every file about to change exists outside the target.
+//! [`transaction::replace`], or a file replaced by rename; [`apply`] hands the plan's files to the
+//! one commit ([`commit::commit_on`]), which writes nothing before a backup of every file about to
+//! change exists outside the target.
 
 use crate::esxi::bank::{self as bootbank, Bank, BankError};
 use crate::esxi::config::{Config, ConfigError, ESX_CONF};
@@ -19,12 +20,13 @@ use crate::format::archive::{self, ArchiveError, Tgz};
 use crate::format::envelope::Encryption;
 use crate::io::disk::{Disk, DiskError};
 use crate::ops::inspect::{self, InspectError, TargetKind};
-use crate::write::commit;
+use crate::write::backup::{BackupError, Standing};
+use crate::write::commit::{self, CommitError, VerifyError};
 use crate::write::transaction::{self, Names, TxError, WriteStats};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::thread::ScopedJoinHandle;
 
 /// Which banks to change besides the one that boots next.
@@ -51,15 +53,21 @@ pub enum Request {
     Edits(Vec<Edit>),
 }
 
-/// Errors of the fix engine; each says whether anything was written.
+/// Errors of the fix engine; each says whether anything was written. A wrapper that adds its
+/// own words carries the cause in its message, not also as `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum FixError {
     #[error(transparent)]
     Inspect(#[from] InspectError),
     #[error(transparent)]
     Target(#[from] TargetError),
-    #[error("backup directory {0}")]
-    BackupDir(#[from] crate::write::private::PrivateDirError),
+    /// The backup could not be written or read back (restore); nothing written to the target.
+    #[error(transparent)]
+    Backup(#[from] BackupError),
+    /// The commit refused or failed; [`CommitError::during_write`] says whether after the first
+    /// byte written.
+    #[error(transparent)]
+    Commit(#[from] CommitError),
     #[error(transparent)]
     Disk(#[from] DiskError),
     #[error(transparent)]
@@ -68,18 +76,13 @@ pub enum FixError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    #[error("{where_}: {source}")]
-    EsxConf {
-        where_: String,
-        #[source]
-        source: EsxConfError,
-    },
+    #[error("{where_}: {cause}")]
+    EsxConf { where_: String, cause: EsxConfError },
     /// `--device TEXT` is not an address in any form bootbank reads.
-    #[error("--device {typed}: {source}")]
+    #[error("--device {typed}: {cause}")]
     BadAddress {
         typed: String,
-        #[source]
-        source: crate::esxi::pci::AddressError,
+        cause: crate::esxi::pci::AddressError,
     },
     /// `--device TEXT` read as `address`, which neither esx.conf nor the ConfigStore of
     /// `location` knows; `passthru` lists the devices set to passthrough there, every form.
@@ -102,13 +105,12 @@ pub enum FixError {
     },
     /// The ConfigStore holds a change the fix needs, and it cannot be made. Nothing is written.
     #[error(
-        "{location} > local.tgz > {}: {source}; nothing was written",
+        "{location} > local.tgz > {}: {cause}; nothing was written",
         configstore::MEMBER
     )]
     Store {
         location: String,
-        #[source]
-        source: ConfigStoreError,
+        cause: ConfigStoreError,
     },
     /// A directory (a mounted or copied bank) is not a target that can be changed in place.
     #[error(
@@ -137,46 +139,12 @@ pub enum FixError {
     /// The bank to fix holds no configuration archive.
     #[error("{location} holds no state.tgz: nothing to fix there")]
     NoStateArchive { location: String },
-    #[error("backup directory {} is inside the target", .dir.display())]
-    BackupInsideTarget { dir: PathBuf },
-    #[error(
-        "backup file {} already exists with other content; choose another --backup-dir",
-        .path.display()
-    )]
-    BackupFileExists { path: PathBuf },
-    /// A bank of the plan is no longer on the disk when the write begins.
-    #[error("partition {partition} vanished")]
-    PartitionVanished { partition: u32 },
-    /// The file to replace is no longer the one the plan read. Nothing written there.
-    #[error("{location}: the configuration changed since the plan was made; run again")]
-    ChangedSincePlan { location: String },
-    #[error("{}: not a bootbank backup manifest: {detail}", .path.display())]
-    NotAManifest { path: PathBuf, detail: String },
-    #[error(
-        "{}: does not match the checksum in the manifest; the backup is damaged",
-        .path.display()
-    )]
-    BackupDamaged { path: PathBuf },
     #[error("the target has no bootbank on partition {partition}")]
     NoBankForBackup { partition: u32 },
-    /// The backup was taken from another bank (another disk?); `--force` restores anyway.
-    #[error(
-        "partition {partition} is bank {bank_uuid} but the backup was taken from bank {}: another disk? (--force to restore anyway)",
-        .backup_uuid.as_deref().unwrap_or("?")
-    )]
-    OtherBank {
-        partition: u32,
-        bank_uuid: String,
-        backup_uuid: Option<String>,
-    },
-    #[error(
-        "{location}: changed since the backup's write (neither the file bootbank wrote nor the backed-up one); --force to overwrite it"
-    )]
-    ChangedSinceBackup { location: String },
-    /// A file written beside an archive target did not read back as written, or did not
-    /// verify; it was removed and the target is unchanged.
-    #[error("{}: {why}", .path.display())]
-    FileNotVerified { path: PathBuf, why: String },
+    /// `restore` of a boot.cfg backup (from `bank`) asked of the configuration engine:
+    /// [`crate::ops::restore::plan`] plans both kinds.
+    #[error("{}: a backup of boot.cfg files (from `bootbank bank`), not of a configuration", .dir.display())]
+    BootCfgBackup { dir: PathBuf },
     /// The configuration is sealed by the host's TPM: no offline tool can change it. What still
     /// works is done on the host, for `devices` (empty: the user named none).
     #[error(
@@ -197,12 +165,8 @@ pub enum FixError {
         problems: Vec<String>,
     },
     /// The bank's FAT could not be checked before the plan. Nothing written.
-    #[error("{location}: the FAT's allocation cannot be checked, nothing was written")]
-    FatUnread {
-        location: String,
-        #[source]
-        source: TxError,
-    },
+    #[error("{location}: the FAT's allocation cannot be checked ({cause}), nothing was written")]
+    FatUnread { location: String, cause: TxError },
     /// `passwd` on a configuration sealed by the host's TPM; the CLI adds the on-host way.
     #[error(
         "{location}: the configuration is sealed by the host's TPM (mode {mode}): no offline tool can change {user}'s password, nothing was written"
@@ -240,26 +204,12 @@ pub enum FixError {
         user: String,
         count: usize,
     },
-    #[error("write failed: {0}")]
-    Write(#[from] TxError),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
 }
 
 impl FixError {
     /// Whether the error happened while writing (exit 1) rather than before (exit 2).
     pub fn during_write(&self) -> bool {
-        matches!(self, FixError::Write(_))
-    }
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> FixError + '_ {
-    move |source| FixError::Io {
-        path: path.display().to_string(),
-        source,
+        matches!(self, FixError::Commit(e) if e.during_write())
     }
 }
 
@@ -633,7 +583,7 @@ fn plan_disk(
 fn fat_leftover(disk: &mut Disk, bank: &Bank, location: &str) -> Result<Option<String>, FixError> {
     let health = transaction::fat_health(disk, bank).map_err(|source| FixError::FatUnread {
         location: location.to_string(),
-        source,
+        cause: source,
     })?;
     if !health.is_repairable() {
         return Err(FixError::FatDamaged {
@@ -748,7 +698,7 @@ fn build_step(
                     if obeyed.store != Some(crate::esxi::devices::Store::EsxConf) {
                         return Err(FixError::Store {
                             location: location.to_string(),
-                            source,
+                            cause: source,
                         });
                     }
                     notes.push(format!(
@@ -767,7 +717,7 @@ fn build_step(
                 new_store = store_edits(store, &devices, &store_given_back, &mut store_changes)
                     .map_err(|source| FixError::Store {
                         location: location.to_string(),
-                        source,
+                        cause: source,
                     })?;
             }
             edits
@@ -776,7 +726,7 @@ fn build_step(
     let (new_conf, changes) =
         esxconf::apply(old_conf, &edits).map_err(|source| FixError::EsxConf {
             where_: format!("{location} > local.tgz > {ESX_CONF}"),
-            source,
+            cause: source,
         })?;
     let diff = unified_diff(old_conf, &new_conf, location);
     let new_bytes = if changes.is_empty() && new_store.is_none() {
@@ -963,7 +913,7 @@ fn resolve_devices(
                 let (addr, reading) = PciAddress::parse_user(t, |s| conf.has_device_text(s))
                     .map_err(|source| FixError::BadAddress {
                         typed: t.clone(),
-                        source,
+                        cause: source,
                     })?;
                 let d = devices.iter().find(|d| d.address == addr);
                 plan.devices.push(DeviceChoice {
@@ -1097,132 +1047,67 @@ pub struct Outcome {
     pub decoded: Vec<inspect::Decoded>,
 }
 
-/// Backup manifest, written before the first write.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct Manifest {
-    pub tool: String,
-    pub created: String,
-    pub target: String,
-    pub entries: Vec<ManifestEntry>,
-}
+/// The backup's parts, kept here under their old names.
+pub use crate::write::backup::{
+    BackupFile, Manifest, ManifestEntry, default_backup_dir, sha256_hex,
+};
 
-/// One file in a backup.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct ManifestEntry {
-    pub partition: Option<u32>,
-    pub bank_uuid: Option<String>,
-    /// The file's name in the bank, or the target file's name.
-    pub file: String,
-    /// The copy inside the backup directory.
-    pub backup: String,
-    pub sha256_before: String,
-    pub sha256_after: String,
-    pub size: u64,
-}
-
-pub fn sha256_hex(b: &[u8]) -> String {
-    Sha256::digest(b)
+/// The backup files of a plan: every file whose configuration changes.
+fn backup_files(plan: &Plan) -> Vec<BackupFile<'_>> {
+    plan.steps
         .iter()
-        .map(|x| format!("{x:02x}"))
+        .filter(|s| s.changes_anything())
+        .map(|s| backup_file(s))
         .collect()
 }
 
-/// The default backup directory: `./bootbank-backup-<UTC time>`.
-pub fn default_backup_dir() -> PathBuf {
-    PathBuf::from(format!(
-        "bootbank-backup-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ")
-    ))
+fn backup_file(s: &Step) -> BackupFile<'_> {
+    BackupFile {
+        partition: s.partition,
+        bank_uuid: s.bank_uuid.clone(),
+        file: s.file.clone(),
+        old_bytes: &s.old_bytes,
+        new_bytes: &s.new_bytes,
+    }
 }
 
-/// Writes the backup (copies of every file about to change and a manifest), fsynced.
+/// Writes the backup of a plan (copies of every file about to change and a manifest), fsynced:
+/// what [`apply`] does first, for a caller that wants the backup alone.
 pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
-    let files: Vec<BackupFile> = plan
-        .steps
-        .iter()
-        .filter(|s| s.changes_anything())
-        .map(|s| BackupFile {
-            partition: s.partition,
-            bank_uuid: s.bank_uuid.clone(),
-            file: s.file.clone(),
-            old_bytes: &s.old_bytes,
-            new_bytes: &s.new_bytes,
-        })
-        .collect();
-    write_backup_files(&plan.target_path, dir, &files)
+    Ok(crate::write::backup::write(
+        &plan.target_path,
+        dir,
+        &backup_files(plan),
+    )?)
 }
 
-/// One file to copy into a backup before it changes.
-#[derive(Debug, Clone)]
-pub struct BackupFile<'a> {
-    pub partition: Option<u32>,
-    pub bank_uuid: Option<String>,
-    /// The file's name in the bank (`state.tgz`, `boot.cfg`) or the target file's name.
-    pub file: String,
-    pub old_bytes: &'a [u8],
-    pub new_bytes: &'a [u8],
+/// Why bytes read back are not the configuration a step meant to write.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CheckError {
+    #[error("the bytes read back are not the ones checked")]
+    NotTheCheckedBytes,
+    #[error("the check stopped unexpectedly")]
+    Stopped,
+    #[error("not checked")]
+    NotChecked,
+    #[error("no local.tgz")]
+    NoLocal,
+    #[error("no ConfigStore")]
+    NoStore,
+    /// `what`: `esx.conf`, a member's path, `the ConfigStore database`.
+    #[error("{what} differs from the intended one")]
+    Differs { what: String },
+    #[error("ConfigStore record {identifier} does not read back as {owner}")]
+    Record { identifier: String, owner: String },
+    /// The bytes do not decode; the decoder's own error.
+    #[error(transparent)]
+    Decode(Arc<dyn std::error::Error + Send + Sync>),
 }
 
-/// Writes a backup of `files` taken from `target` into `dir`, with the sha256 manifest that
-/// `restore` checks, everything fsynced before the caller writes anything to the target. Shared
-/// by `fix` and `bank` so that one `restore` undoes either.
-pub fn write_backup_files(
-    target: &Path,
-    dir: &Path,
-    files: &[BackupFile<'_>],
-) -> Result<(), FixError> {
-    let target_path = target;
-    let target = std::fs::canonicalize(target_path).map_err(io_err(target_path))?;
-    let dir_abs = std::path::absolute(dir).map_err(io_err(dir))?;
-    if dir_abs.starts_with(&target) || dir_abs == target {
-        return Err(FixError::BackupInsideTarget {
-            dir: dir.to_path_buf(),
-        });
+impl CheckError {
+    fn decode(e: impl std::error::Error + Send + Sync + 'static) -> CheckError {
+        CheckError::Decode(Arc::new(e))
     }
-    crate::write::private::create_dir(dir)?;
-    let mut entries = Vec::new();
-    for s in files {
-        let backup = match s.partition {
-            Some(p) => format!("partition{p}-{}", s.file),
-            None => s.file.clone(),
-        };
-        let path = dir.join(&backup);
-        // Rerunning the same command after an interruption finds its own backup: the same
-        // bytes may stay; anything else is never overwritten.
-        match std::fs::read(&path) {
-            Ok(existing) if existing == s.old_bytes => {}
-            Ok(_) => {
-                return Err(FixError::BackupFileExists { path: path.clone() });
-            }
-            Err(_) => write_synced(&path, s.old_bytes)?,
-        }
-        entries.push(ManifestEntry {
-            partition: s.partition,
-            bank_uuid: s.bank_uuid.clone(),
-            file: s.file.clone(),
-            backup,
-            sha256_before: sha256_hex(s.old_bytes),
-            sha256_after: sha256_hex(s.new_bytes),
-            size: s.old_bytes.len() as u64,
-        });
-    }
-    let manifest = Manifest {
-        tool: format!("bootbank {}", env!("CARGO_PKG_VERSION")),
-        created: chrono::Utc::now().to_rfc3339(),
-        target: target.display().to_string(),
-        entries,
-    };
-    let text = serde_json::to_vec_pretty(&manifest).expect("plain data serialises");
-    write_synced(&dir.join("manifest.json"), &text)?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))?;
-    Ok(())
-}
-
-/// A backup file, readable by its owner only ([`crate::write::private`]), synced.
-fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), FixError> {
-    crate::write::private::write_file(path, bytes).map_err(io_err(path))
 }
 
 /// Checks that bytes decode to a configuration whose esx.conf is `want` and, when the step
@@ -1235,17 +1120,17 @@ fn check_bytes(
     bundle: bool,
     store: Option<(&[u8], &[StoreChange])>,
     members: &[MemberChange],
-) -> Result<inspect::Decoded, String> {
+) -> Result<inspect::Decoded, CheckError> {
     let state = if bundle {
-        let outer = Tgz::parse(bytes, location).map_err(|e| e.to_string())?;
+        let outer = Tgz::parse(bytes, location).map_err(CheckError::decode)?;
         outer
             .require("state.tgz")
-            .map_err(|e| e.to_string())?
+            .map_err(CheckError::decode)?
             .to_vec()
     } else {
         bytes.to_vec()
     };
-    let cfg = Config::from_state(&state, location).map_err(|e| e.to_string())?;
+    let cfg = Config::from_state(&state, location).map_err(CheckError::decode)?;
     let config = check_config(cfg, want, store, members)?;
     Ok(inspect::Decoded {
         bytes: state,
@@ -1260,8 +1145,8 @@ fn check_bytes(
 /// this check and passes its verdict on.
 struct Prechecked<'scope, 'a> {
     new: &'a [u8],
-    job: Cell<Option<ScopedJoinHandle<'scope, Result<inspect::Decoded, String>>>>,
-    verdict: RefCell<Option<Result<(), String>>>,
+    job: Cell<Option<ScopedJoinHandle<'scope, Result<inspect::Decoded, CheckError>>>>,
+    verdict: RefCell<Option<Result<(), CheckError>>>,
     decoded: &'a RefCell<Vec<inspect::Decoded>>,
 }
 
@@ -1290,21 +1175,21 @@ impl<'scope, 'a: 'scope> Prechecked<'scope, 'a> {
         }
     }
 
-    fn verify(&self, read_back: &[u8]) -> Result<(), String> {
+    fn verify(&self, read_back: &[u8]) -> Result<(), CheckError> {
         if read_back != self.new {
-            return Err("the bytes read back are not the ones checked".to_string());
+            return Err(CheckError::NotTheCheckedBytes);
         }
         if let Some(job) = self.job.take() {
             let verdict = job
                 .join()
-                .unwrap_or_else(|_| Err("the check stopped unexpectedly".to_string()))
+                .unwrap_or(Err(CheckError::Stopped))
                 .map(|d| self.decoded.borrow_mut().push(d));
             *self.verdict.borrow_mut() = Some(verdict);
         }
         self.verdict
             .borrow()
             .clone()
-            .unwrap_or_else(|| Err("not checked".to_string()))
+            .unwrap_or(Err(CheckError::NotChecked))
     }
 }
 
@@ -1314,38 +1199,44 @@ fn check_config(
     want: &[u8],
     store: Option<(&[u8], &[StoreChange])>,
     members: &[MemberChange],
-) -> Result<Config, String> {
+) -> Result<Config, CheckError> {
     {
-        let local = cfg.local.as_ref().ok_or("no local.tgz")?;
-        let got = local.require(ESX_CONF).map_err(|e| e.to_string())?;
+        let local = cfg.local.as_ref().ok_or(CheckError::NoLocal)?;
+        let got = local.require(ESX_CONF).map_err(CheckError::decode)?;
         if got != want {
-            return Err("esx.conf differs from the intended one".to_string());
+            return Err(CheckError::Differs {
+                what: "esx.conf".to_string(),
+            });
         }
         for m in members {
-            if local.require(&m.member).map_err(|e| e.to_string())? != m.bytes.as_slice() {
-                return Err(format!("{} differs from the intended one", m.member));
+            if local.require(&m.member).map_err(CheckError::decode)? != m.bytes.as_slice() {
+                return Err(CheckError::Differs {
+                    what: m.member.clone(),
+                });
             }
         }
         if let Some((db, changed)) = store {
             let got = local
                 .require(configstore::MEMBER)
-                .map_err(|e| e.to_string())?;
+                .map_err(CheckError::decode)?;
             if got != db {
-                return Err("the ConfigStore database differs from the intended one".to_string());
+                return Err(CheckError::Differs {
+                    what: "the ConfigStore database".to_string(),
+                });
             }
             let s = ConfigStore::from_local(local)
-                .map_err(|e| e.to_string())?
-                .ok_or("no ConfigStore")?;
+                .map_err(CheckError::decode)?
+                .ok_or(CheckError::NoStore)?;
             for c in changed {
                 let r = s
                     .pci_devices
                     .iter()
                     .find(|r| r.record.rowid == Some(c.rowid));
                 if r.and_then(|r| r.owner_raw.as_deref()) != Some(c.new_owner.as_str()) {
-                    return Err(format!(
-                        "ConfigStore record {} does not read back as {}",
-                        c.identifier, c.new_owner
-                    ));
+                    return Err(CheckError::Record {
+                        identifier: c.identifier.clone(),
+                        owner: c.new_owner.clone(),
+                    });
                 }
             }
         }
@@ -1397,34 +1288,30 @@ fn rewrap_local(
     })
 }
 
-/// Carries out a plan: recovery of leftovers, backup, safe writes, read-back checks.
+/// Carries out a plan through the one commit ([`commit::commit`]): exclusive access, backup,
+/// recovery of leftovers, safe writes, read-back checks.
 pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, FixError> {
-    if !plan.has_changes() {
-        return Ok(Outcome::default());
-    }
-    // Take exclusive access first: a target in use must leave no backup behind either.
-    let disk = match plan.kind {
-        TargetKind::Disk | TargetKind::Partition => Some(Disk::open_rw(&plan.target_path)?),
-        _ => None,
-    };
-    apply_on(plan, backup_dir, opts, disk)
+    apply_on(plan, backup_dir, opts, None)
 }
 
-/// [`apply`] on a disk the caller opened for writing (for a disk or partition target; `None`
-/// for archives): the power-cut tests pass one whose storage records every write and flush.
+/// [`apply`] on a disk the caller opened for writing (`None`: the commit opens the disk of a
+/// disk or partition target itself, exclusively, before anything else): the power-cut tests
+/// pass one whose storage records every write and flush.
 pub fn apply_on(
     plan: &Plan,
     backup_dir: &Path,
     opts: &Options,
     disk: Option<Disk>,
 ) -> Result<Outcome, FixError> {
-    let mut outcome = Outcome::default();
     if !plan.has_changes() {
-        return Ok(outcome);
+        return Ok(Outcome::default());
     }
     let decoded = RefCell::new(Vec::new());
     let bundle = plan.kind == TargetKind::ConfigBundle;
-    std::thread::scope(|s| -> Result<(), FixError> {
+    let on_disk = matches!(plan.kind, TargetKind::Disk | TargetKind::Partition);
+    let report = std::thread::scope(|s| -> Result<commit::Report, FixError> {
+        // The read-back checks start now, on another thread: decoding both archive levels
+        // overlaps the backup's and the new file's fsyncs.
         let checks: Vec<Option<Prechecked>> = plan
             .steps
             .iter()
@@ -1433,95 +1320,102 @@ pub fn apply_on(
                     .then(|| Prechecked::start(s, step, bundle, &decoded))
             })
             .collect();
-        if plan.steps.iter().any(Step::changes_anything) {
-            write_backup(plan, backup_dir)?;
-            outcome.backup_dir = Some(backup_dir.display().to_string());
-        }
-        match (plan.kind, disk) {
-            (TargetKind::Disk | TargetKind::Partition, Some(mut disk)) => {
-                let head = disk.head(crate::esxi::target::HEAD)?;
-                for (step, check) in plan.steps.iter().zip(&checks) {
-                    let names = step.names.as_ref().expect("disk steps have names");
-                    let p = step.partition.unwrap_or(0);
-                    let verify = |b: &[u8]| match check {
-                        Some(c) => c.verify(b),
+        let verifies: Vec<_> = checks
+            .iter()
+            .map(|check| {
+                move |b: &[u8]| -> Result<(), VerifyError> {
+                    match check {
+                        Some(c) => c.verify(b).map_err(VerifyError::new),
                         None => verify_any(b),
-                    };
-                    let w = commit::BankWrite {
-                        partition: p,
-                        names,
-                        old: &step.old_bytes,
-                        // A step without changes only settles leftovers.
-                        new: if check.is_some() {
-                            &step.new_bytes
-                        } else {
-                            &step.old_bytes
-                        },
-                        method: commit::Method::Replace { verify: &verify },
-                        recover: step
-                            .leftover
-                            .as_ref()
-                            .map(|l| (l, &verify_any as &dyn Fn(&[u8]) -> Result<(), String>)),
-                        tidy: step.fat_leftover.is_some(),
-                    };
-                    let done = commit::commit_bank(&mut disk, &head, &w).map_err(|e| match e {
-                        commit::CommitError::Changed { .. } => FixError::ChangedSincePlan {
-                            location: step.location.clone(),
-                        },
-                        commit::CommitError::Vanished { partition } => {
-                            FixError::PartitionVanished { partition }
-                        }
-                        commit::CommitError::InPlace { partition, why } => {
-                            FixError::Write(TxError::Verify {
-                                partition,
-                                file: names.current.clone(),
-                                why,
-                            })
-                        }
-                        commit::CommitError::Tx(e) => FixError::Write(e),
-                        commit::CommitError::Bank(e) => FixError::Bank(e),
-                        commit::CommitError::Disk(e) => FixError::Disk(e),
-                    })?;
-                    outcome.recovered.extend(
-                        done.recovered
-                            .into_iter()
-                            .map(|m| format!("{}: {m}", step.location)),
-                    );
-                    outcome.stats.add(&done.stats);
-                    if done.written {
-                        outcome.written.push(step.location.clone());
                     }
                 }
-            }
-            _ => {
-                let step = &plan.steps[0];
-                let out = opts
-                    .output
-                    .clone()
-                    .unwrap_or_else(|| plan.target_path.clone());
-                // An archive's only step has changes whenever the plan has (no leftovers).
-                if let Some(check) = &checks[0] {
-                    replace_file(&out, &step.new_bytes, &|b| check.verify(b))?;
-                    outcome.stats.bytes_written += step.new_bytes.len() as u64;
-                    outcome.written.push(out.display().to_string());
+            })
+            .collect();
+        let mut changes = Vec::new();
+        for ((step, check), verify) in plan.steps.iter().zip(&checks).zip(&verifies) {
+            let backup = check.is_some().then(|| backup_file(step));
+            let dest = if on_disk {
+                commit::Dest::Bank(commit::BankWrite {
+                    partition: step.partition.unwrap_or(0),
+                    names: step.names.as_ref().expect("disk steps have names"),
+                    old: &step.old_bytes,
+                    // A step without changes only settles leftovers.
+                    new: if check.is_some() {
+                        &step.new_bytes
+                    } else {
+                        &step.old_bytes
+                    },
+                    method: commit::Method::Replace { verify },
+                    recover: step
+                        .leftover
+                        .as_ref()
+                        .map(|l| (l, &verify_any as commit::Verify)),
+                    tidy: step.fat_leftover.is_some(),
+                })
+            } else if check.is_some() {
+                // An archive's only step; written in place or to `--output`.
+                commit::Dest::HostFile {
+                    read: &plan.target_path,
+                    old: &step.old_bytes,
+                    path: opts
+                        .output
+                        .clone()
+                        .unwrap_or_else(|| plan.target_path.clone()),
+                    new: &step.new_bytes,
+                    verify,
                 }
-            }
+            } else {
+                continue;
+            };
+            changes.push(commit::Change {
+                location: step.location.clone(),
+                backup,
+                dest,
+            });
         }
-        Ok(())
+        Ok(match disk {
+            Some(disk) => commit::commit_on(&plan.target_path, backup_dir, &changes, Some(disk))?,
+            None => commit::commit(&plan.target_path, backup_dir, &changes)?,
+        })
     })?;
-    outcome.decoded = decoded.into_inner();
-    Ok(outcome)
+    Ok(Outcome {
+        decoded: decoded.into_inner(),
+        ..Outcome::from(report)
+    })
 }
 
-/// Plans putting back the files of a backup made by [`apply`]: each becomes a step whose new
-/// bytes are the backed-up copy, written through the same safe path (with its own backup).
+impl From<commit::Report> for Outcome {
+    fn from(r: commit::Report) -> Outcome {
+        Outcome {
+            backup_dir: r.backup_dir.map(|d| d.display().to_string()),
+            written: r.written,
+            recovered: r.recovered,
+            stats: r.stats,
+            decoded: Vec::new(),
+        }
+    }
+}
+
+/// Plans putting back the configuration files of a backup made by [`apply`] (the one
+/// `restore`, [`crate::ops::restore::plan`], takes either kind of backup).
 pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, FixError> {
-    let mpath = from.join("manifest.json");
-    let text = std::fs::read(&mpath).map_err(io_err(&mpath))?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| FixError::NotAManifest {
-        path: mpath.clone(),
-        detail: e.to_string(),
-    })?;
+    let backup = crate::write::backup::read(from)?;
+    if backup.is_boot_cfg() {
+        return Err(FixError::BootCfgBackup {
+            dir: from.to_path_buf(),
+        });
+    }
+    plan_restore_of(target, &backup, force)
+}
+
+/// The restore plan of a backup of configuration files, read and checked by
+/// [`crate::write::backup::read`]: each file becomes a step whose new bytes are the backed-up
+/// copy, written through the same commit (with its own backup).
+pub(crate) fn plan_restore_of(
+    target: &Path,
+    backup: &crate::write::backup::Backup,
+    force: bool,
+) -> Result<Plan, FixError> {
     let mut plan = Plan::empty(target);
     let (mut disk, banks, archive_bytes) = match Target::open(target)? {
         Target::Archive { bytes, .. } => (None, Vec::new(), Some(bytes)),
@@ -1534,14 +1428,8 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
         }
     };
     let is_archive = archive_bytes.is_some();
-    for e in &manifest.entries {
-        let bpath = from.join(&e.backup);
-        let backup = std::fs::read(&bpath).map_err(io_err(&bpath))?;
-        if sha256_hex(&backup) != e.sha256_before {
-            return Err(FixError::BackupDamaged {
-                path: bpath.clone(),
-            });
-        }
+    for (e, backup) in backup.manifest.entries.iter().zip(&backup.files) {
+        let backup = backup.clone();
         let mut fat_leftover = None;
         let (current, location, names, leftover, uuid) = if is_archive {
             plan.kind = TargetKind::StateArchive;
@@ -1558,13 +1446,6 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
                 .iter()
                 .find(|b| b.partition == p)
                 .ok_or_else(|| FixError::NoBankForBackup { partition: p })?;
-            if e.bank_uuid.as_deref().is_some_and(|u| u != bank.uuid) && !force {
-                return Err(FixError::OtherBank {
-                    partition: p,
-                    bank_uuid: bank.uuid.clone(),
-                    backup_uuid: e.bank_uuid.clone(),
-                });
-            }
             let cf = bank.config_file();
             let disk = disk.as_mut().expect("a disk target has its disk open");
             let bytes = match &cf {
@@ -1593,12 +1474,15 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
                 Some(bank.uuid.clone()),
             )
         };
-        let cur_hash = sha256_hex(&current);
+        let bank = match (&uuid, e.partition) {
+            (Some(u), p) => Some((p.unwrap_or(0), u.as_str())),
+            (None, _) => None,
+        };
+        let restored = crate::write::backup::compare(e, bank, &current, &location, force)?
+            == Standing::Restored;
         let mut notes = Vec::new();
-        if cur_hash == e.sha256_before {
+        if restored {
             notes.push("already holds the backed-up configuration".to_string());
-        } else if cur_hash != e.sha256_after && !force {
-            return Err(FixError::ChangedSinceBackup { location });
         }
         let bundle = plan.kind == TargetKind::StateArchive
             && Tgz::parse(&backup, "backup")
@@ -1627,7 +1511,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
         } else {
             esx(&current).unwrap_or_default()
         };
-        let changes = if cur_hash == e.sha256_before {
+        let changes = if restored {
             Vec::new()
         } else {
             conf_changes(&old_conf, &new_conf)
@@ -1638,7 +1522,7 @@ pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, Fix
             bank_uuid: uuid,
             file: e.file.clone(),
             diff: unified_diff(&old_conf, &new_conf, &location),
-            changes: if cur_hash == e.sha256_before {
+            changes: if restored {
                 changes
             } else if changes.is_empty() {
                 // Same esx.conf, other members differ: still a change to write.
@@ -1698,45 +1582,14 @@ fn conf_changes(old: &[u8], new: &[u8]) -> Vec<Change> {
 }
 
 /// Any configuration that decodes is usable for completing an interrupted write.
-fn verify_any(bytes: &[u8]) -> Result<(), String> {
+fn verify_any(bytes: &[u8]) -> Result<(), VerifyError> {
     Config::from_state(bytes, "state.new")
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(VerifyError::new)
 }
 
-/// Replaces a file by writing a temporary sibling, syncing, verifying and renaming it over.
-pub fn replace_file(
-    path: &Path,
-    bytes: &[u8],
-    verify: &dyn Fn(&[u8]) -> Result<(), String>,
-) -> Result<(), FixError> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.bootbank-new"));
-    write_synced(&tmp, bytes)?;
-    let back = std::fs::read(&tmp).map_err(io_err(&tmp))?;
-    if back != bytes {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(FixError::FileNotVerified {
-            path: tmp,
-            why: "read back differs".to_string(),
-        });
-    }
-    if let Err(why) = verify(&back) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(FixError::FileNotVerified { path: tmp, why });
-    }
-    std::fs::rename(&tmp, path).map_err(io_err(path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir))
-}
+/// Replaces a file outside any bank, the way [`apply`] writes an archive target.
+pub use crate::write::commit::replace_file;
 
 #[cfg(test)]
 mod tests {

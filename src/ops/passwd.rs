@@ -91,7 +91,7 @@ fn step(input: &StepInput<'_>, user: &str, hash: &str) -> Result<fix::Step, FixE
             // It may hold the very hash to change: nothing is written.
             return Err(FixError::Store {
                 location: location.to_string(),
-                source,
+                cause: source,
             });
         }
         Ok(None) => notes.push(format!(
@@ -105,7 +105,7 @@ fn step(input: &StepInput<'_>, user: &str, hash: &str) -> Result<fix::Step, FixE
             [one] => {
                 let rowid = one.record.rowid.ok_or_else(|| FixError::Store {
                     location: location.to_string(),
-                    source: configstore::EditRefusal::ReadBack(format!(
+                    cause: configstore::EditRefusal::ReadBack(format!(
                         "record {} has no rowid to address it by",
                         one.identifier
                     ))
@@ -115,7 +115,7 @@ fn step(input: &StepInput<'_>, user: &str, hash: &str) -> Result<fix::Step, FixE
                     .set_password_hash(rowid, hash)
                     .map_err(|source| FixError::Store {
                         location: location.to_string(),
-                        source,
+                        cause: source,
                     })?;
                 members.push((
                     configstore::MEMBER.to_string(),

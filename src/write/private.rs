@@ -15,11 +15,11 @@ pub const FILE_MODE: u32 = 0o600;
 /// Why a directory will not take private files.
 #[derive(Debug, thiserror::Error)]
 pub enum PrivateDirError {
-    #[error("{}: {source}", .path.display())]
+    /// The cause is in the message.
+    #[error("{}: {cause}", .path.display())]
     Io {
         path: std::path::PathBuf,
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// The directory exists and someone other than its owner can write into it (mode
     /// `mode`), or its owner is another user: they could replace or read what bootbank puts
@@ -39,9 +39,9 @@ pub enum PrivateDirError {
 /// here gets [`DIR_MODE`] whatever the umask; an existing one is used only when no one but its
 /// owner, the user running bootbank, can write into it.
 pub fn create_dir(dir: &Path) -> Result<bool, PrivateDirError> {
-    let io_err = |source| PrivateDirError::Io {
+    let io_err = |cause| PrivateDirError::Io {
         path: dir.to_path_buf(),
-        source,
+        cause,
     };
     if let Ok(meta) = fs::metadata(dir) {
         // SAFETY: geteuid has no preconditions and cannot fail.

@@ -17,22 +17,16 @@ use crate::esxi::bank::Bank;
 use crate::format::fat::{self, FatError, FatVolume, Health};
 use crate::io::disk::{Disk, DiskError, Slice};
 use serde::Serialize;
+use std::fmt::Display;
 
-/// Errors of the write path.
+/// Errors of the write path. Each carries its cause in its message (never also as `source()`,
+/// so that printing the chain does not say it twice).
 #[derive(Debug, thiserror::Error)]
 pub enum TxError {
-    #[error("bootbank on partition {partition}: {source}")]
-    Fat {
-        partition: u32,
-        #[source]
-        source: FatError,
-    },
-    #[error("bootbank on partition {partition}: {source}")]
-    Disk {
-        partition: u32,
-        #[source]
-        source: DiskError,
-    },
+    #[error("bootbank on partition {partition}: {cause}")]
+    Fat { partition: u32, cause: FatError },
+    #[error("bootbank on partition {partition}: {cause}")]
+    Disk { partition: u32, cause: DiskError },
     #[error(
         "bootbank on partition {partition}: {file} read back differs from what was written ({why}); the previous configuration is still in place"
     )]
@@ -83,9 +77,9 @@ impl Bankref {
     }
 
     fn fat_err(&self) -> impl Fn(FatError) -> TxError + '_ {
-        move |source| TxError::Fat {
+        move |cause| TxError::Fat {
             partition: self.partition,
-            source,
+            cause,
         }
     }
 
@@ -99,9 +93,9 @@ impl Bankref {
             FatVolume::open(Slice::new(disk, self.start, self.len)).map_err(self.fat_err())?;
         let out = f(&vol).map_err(self.fat_err())?;
         vol.close().map_err(self.fat_err())?;
-        disk.sync().map_err(|source| TxError::Disk {
+        disk.sync().map_err(|cause| TxError::Disk {
             partition: self.partition,
-            source,
+            cause,
         })?;
         Ok(out)
     }
@@ -145,27 +139,30 @@ pub fn tidy(disk: &mut Disk, bank: &Bank) -> Result<Option<String>, TxError> {
 /// documentation). `verify` checks the bytes read back (decode both archive levels, compare
 /// esx.conf) before the directory entry is switched. Returns the counts and, when the FAT had
 /// leftovers of an interrupted write, what was repaired first.
-pub fn replace(
+pub fn replace<E: Display>(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     new: &[u8],
-    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+    verify: &dyn Fn(&[u8]) -> Result<(), E>,
 ) -> Result<(WriteStats, Option<String>), TxError> {
     let b = Bankref::of(bank);
     let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
-    let st =
-        fat::replace(disk, b.start, b.len, &names.current, new, verify).map_err(|e| match e {
+    // The FAT layer takes the verdict in words: it only carries it into `FatError::Verify`.
+    let in_words = |bytes: &[u8]| verify(bytes).map_err(|e| e.to_string());
+    let st = fat::replace(disk, b.start, b.len, &names.current, new, &in_words).map_err(
+        |e| match e {
             FatError::Verify { file, why, .. } => TxError::Verify {
                 partition: b.partition,
                 file,
                 why,
             },
-            source => TxError::Fat {
+            cause => TxError::Fat {
                 partition: b.partition,
-                source,
+                cause,
             },
-        })?;
+        },
+    )?;
     Ok((
         WriteStats {
             bytes_written: disk.bytes_written() - w0,
@@ -185,12 +182,12 @@ pub fn replace(
 /// files), then reclaims what it left in the FAT ([`tidy`]). `verify` decides whether a
 /// `state.new` without a `state.tgz` holds a usable configuration (it was verified before the
 /// switch began, so it should).
-pub fn recover(
+pub fn recover<E: Display>(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     leftover: &Leftover,
-    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+    verify: &dyn Fn(&[u8]) -> Result<(), E>,
 ) -> Result<String, TxError> {
     let msg = recover_names(disk, bank, names, leftover, verify)?;
     Ok(match tidy(disk, bank)? {
@@ -199,12 +196,12 @@ pub fn recover(
     })
 }
 
-fn recover_names(
+fn recover_names<E: Display>(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     leftover: &Leftover,
-    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+    verify: &dyn Fn(&[u8]) -> Result<(), E>,
 ) -> Result<String, TxError> {
     let b = Bankref::of(bank);
     let Names { current, new, old } = names;

@@ -624,3 +624,59 @@ fn leftover_in_an_unchanged_bank_is_completed_too() {
     assert_eq!(common::mtype(&img, 6, "boot.cfg"), cfg6);
     common::fsck_fat_partitions(&img, t.path());
 }
+
+/// One restore for both kinds of backup: `ops::restore::plan` reads a `bank` backup (boot.cfg)
+/// into `bank`'s plan and a `fix` backup (state.tgz) into `fix`'s, and both put the files back
+/// byte for byte (read with mtools); fsck clean.
+#[test]
+fn one_restore_takes_either_kind_of_backup() {
+    use bootbank::ops::restore::{self, RestorePlan};
+    if !tools() {
+        return;
+    }
+    let (t, img) = build("one-restore", demo(story_bank(3, 0), healthy_bank(2, 0)));
+    let cfg5 = common::read_fat_file(&img, 5, "boot.cfg");
+    let state5 = common::read_fat_file(&img, 5, "state.tgz");
+
+    let fix_opts = bootbank::fix::Options::default();
+    let what = bootbank::fix::Request::Devices(vec!["0000:16:00.0".into()]);
+    let plan = bootbank::fix::plan(&img, &what, &fix_opts).unwrap();
+    let fix_backup = t.join("fix-backup");
+    bootbank::fix::apply(&plan, &fix_backup, &fix_opts).unwrap();
+    assert_ne!(common::read_fat_file(&img, 5, "state.tgz"), state5);
+    let plan = bootbank::bank::plan_rollback(&img).unwrap();
+    let bank_backup = t.join("bank-backup");
+    bootbank::bank::apply(&plan, &bank_backup).unwrap();
+    assert_ne!(common::read_fat_file(&img, 5, "boot.cfg"), cfg5);
+
+    match restore::plan(&img, &bank_backup, false).unwrap() {
+        RestorePlan::Boot(plan) => {
+            assert_eq!(plan.action, "restore");
+            assert_eq!(plan.next_boot_partition_after, Some(5), "{plan:?}");
+            let o = bootbank::bank::apply(&plan, &t.join("undo-bank")).unwrap();
+            assert_eq!(o.written, vec!["partition 5 /boot.cfg".to_string()]);
+        }
+        other => panic!("a boot.cfg backup planned as {other:?}"),
+    }
+    assert_eq!(common::read_fat_file(&img, 5, "boot.cfg"), cfg5);
+    match restore::plan(&img, &fix_backup, false).unwrap() {
+        RestorePlan::Config(plan) => {
+            let o = bootbank::fix::apply(&plan, &t.join("undo-fix"), &fix_opts).unwrap();
+            assert_eq!(o.written, vec!["partition 5 /state.tgz".to_string()]);
+        }
+        other => panic!("a state.tgz backup planned as {other:?}"),
+    }
+    assert_eq!(common::read_fat_file(&img, 5, "state.tgz"), state5);
+    assert_eq!(common::read_fat_file(&img, 5, "boot.cfg"), cfg5);
+    common::fsck_fat_partitions(&img, t.path());
+
+    // Restoring again: both already hold the backed-up files; a damaged backup is refused.
+    let RestorePlan::Boot(again) = restore::plan(&img, &bank_backup, false).unwrap() else {
+        panic!("boot.cfg backup");
+    };
+    assert!(!again.has_changes(), "{again:?}");
+    std::fs::write(bank_backup.join("partition5-boot.cfg"), b"bootstate=0\n").unwrap();
+    let e = restore::plan(&img, &bank_backup, false).unwrap_err();
+    assert!(e.to_string().contains("the backup is damaged"), "{e}");
+    assert!(!e.during_write());
+}

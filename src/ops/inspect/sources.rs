@@ -5,7 +5,7 @@ use super::bank_report;
 use super::{InspectError, Report, Sourced, TargetKind};
 use crate::esxi::bank::Bank;
 use crate::esxi::bank::{self as bootbank};
-use crate::esxi::bootcfg::{BootCfg, BootCfgUnread};
+use crate::esxi::bootcfg::BootCfg;
 use crate::esxi::config::Config;
 use crate::esxi::nextboot;
 use crate::esxi::nextboot::Candidate;
@@ -36,7 +36,7 @@ pub(super) fn inspect_dir(
     let mut build = None;
     if boot_cfg_path.is_file() {
         let bytes = std::fs::read(&boot_cfg_path).map_err(|e| io(&boot_cfg_path, e))?;
-        let boot_cfg = BootCfg::parse(&bytes).map_err(BootCfgUnread::Parse);
+        let boot_cfg = BootCfg::parse(&bytes).map_err(bootbank::BootCfgUnread::from);
         let mut files = Vec::new();
         for e in std::fs::read_dir(dir).map_err(|e| io(dir, e))? {
             let e = e.map_err(|e| io(dir, e))?;

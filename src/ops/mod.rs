@@ -8,5 +8,6 @@ pub mod findings;
 pub mod fix;
 pub mod inspect;
 pub mod lint;
+pub mod network;
 pub mod passwd;
 pub mod rescue;

@@ -587,3 +587,57 @@ fn nic_swap_is_a_finding() {
     assert!(msg.contains("ens224 00:1b:21:3c:4d:5e"), "{msg}");
     assert_eq!(r["uplinks"][0]["present_as"], Value::Null);
 }
+
+/// lint's `passthru-management-uplink`: vmnic0, the only uplink of vSwitch0 (which carries the
+/// management vmknic vmk0 on the real host), handed to passthrough (a pci_devices row and the
+/// device_data names added with Python's sqlite3) is critical; the real host as it is has no
+/// such finding.
+#[test]
+fn lint_flags_passthrough_of_the_management_uplink() {
+    if !tools() {
+        return;
+    }
+    let t = TempDir::new("network-lint");
+    let lint = |state: &Path| {
+        let o = Command::new(common::BIN)
+            .args(["lint", "--json"])
+            .arg(state)
+            .current_dir(t.path())
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&o.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", output_text(&o)));
+        (o.status.code(), v)
+    };
+    let rule = |v: &Value| -> Vec<Value> {
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|f| f["rule"] == "passthru-management-uplink")
+            .cloned()
+            .collect()
+    };
+    let clean = common::mkrealhost(t.path(), "clean.tgz", &[]);
+    let clean_state = t.join("clean-state.tgz");
+    plain_state(&clean, &clean_state);
+    let (_, v) = lint(&clean_state);
+    assert!(rule(&v).is_empty(), "{v}");
+
+    let local = common::mkrealhost(
+        t.path(),
+        "local.tgz",
+        &["--passthru", "0000:0b:00.0=vmnic0"],
+    );
+    let state = t.join("state.tgz");
+    plain_state(&local, &state);
+    let (code, v) = lint(&state);
+    let hits = rule(&v);
+    assert_eq!(hits.len(), 1, "{v}");
+    assert_eq!(code, Some(1));
+    assert_eq!(hits[0]["severity"], "critical");
+    assert_eq!(hits[0]["device"], "0000:0b:00.0");
+    let msg = hits[0]["message"].as_str().unwrap();
+    assert!(msg.contains("vmnic0, an uplink of vSwitch0"), "{msg}");
+    assert!(msg.contains("management vmknic vmk0"), "{msg}");
+}

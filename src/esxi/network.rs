@@ -392,9 +392,10 @@ fn children<'a>(conf: &'a EsxConf, family: &str) -> BTreeMap<String, BTreeMap<St
 /// The network as esx.conf holds it (releases before 7.0U2). Only keys with published evidence
 /// of ESXi writing them are interpreted:
 /// - `/net/vmkernelnic/child[NNNN]/mac`, `/net/pnic/child[NNNN]/mac`, `/net/pnic/child[NNNN]/
-///   virtualMac`, `/net/vswitch/child[NNNN]/uplinks/child[NNNN]/pnic`: OVH's guide to moving an
-///   ESXi install to new hardware (ovh/docs, "esxi" rescue guide) and a vagrant ESXi template
-///   that resets them;
+///   virtualMac`, `/net/vswitch/child[NNNN]/uplinks/child[NNNN]/pnic`: the OVHcloud guide to
+///   repairing an ESXi install from rescue mode after a hardware change (repository ovh/docs:
+///   it edits these lines of esx.conf taken out of state.tgz/local.tgz), and an earlier
+///   `sysprep.sh` of rgl/esxi-vagrant, which lists the three MAC lines as ESXi stores them;
 /// - `/net/vmkernelnic/child[NNNN]/dhcp`, `ipv4address`, `ipv4netmask`,
 ///   `/net/routes/kernel/gateway`, `/net/vswitch/child[NNNN]/portgroup/child[NNNN]/vlanId`: a
 ///   provisioning script that edits exactly these existing lines of a host's esx.conf (fetched

@@ -85,7 +85,14 @@ pub fn run(a: NetworkArgs) -> ExitCode {
         return show(&a);
     };
     if let Err(e) = bootbank::network::precheck(&a.target, &change) {
-        return super::fail(&e.to_string(), 2);
+        let msg = match &e {
+            bootbank::network::NetworkError::TpmSealed { .. } => format!(
+                "{e}; nothing was written. What still works: on the host's console (DCUI: F2, Configure Management Network: IPv4 Configuration, VLAN), or `esxcli network ip interface ipv4 set -i {} -t static -I ADDR -N MASK -g GW` / `esxcli network vswitch standard portgroup set -p \"PORT GROUP\" -v VLAN` while a session is open, then /sbin/auto-backup.sh; or boot with the encryption recovery key",
+                a.vmk
+            ),
+            _ => e.to_string(),
+        };
+        return super::fail(&msg, 2);
     }
     super::fix::execute(&a.target, &a.write, |o| {
         bootbank::network::plan(&a.target, &change, o)

@@ -312,8 +312,7 @@ pub fn precheck(target: &Path, change: &NetworkChange) -> Result<(), NetworkErro
         return Err(NetworkError::NoConfig { location });
     };
     if cfg.encryption == Encryption::Tpm {
-        // fix's engine refuses it with the on-host alternative.
-        return Ok(());
+        return Err(NetworkError::TpmSealed { location });
     }
     let obeyed = report
         .config

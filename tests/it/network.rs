@@ -470,6 +470,27 @@ fn refusals_write_nothing() {
     assert_eq!(o.status.code(), Some(2), "{text}");
     assert!(text.contains("reads its network from esx.conf"), "{text}");
     assert_eq!(sha256_file(&img), sum);
+
+    // TPM-sealed: shown as unreadable, refused with what still works on the host.
+    let mut b5 = common::healthy_bank(3, 0);
+    b5.encrypted = Some("TPM");
+    let tpm = Scenario::new()
+        .layout("demo")
+        .name("tpm.img")
+        .bank(5, b5)
+        .build(t.path());
+    let sum = sha256_file(&tpm);
+    let o = bootbank(t.path(), &[p(&tpm), "--dhcp", "--yes"]);
+    let text = output_text(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(text.contains("sealed by the host's TPM"), "{text}");
+    assert!(
+        text.contains("esxcli network ip interface ipv4 set -i vmk0"),
+        "{text}"
+    );
+    let o = bootbank(t.path(), &[p(&tpm)]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert_eq!(sha256_file(&tpm), sum);
 }
 
 /// A 6.x esx.conf made only of key names with published evidence (see `esxi::network::

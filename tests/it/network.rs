@@ -662,3 +662,95 @@ fn lint_flags_passthrough_of_the_management_uplink() {
     assert!(msg.contains("vmnic0, an uplink of vSwitch0"), "{msg}");
     assert!(msg.contains("management vmknic vmk0"), "{msg}");
 }
+
+/// The host's schema store decides what bootbank may write: without one, with a field marked
+/// vital, with a narrower VLAN range, or with an enum lacking `MANUAL`, the change is refused
+/// (exit 2, nothing written) and the reason names the schema.
+#[test]
+fn the_hosts_schema_decides() {
+    if !tools() {
+        return;
+    }
+    let t = TempDir::new("network-schema");
+    // A vmk1 whose ip.dhcp AutoConfValue sets as well (added with Python's sqlite3).
+    let vmk1 = serde_json::json!({
+        "component": "esx", "group": "network", "name": "vmknics", "identifier": "vmk1",
+        "AutoConfValue": {"device": "vmk1", "ip": {"dhcp": true, "ipv6_enabled": true}},
+        "UserValue": {"device": "vmk1", "port_group": "VM Network",
+                      "net_stack_instance_key": "defaultTcpipStack",
+                      "ip": {"dhcp": true, "ipv6_enabled": true}},
+    })
+    .to_string();
+    let cases: [(&str, &[&str], &[&str], &str); 5] = [
+        (
+            "column",
+            &["--row", &vmk1],
+            &[
+                "--vmk",
+                "vmk1",
+                "--ip",
+                "10.0.0.5/8",
+                "--gateway",
+                "10.0.0.1",
+            ],
+            "vmk1: ip.dhcp is set in AutoConfValue",
+        ),
+        (
+            "none",
+            &["--no-schema-store"],
+            &["--dhcp"],
+            "has no schema for esx/network/vmknics",
+        ),
+        (
+            "vital",
+            &[
+                "--schema-set",
+                "esx/network/vmknics",
+                "/items/properties/ip/properties/ipv4_address/vital",
+                "true",
+            ],
+            &["--ip", "10.0.0.5/8", "--gateway", "10.0.0.1"],
+            "marks it vital",
+        ),
+        (
+            "range",
+            &[
+                "--schema-set",
+                "esx/network_vss/switches",
+                "/items/properties/port_groups/items/properties/vlan_id/maximum",
+                "100",
+            ],
+            &["--vlan", "200"],
+            "allows 0..100, not 200",
+        ),
+        (
+            "enum",
+            &[
+                "--schema-set",
+                "esx/network/net_stacks",
+                "/items/properties/routing_config/properties/source/enum",
+                "[\"DHCP\"]",
+            ],
+            &["--ip", "10.0.0.5/8", "--gateway", "10.0.0.1"],
+            "does not allow \"MANUAL\"",
+        ),
+    ];
+    for (tag, build, args, want) in cases {
+        let dir = t.join(tag);
+        fs::create_dir_all(&dir).unwrap();
+        let local = common::mkrealhost(&dir, "local.tgz", build);
+        let state = t.join(format!("{tag}-state.tgz"));
+        plain_state(&local, &state);
+        let sum = sha256_file(&state);
+        let bk = t.join("bk");
+        let mut all = vec![p(&state)];
+        all.extend(args);
+        all.extend(["--yes", "--backup-dir", p(&bk)]);
+        let o = bootbank(t.path(), &all);
+        let text = output_text(&o);
+        assert_eq!(o.status.code(), Some(2), "{tag}: {text}");
+        assert!(text.contains(want), "{tag}: {text}");
+        assert!(text.contains("nothing was written"), "{tag}: {text}");
+        assert_eq!(sha256_file(&state), sum, "{tag}");
+    }
+}

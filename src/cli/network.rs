@@ -125,16 +125,22 @@ fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
         .unwrap_or_else(|| "-".into())
 }
 
+/// The human form, written in one piece (a closed pipe ends quietly, as `print_json`).
 fn print(r: &NetworkReport) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
+    let mut out = String::new();
     let n = &r.network;
-    println!(
+    _ = writeln!(
+        out,
         "{}: network of {}, read from {}",
         r.target, r.location, n.source
     );
     if let Some(o) = &r.obeyed {
-        println!("  {}", o.why);
+        _ = writeln!(out, "  the store, decided as for devices: {}", o.why);
     }
-    println!(
+    _ = writeln!(
+        out,
         "Management: {} ({})",
         opt(&n.management),
         if n.management_from.is_empty() {
@@ -155,7 +161,8 @@ fn print(r: &NetworkReport) {
             (_, Some(a)) => format!("{a}/{} (mask {})", opt(&v.prefix_len), opt(&v.netmask)),
             _ => "no IPv4 address".to_string(),
         };
-        println!(
+        _ = writeln!(
+            out,
             "{}{}: {addr}, gateway {}{}",
             v.device,
             if v.management { " [management]" } else { "" },
@@ -165,7 +172,8 @@ fn print(r: &NetworkReport) {
                 .map(|g| format!(" ({g})"))
                 .unwrap_or_default()
         );
-        println!(
+        _ = writeln!(
+            out,
             "  port group {}, VLAN {}, vSwitch {}, uplinks {}, MAC {}, net stack {}",
             opt(&v.port_group),
             opt(&v.vlan),
@@ -180,13 +188,14 @@ fn print(r: &NetworkReport) {
         );
     }
     for s in &n.switches {
-        println!("{}: uplinks {}", s.name, s.uplinks.join(", "));
+        _ = writeln!(out, "{}: uplinks {}", s.name, s.uplinks.join(", "));
         for pg in &s.port_groups {
-            println!("  port group {}: VLAN {}", pg.name, opt(&pg.vlan));
+            _ = writeln!(out, "  port group {}: VLAN {}", pg.name, opt(&pg.vlan));
         }
     }
     for nic in &n.nics {
-        println!(
+        _ = writeln!(
+            out,
             "{}: MAC {}, PCI {}{}",
             nic.name,
             opt(&nic.mac),
@@ -198,33 +207,46 @@ fn print(r: &NetworkReport) {
         );
     }
     if let Some(root) = &r.sysfs_root {
-        println!("NICs present ({root}):");
+        _ = writeln!(out, "NICs present ({root}):");
         for p in r.present_nics.iter().flatten() {
-            println!("  {} MAC {} PCI {}", p.name, p.mac, opt(&p.pci_address));
+            _ = writeln!(
+                out,
+                "  {} MAC {} PCI {}",
+                p.name,
+                p.mac,
+                opt(&p.pci_address)
+            );
         }
         for u in &r.uplinks {
             match &u.present_as {
-                Some(p) => println!(
-                    "  uplink {} (MAC {}): present as {}",
-                    u.uplink,
-                    opt(&u.mac),
-                    p.name
-                ),
-                None => println!(
-                    "  uplink {} (MAC {}): not in this machine",
-                    u.uplink,
-                    opt(&u.mac)
-                ),
+                Some(p) => {
+                    _ = writeln!(
+                        out,
+                        "  uplink {} (MAC {}): present as {}",
+                        u.uplink,
+                        opt(&u.mac),
+                        p.name
+                    )
+                }
+                None => {
+                    _ = writeln!(
+                        out,
+                        "  uplink {} (MAC {}): not in this machine",
+                        u.uplink,
+                        opt(&u.mac)
+                    )
+                }
             }
         }
     }
     for p in &n.problems {
-        println!("note: {p}");
+        _ = writeln!(out, "note: {p}");
     }
     for f in &r.findings {
-        println!("{:?} [{}]: {}", f.severity, f.rule, f.message);
+        _ = writeln!(out, "{:?} [{}]: {}", f.severity, f.rule, f.message);
         if let Some(fix) = &f.fix {
-            println!("  fix: {fix}");
+            _ = writeln!(out, "  fix: {fix}");
         }
     }
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
 }

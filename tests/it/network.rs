@@ -754,3 +754,37 @@ fn the_hosts_schema_decides() {
         assert_eq!(sha256_file(&state), sum, "{tag}");
     }
 }
+
+/// An uplink's PCI address comes from its device_data record (alias -> `p` + SBDF): a vmnic1
+/// added to the real host (a nics row and the two device_data rows, with Python's sqlite3) is
+/// shown at 0000:13:00.0 with its MAC.
+#[test]
+fn uplink_pci_address_from_device_data() {
+    if !tools() {
+        return;
+    }
+    let t = TempDir::new("network-pci");
+    let nic = serde_json::json!({
+        "component": "esx", "group": "network", "name": "nics", "identifier": "vmnic1",
+        "UserValue": {"name": "vmnic1"},
+        "VitalValue": {"name": "vmnic1", "mac": "00:1b:21:3c:4d:5e",
+                       "virtual_mac": "00:50:56:5b:4d:5e"},
+    })
+    .to_string();
+    let local = common::mkrealhost(
+        t.path(),
+        "local.tgz",
+        &["--alias", "0000:13:00.0=vmnic1", "--row", &nic],
+    );
+    let state = t.join("state.tgz");
+    plain_state(&local, &state);
+    let o = bootbank(t.path(), &[p(&state), "--json"]);
+    let text = output_text(&o);
+    assert!(o.status.success(), "{text}");
+    let r: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let nics = r["network"]["nics"].as_array().unwrap();
+    let n = nics.iter().find(|n| n["name"] == "vmnic1").expect(&text);
+    assert_eq!(n["pci_address"], "0000:13:00.0");
+    assert_eq!(n["bus_address"], "p0000:13:00.0");
+    assert_eq!(n["mac"], "00:1b:21:3c:4d:5e");
+}

@@ -426,6 +426,51 @@ fn step(input: &StepInput<'_>, change: &NetworkChange) -> Result<fix::Step, FixE
         ));
     }
     if let NetworkChange::Ipv4 {
+        setting:
+            Ipv4Setting::Static {
+                address,
+                netmask,
+                gateway,
+            },
+        ..
+    } = change
+    {
+        let (a, m, g) = (
+            u32::from(*address),
+            u32::from(*netmask),
+            u32::from(*gateway),
+        );
+        if a & m != g & m {
+            notes.push(format!(
+                "the gateway {gateway} is not in {address}'s subnet ({}/{}): written as asked, but the host will not reach it unless a route says how",
+                std::net::Ipv4Addr::from(a & m),
+                m.leading_ones()
+            ));
+        }
+    }
+    if let NetworkChange::Vlan { vmk, vlan } = change
+        && let Some(pg) = net
+            .vmknics
+            .iter()
+            .find(|r| r.identifier == *vmk)
+            .and_then(|r| r.str("port_group"))
+    {
+        let others: Vec<&str> = net
+            .vmknics
+            .iter()
+            .filter(|r| r.identifier != *vmk && r.str("port_group") == Some(pg))
+            .map(|r| r.identifier.as_str())
+            .collect();
+        notes.push(format!(
+            "VLAN {vlan} applies to the whole port group \"{pg}\": every VM and vmknic on it{}; the physical switch port must carry VLAN {vlan}",
+            if others.is_empty() {
+                String::new()
+            } else {
+                format!(" (also {})", others.join(", "))
+            }
+        ));
+    }
+    if let NetworkChange::Ipv4 {
         vmk,
         setting: Ipv4Setting::Static { .. },
     } = change

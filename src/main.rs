@@ -114,6 +114,24 @@ enum Command {
     ///   printf '%s\n' "$NEWPW" | bootbank passwd disk.img --password-stdin --yes
     #[command(verbatim_doc_comment)]
     Passwd(cli::passwd::PasswdArgs),
+    /// Show the management network as ESXi will bring it up, or change it offline.
+    ///
+    /// Shows every vmknic (address, mask, gateway, DHCP, port group, VLAN, vSwitch, uplinks),
+    /// the physical NICs with their MACs and PCI addresses, and which vmknic carries
+    /// management, read from the store the build obeys (ConfigStore on 7.0U2 and later,
+    /// esx.conf before). With --sysfs (or on the machine itself) the uplinks' MACs are matched
+    /// with the NICs present: a management vSwitch whose NICs are all gone (a swapped card) is
+    /// a critical finding (exit 1). --ip/--gateway, --dhcp and --vlan change the ConfigStore
+    /// (7.0U2+) with the same plan, dry run, backup and safe write as `fix`; esx.conf builds are
+    /// shown, not changed.
+    ///
+    /// Examples:
+    ///   bootbank network /dev/sdb
+    ///   bootbank network disk.img --sysfs /sys --json
+    ///   bootbank network /dev/sdb --vmk vmk0 --ip 192.168.1.20/24 --gateway 192.168.1.1 --dry-run
+    ///   bootbank network /dev/sdb --vmk vmk0 --vlan 20 --both-banks
+    #[command(verbatim_doc_comment)]
+    Network(cli::network::NetworkArgs),
     /// Which bank boots next, and changing it: status, rollback (Shift+R offline), select N.
     ///
     /// Examples:
@@ -249,6 +267,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => cli::audit::run(a),
         Command::Fix(a) => cli::fix::run_fix(a),
         Command::Passwd(a) => cli::passwd::run(a),
+        Command::Network(a) => cli::network::run(a),
         Command::Restore(a) => cli::restore::run_restore(a),
         Command::Extract(a) => cli::extract::run(a),
         Command::Rescue(a) => cli::rescue::run(a),

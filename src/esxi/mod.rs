@@ -9,6 +9,7 @@ pub mod configstore;
 pub mod devices;
 pub mod esxconf;
 pub mod leftover;
+pub mod network;
 pub mod nextboot;
 pub mod pci;
 pub mod shadow;

@@ -1,3 +1,4 @@
 //! The rescue system bootbank runs on, read-only: its sysfs (PCI devices, drivers, disks).
 
+pub mod netdev;
 pub mod sysfs;

@@ -19,6 +19,9 @@ pub const PASSTHRU_TAKES_DISK: &str = "passthru-takes-disk";
 pub const PASSTHRU_BRIDGE: &str = "passthru-bridge";
 /// Rule: passthru.map makes a storage or USB controller passthrough-capable.
 pub const PASSTHRU_MAP_STORAGE: &str = "passthru-map-storage";
+/// Rule: a NIC in passthrough is an uplink of the vSwitch that carries the management vmknic:
+/// ESXi loses the NIC, and with it (when it was the only one) the management network.
+pub const PASSTHRU_MANAGEMENT_UPLINK: &str = "passthru-management-uplink";
 /// Rule: the bank that boots next and the other bank pass different devices through.
 pub const BANKS_DISAGREE: &str = "banks-disagree-passthru";
 /// Rule: there is no other valid bank to roll back to.
@@ -67,6 +70,7 @@ pub fn lint_with_report(
     sysfs_rules(&report, &mut out.findings);
     if let Some(cfg) = &config {
         map_rules(cfg, &report, &mut out.findings);
+        management_uplink_rule(cfg, &report, &mut out.findings);
     }
     if report.kind == TargetKind::Disk {
         bank_rules(
@@ -223,6 +227,64 @@ fn map_rules(cfg: &Config, report: &Report, out: &mut Vec<Finding>) {
             fix: Some(
                 "remove the line on the host unless a VM really needs this controller".to_string(),
             ),
+        });
+    }
+}
+
+/// [`PASSTHRU_MANAGEMENT_UPLINK`]: a passed-through device that is, by its vmkernel name
+/// (`vmnic0`) or its PCI address, an uplink of the management vmknic's vSwitch. Read from the
+/// store the build obeys (`ops::network`); esx.conf names vmknics only by index, so on builds
+/// before 7.0U2 the management vSwitch, and this rule, are not told.
+fn management_uplink_rule(cfg: &Config, report: &Report, out: &mut Vec<Finding>) {
+    let obeyed = report
+        .config
+        .as_ref()
+        .and_then(|c| c.device_ownership.as_ref());
+    let Ok(net) = crate::ops::network::host_network(cfg, obeyed, &report.target) else {
+        return;
+    };
+    let Some(vmk) = net.management_vmknic() else {
+        return;
+    };
+    let vswitch = vmk.vswitch.clone().unwrap_or_else(|| "?".to_string());
+    let mut names: Vec<String> = vmk.uplinks.clone();
+    if let Some(sw) = net
+        .switches
+        .iter()
+        .find(|s| Some(&s.name) == vmk.vswitch.as_ref())
+    {
+        names.extend(sw.uplinks.iter().cloned());
+    }
+    names.sort();
+    names.dedup();
+    for d in report.devices.iter().filter(|d| d.conf.is_passthru()) {
+        let by_pci = net.nics.iter().find(|n| {
+            names.contains(&n.name) && n.pci_address.as_deref() == Some(d.conf.pci_address.as_str())
+        });
+        let name = match (d.conf.vmkname.as_deref(), by_pci) {
+            (Some(n), _) if names.iter().any(|x| x == n) => n.to_string(),
+            (_, Some(n)) => n.name.clone(),
+            _ => continue,
+        };
+        let addr = &d.conf.pci_address;
+        out.push(Finding {
+            severity: Severity::Critical,
+            rule: PASSTHRU_MANAGEMENT_UPLINK,
+            device: Some(addr.clone()),
+            message: format!(
+                "device {} is set to passthrough and is {name}, an uplink of {vswitch}, the vSwitch carrying the management vmknic {}: ESXi will not use it at the next boot{}",
+                d.conf.all_forms(),
+                vmk.device,
+                if names.len() == 1 {
+                    ", and it is the switch's only uplink: the host comes up without a management network"
+                } else {
+                    ""
+                }
+            ),
+            fix: Some(format!(
+                "bootbank fix {} --device {addr} --both-banks",
+                report.target
+            )),
         });
     }
 }

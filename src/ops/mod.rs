@@ -8,6 +8,7 @@ pub mod findings;
 pub mod fix;
 pub mod inspect;
 pub mod lint;
+pub mod network;
 pub mod passwd;
 pub mod rescue;
 pub mod restore;

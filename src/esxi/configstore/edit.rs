@@ -262,7 +262,7 @@ impl ConfigStore {
     }
 
     /// Refuses a table whose triggers are not the two bootbank knows: an UPDATE runs them all.
-    fn check_triggers(&self) -> Result<(), ConfigStoreError> {
+    pub(super) fn check_triggers(&self) -> Result<(), ConfigStoreError> {
         let unknown: Vec<String> = self
             .triggers
             .iter()
@@ -520,9 +520,9 @@ enum Edited {
 }
 
 /// Every row of every table (by rowid) and every schema entry, for the before/after comparison.
-type Dump = BTreeMap<(String, i64), Vec<(String, SqlValue)>>;
+pub(super) type Dump = BTreeMap<(String, i64), Vec<(String, SqlValue)>>;
 
-fn dump(conn: &Connection) -> Result<Dump, ConfigStoreError> {
+pub(super) fn dump(conn: &Connection) -> Result<Dump, ConfigStoreError> {
     let mut out = Dump::new();
     let objects: Vec<(String, String, String, Option<String>)> = conn
         .prepare("SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY rowid")
@@ -573,7 +573,7 @@ fn dump(conn: &Connection) -> Result<Dump, ConfigStoreError> {
 
 /// Ok when `after` equals `before` except in row `rowid` of `table`, and there only in the
 /// `allowed` columns.
-fn only_row_changed(
+pub(super) fn only_row_changed(
     before: &Dump,
     after: &Dump,
     table: &str,

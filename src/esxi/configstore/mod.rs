@@ -18,6 +18,7 @@
 
 mod edit;
 mod json_span;
+pub mod network;
 pub mod record;
 pub mod schema;
 
@@ -249,6 +250,9 @@ pub enum ConfigStoreError {
     /// expects. Nothing was changed.
     #[error("ConfigStore: not changed: {0}")]
     Refused(#[from] EditRefusal),
+    /// A `bootbank network` change refused; nothing was changed.
+    #[error("ConfigStore: not changed: {0}")]
+    Network(#[from] network::NetworkRefusal),
     #[error("ConfigStore: {context}: {source}")]
     Sqlite {
         context: &'static str,

@@ -24,6 +24,12 @@ pub fn run(a: LockdownArgs) -> ExitCode {
             bootbank::lockdown::plan_disable(&a.target, o)
         });
     }
+    if a.write.dry_run || a.write.yes || a.write.backup_dir.is_some() {
+        return super::fail(
+            "--dry-run, --yes and --backup-dir go with --disable; without it `bootbank lockdown` only reads",
+            2,
+        );
+    }
     match bootbank::lockdown::show(&a.target) {
         Ok(r) => {
             if a.write.json {

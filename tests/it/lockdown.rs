@@ -391,6 +391,10 @@ fn six_x_cannot_tell_and_disable_is_refused() {
     let text = output_text(&o);
     assert_eq!(o.status.code(), Some(2), "{text}");
     assert!(text.contains("no published source says where"), "{text}");
+    // Write flags without --disable are a usage error, not a silent read.
+    let o = lockdown(t.path(), &[p(&img), "--yes"]);
+    assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));
+    assert!(output_text(&o).contains("go with --disable"));
     assert_eq!(common::sha256_file(&img), sum);
 }
 

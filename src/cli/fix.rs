@@ -351,7 +351,7 @@ pub(super) fn render_plan(plan: &Plan) -> String {
         }
         for m in &s.member_changes {
             for w in &m.what {
-                println!("    local.tgz > {}: {w}", m.member);
+                _ = writeln!(out, "    local.tgz > {}: {w}", m.member);
             }
         }
         if !s.changes.is_empty() && !s.diff.is_empty() {

@@ -234,10 +234,16 @@ fn step(input: &StepInput<'_>) -> Result<fix::Step, FixError> {
     notes.push(
         "that ESXi boots without lockdown after this offline change is inferred from its own schema; it has not been tried on a real host".to_string(),
     );
+    // The texts are shown whole: lockdown settings hold no secret.
+    let mut what = vec![what];
+    for c in &e.columns {
+        what.push(format!("{} before: {}", c.column, c.old_text));
+        what.push(format!("{} after:  {}", c.column, c.new_text));
+    }
     fix::member_step(
         input,
         &cfg,
-        vec![(configstore::MEMBER.to_string(), e.bytes, vec![what])],
+        vec![(configstore::MEMBER.to_string(), e.bytes, what)],
         notes,
     )
 }

@@ -229,6 +229,15 @@ fn real_702_normal_row_is_disabled_by_one_update() {
         "{text}"
     );
     assert!(text.contains("has not been tried on a real host"), "{text}");
+    assert!(
+        text.contains(r#"UserValue after:  {"exception_users":["svc-backup"]}"#),
+        "{text}"
+    );
+    // The plan comes first, then the outcome.
+    assert!(
+        text.find("Plan for").unwrap() < text.find("taken out of").unwrap(),
+        "{text}"
+    );
     extract_local(&img, 5, &t.join("after"));
     same_tree_except(&t.join("before"), &t.join("after/local"), &[DB]);
     let (rb, ra) = (

@@ -35,5 +35,7 @@ pub use esxi::{bootcfg, config, configstore, devices, esxconf, nextboot, pci, sh
 pub use format::{archive, deflate, envelope, fat, partition, pciids};
 pub use host::sysfs;
 pub use io::{disk, vmdk};
-pub use ops::{audit, bank, extract, findings, fix, inspect, lint, network, passwd, rescue};
+pub use ops::{
+    audit, bank, extract, findings, fix, inspect, lint, lockdown, network, passwd, rescue,
+};
 pub use write::transaction;

@@ -132,6 +132,22 @@ enum Command {
     ///   bootbank network /dev/sdb --vmk vmk0 --vlan 20 --both-banks
     #[command(verbatim_doc_comment)]
     Network(cli::network::NetworkArgs),
+    /// Show the lockdown mode a host boots with; --disable leaves it offline (7.0 and later).
+    ///
+    /// Reads the configuration the next-boot bank (or the archive) holds: on 7.0 and later the
+    /// ConfigStore's esx/authorization/lockdown_settings record through the host's own schema
+    /// (mode NORMAL or STRICT; no record, or no mode in it, means not locked down), its
+    /// exception users, and the DCUI access list (esx/authorization/dcui_access). Before 7.0
+    /// it says plainly that it cannot tell, and --disable is refused. --disable takes `mode`
+    /// out of the record with SQLite's own UPDATE; same plan, dry run, backup and safe write as
+    /// `fix`; a TPM-sealed configuration is refused.
+    ///
+    /// Examples:
+    ///   bootbank lockdown /dev/sdb
+    ///   bootbank lockdown /dev/sdb --disable --dry-run
+    ///   bootbank lockdown disk.img --disable --both-banks --yes
+    #[command(verbatim_doc_comment)]
+    Lockdown(cli::lockdown::LockdownArgs),
     /// Which bank boots next, and changing it: status, rollback (Shift+R offline), select N.
     ///
     /// Examples:
@@ -268,6 +284,7 @@ fn main() -> ExitCode {
         Command::Fix(a) => cli::fix::run_fix(a),
         Command::Passwd(a) => cli::passwd::run(a),
         Command::Network(a) => cli::network::run(a),
+        Command::Lockdown(a) => cli::lockdown::run(a),
         Command::Restore(a) => cli::restore::run_restore(a),
         Command::Extract(a) => cli::extract::run(a),
         Command::Rescue(a) => cli::rescue::run(a),

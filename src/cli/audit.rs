@@ -78,6 +78,16 @@ pub fn run(a: AuditArgs) -> ExitCode {
     for (rule, n) in &s.findings_by_rule {
         let _ = writeln!(text, "  {rule}: {n}");
     }
+    if !s.tpm_sealed.is_empty() {
+        let _ = writeln!(
+            text,
+            "  {} sealed by their host's TPM: record each one's recovery key now, on the host (esxcli system settings encryption recovery list); without it a TPM or motherboard change leaves the host unbootable and nothing offline can open it",
+            s.tpm_sealed.len()
+        );
+        for p in &s.tpm_sealed {
+            let _ = writeln!(text, "  tpm-sealed: {p}");
+        }
+    }
     for (p, why) in &s.unreadable {
         let _ = writeln!(text, "  unreadable {p}: {why}");
     }

@@ -108,6 +108,9 @@ pub(super) fn message(e: &FixError) -> String {
         FixError::TpmSealedAccount { user, .. } => format!(
             "{e}. What still works: on the host's console (DCUI: F2, Troubleshooting Options, Enable ESXi Shell, then Alt+F1) or over SSH while someone is still logged in, `esxcli system account set -i {user} -p NEWPASSWORD -c NEWPASSWORD`, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or reset it through vCenter (host profile) if the host is managed"
         ),
+        FixError::Lockdown(bootbank::lockdown::LockdownRefusal::TpmSealed { .. }) => format!(
+            "{e}. What still works: in normal lockdown, at the DCUI (F2, Configure Lockdown Mode) as a user of the DCUI access list; from vCenter, if it still manages the host; or boot with the encryption recovery key"
+        ),
         other => other.to_string(),
     }
 }

@@ -8,6 +8,7 @@ pub mod generate;
 pub mod human;
 pub mod inspect;
 pub mod lint;
+pub mod lockdown;
 pub mod network;
 pub mod passwd;
 pub mod prompt;

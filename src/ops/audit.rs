@@ -25,6 +25,9 @@ pub struct Summary {
     pub read: usize,
     pub with_critical: usize,
     pub encrypted: usize,
+    /// Inputs sealed by their host's TPM (lint's `tpm-recovery-key`): the hosts whose recovery
+    /// key must be recorded now, since nothing offline can open them later.
+    pub tpm_sealed: Vec<String>,
     pub findings_by_rule: BTreeMap<String, usize>,
     pub unreadable: Vec<(String, String)>,
 }
@@ -120,6 +123,9 @@ pub fn summarize(entries: &[Entry]) -> Summary {
                     .any(|f| f.rule == crate::ops::findings::CONFIG_ENCRYPTED)
                 {
                     s.encrypted += 1;
+                }
+                if r.findings.iter().any(|f| f.rule == lint::TPM_RECOVERY_KEY) {
+                    s.tpm_sealed.push(e.path.clone());
                 }
                 for f in &r.findings {
                     if f.severity != Severity::Info

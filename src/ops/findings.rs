@@ -237,7 +237,7 @@ pub fn encryption_finding(
             rule: CONFIG_ENCRYPTED,
             device: None,
             message: format!(
-                "configuration is sealed by the host's TPM (encryption.info mode {mode}): no offline tool can decrypt it; back up the encryption recovery key now"
+                "configuration is sealed by the host's TPM (encryption.info mode {mode}): no offline tool can decrypt it (lint's tpm-recovery-key says what to record now)"
             ),
             fix: Some(
                 "on the host: esxcli hardware pci pcipassthru set -d <SSSS:BB:DD.F> -e false -a, then /sbin/auto-backup.sh; or boot with the encryption recovery key; or restore a config bundle".to_string(),

@@ -204,6 +204,9 @@ pub enum FixError {
         user: String,
         count: usize,
     },
+    /// `lockdown --disable` refused (where the mode lives is not known, or sealed by a TPM).
+    #[error(transparent)]
+    Lockdown(#[from] crate::ops::lockdown::LockdownRefusal),
 }
 
 impl FixError {

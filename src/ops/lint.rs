@@ -28,6 +28,19 @@ pub const BANKS_DISAGREE: &str = "banks-disagree-passthru";
 pub const NO_ROLLBACK: &str = "no-rollback-bank";
 /// Rule: the other bank holds an older build (and its older configuration).
 pub const ROLLBACK_OLDER: &str = "rollback-older-build";
+/// Rule: a passthrough row (ConfigStore pci_devices) or line (esx.conf) for an address the
+/// configuration names a storage adapter (`vmhbaN`), where this machine now has another kind of
+/// device, or none: a card swap left the alias and the passthrough setting behind.
+pub const PASSTHRU_STALE_ALIAS: &str = "passthru-stale-storage-alias";
+/// Rule: a PCI bridge set to passthrough with a storage controller behind it (sysfs topology):
+/// the controller goes to passthrough with the bridge, and ESXi loses the disks on it.
+pub const PASSTHRU_BRIDGE_STORAGE: &str = "passthru-bridge-storage";
+/// Rule: passthru.map makes the controller of the inspected disk (or of a disk mounted here)
+/// passthrough-capable: the one wrong tick of the story is then offered for ESXi's own disk.
+pub const PASSTHRU_MAP_BOOT_CONTROLLER: &str = "passthru-map-boot-controller";
+/// Rule: the configuration is sealed by the host's TPM: without its recovery key, a TPM or
+/// motherboard change makes the host unbootable, and no offline tool can help.
+pub const TPM_RECOVERY_KEY: &str = "tpm-recovery-key";
 
 /// What `lint` reports for one target: the findings, most severe first.
 #[derive(Debug, Clone, Serialize)]
@@ -68,8 +81,12 @@ pub fn lint_with_report(
         warnings: report.warnings.clone(),
     };
     sysfs_rules(&report, &mut out.findings);
+    stale_alias_rule(&report, &mut out.findings);
+    bridge_storage_rule(&report, &opts, &mut out.findings);
+    tpm_recovery_rule(&report, &mut out.findings);
     if let Some(cfg) = &config {
         map_rules(cfg, &report, &mut out.findings);
+        map_boot_controller_rule(cfg, &report, &opts, &mut out.findings);
         management_uplink_rule(cfg, &report, &mut out.findings);
     }
     if report.kind == TargetKind::Disk {
@@ -134,6 +151,159 @@ fn sysfs_rules(report: &Report, out: &mut Vec<Finding>) {
             });
         }
     }
+}
+
+/// Whether a 24-bit PCI class code is a mass storage controller (class 0x01).
+fn is_storage_class(class: u32) -> bool {
+    class >> 16 == 0x01
+}
+
+/// "an Ethernet controller (8086:1521 Intel Corporation I350 ..., class 020000)".
+fn describe_sysfs(s: &crate::host::sysfs::SysfsDevice) -> String {
+    format!(
+        "{} ({:04x}:{:04x} {} {}, class {:06x})",
+        s.class_name.as_deref().unwrap_or("device"),
+        s.vendor_id,
+        s.device_id,
+        s.vendor_name.as_deref().unwrap_or("unknown vendor"),
+        s.device_name.as_deref().unwrap_or("unknown device"),
+        s.class
+    )
+}
+
+/// [`PASSTHRU_STALE_ALIAS`]: only with sysfs (the hardware now in the machine). The storage
+/// alias is the configuration's own (esx.conf `vmkname`, ConfigStore device_data `alias`), so
+/// inspect's critical passthru-storage-adapter still fires for the address: this finding says
+/// the hardware disagrees, and leaves the verdict to the user.
+fn stale_alias_rule(report: &Report, out: &mut Vec<Finding>) {
+    if report.sysfs_root.is_none() {
+        return;
+    }
+    for d in report
+        .devices
+        .iter()
+        .filter(|d| d.conf.is_passthru() && d.conf.is_storage())
+    {
+        let now = match &d.sysfs {
+            Some(s) if is_storage_class(s.class) => continue,
+            Some(s) => format!("a {}", describe_sysfs(s)),
+            None => "no PCI device".to_string(),
+        };
+        let c = &d.conf;
+        let alias = c
+            .vmkname
+            .clone()
+            .or_else(|| {
+                c.configstore
+                    .as_ref()
+                    .and_then(|s| s.names.iter().find(|n| n.is_storage()))
+                    .and_then(|n| n.alias.clone())
+            })
+            .unwrap_or_else(|| "a storage adapter".to_string());
+        out.push(Finding {
+            severity: Severity::Warning,
+            rule: PASSTHRU_STALE_ALIAS,
+            device: Some(c.pci_address.clone()),
+            message: format!(
+                "the configuration sets {} to passthrough and names it {alias}, a storage adapter, but this machine has {now} at that address: the card was probably swapped, and the alias and the passthrough setting are left from the old one. At the next boot ESXi applies the passthrough to whatever sits at the address now; the passthru-storage-adapter finding for this address describes the old card",
+                c.all_forms()
+            ),
+            fix: Some(format!(
+                "if no VM is meant to get the device now at {}: bootbank fix {} --device {} (else keep it, and let the host rename its adapters)",
+                c.pci_address, report.target, c.pci_address
+            )),
+        });
+    }
+}
+
+/// Every PCI function of the sysfs tree the report was enriched with, the inspected disk marked
+/// as enrichment marked it (empty without a tree).
+fn sysfs_devices(report: &Report, opts: &Options) -> Vec<crate::host::sysfs::SysfsDevice> {
+    let Some(root) = &report.sysfs_root else {
+        return Vec::new();
+    };
+    let target = Path::new(&report.target);
+    match inspect::enrich::open_marked(Path::new(root), opts.disk_name.as_deref(), Some(target)) {
+        Ok(s) => s.devices(&PciIds::load()),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// [`PASSTHRU_BRIDGE_STORAGE`]: a bridge in passthrough, and the storage controllers sysfs shows
+/// below it (whatever disks they hold: passthru-takes-disk names the inspected one).
+fn bridge_storage_rule(report: &Report, opts: &Options, out: &mut Vec<Finding>) {
+    let bridges: Vec<_> = report
+        .devices
+        .iter()
+        .filter(|d| d.conf.is_passthru() && d.sysfs.as_ref().is_some_and(|s| s.is_bridge))
+        .collect();
+    if bridges.is_empty() {
+        return;
+    }
+    let all = sysfs_devices(report, opts);
+    for b in bridges {
+        let behind: Vec<&crate::host::sysfs::SysfsDevice> = all
+            .iter()
+            .filter(|s| s.upstream.contains(&b.conf.address) && is_storage_class(s.class))
+            .collect();
+        if behind.is_empty() {
+            continue;
+        }
+        let list: Vec<String> = behind
+            .iter()
+            .map(|s| {
+                let disks: Vec<&str> = s.disks.iter().map(|k| k.name.as_str()).collect();
+                format!(
+                    "{} {}{}",
+                    s.address,
+                    describe_sysfs(s),
+                    if disks.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" with {}", disks.join(", "))
+                    }
+                )
+            })
+            .collect();
+        out.push(Finding {
+            severity: Severity::Critical,
+            rule: PASSTHRU_BRIDGE_STORAGE,
+            device: Some(b.conf.pci_address.clone()),
+            message: format!(
+                "PCI bridge {} is set to passthrough, and {} storage controller(s) sit behind it: {}. ESXi passes every device behind a bridge through with it, so at the next boot it loses those controllers and every disk on them",
+                b.conf.all_forms(),
+                behind.len(),
+                list.join("; ")
+            ),
+            fix: Some(format!(
+                "bootbank fix {} --device {} --both-banks, then pass through only the device a VM needs",
+                report.target, b.conf.pci_address
+            )),
+        });
+    }
+}
+
+/// [`TPM_RECOVERY_KEY`]: the TPM-sealed configuration's one way back. The command and the boot
+/// option are VMware's own ("List the Contents of the Secure ESXi Configuration Recovery Key",
+/// "Recover the Secure ESXi Configuration", vSphere Security 7.0/8.0).
+fn tpm_recovery_rule(report: &Report, out: &mut Vec<Finding>) {
+    let Some(c) = &report.config else { return };
+    if c.encryption != crate::format::envelope::Encryption::Tpm {
+        return;
+    }
+    out.push(Finding {
+        severity: Severity::Warning,
+        rule: TPM_RECOVERY_KEY,
+        device: None,
+        message: format!(
+            "{}: the configuration is sealed by this host's TPM (encryption.info mode {}): after a TPM failure, a cleared TPM or a motherboard swap the host boots only with its recovery key, and no offline tool (bootbank included) can read or repair it. Record the recovery key now, while the host runs",
+            c.source,
+            c.encryption_mode.as_deref().unwrap_or("?")
+        ),
+        fix: Some(
+            "on the host: esxcli system settings encryption recovery list, and store the Recovery ID and Key off the host; to recover later, boot with Shift+O and add encryptionRecoveryKey=<key>, then /sbin/auto-backup.sh".to_string(),
+        ),
+    });
 }
 
 /// One line of `etc/vmware/passthru.map`: `vendor device resetMethod fptShareable` (hex ids;
@@ -228,6 +398,59 @@ fn map_rules(cfg: &Config, report: &Report, out: &mut Vec<Finding>) {
                 "remove the line on the host unless a VM really needs this controller".to_string(),
             ),
         });
+    }
+}
+
+/// [`PASSTHRU_MAP_BOOT_CONTROLLER`]: a passthru.map line whose ids match, in sysfs, a storage
+/// controller that holds (or sits above) the inspected disk or a disk mounted here. Every
+/// function sysfs shows is matched, not only those the configuration lists (a 7.0U2+ esx.conf
+/// lists none). The line format, `vendor device resetMethod fptShareable` in hex with `ffff`
+/// for every device of the vendor, is that of the file ESXi ships (reference section 6).
+fn map_boot_controller_rule(cfg: &Config, report: &Report, opts: &Options, out: &mut Vec<Finding>) {
+    let Some(local) = &cfg.local else { return };
+    let Some(m) = local.member("etc/vmware/passthru.map") else {
+        return;
+    };
+    let entries = parse_passthru_map(&String::from_utf8_lossy(local.data(m)));
+    if entries.is_empty() {
+        return;
+    }
+    let all = sysfs_devices(report, opts);
+    for e in &entries {
+        for s in all.iter().filter(|s| {
+            s.vendor_id == e.vendor
+                && (e.device == 0xffff || s.device_id == e.device)
+                && is_storage_class(s.class)
+        }) {
+            let held: Vec<&str> = s
+                .disks
+                .iter()
+                .filter(|k| k.inspected || k.mounted)
+                .map(|k| k.name.as_str())
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            out.push(Finding {
+                severity: Severity::Warning,
+                rule: PASSTHRU_MAP_BOOT_CONTROLLER,
+                device: Some(s.address.to_string()),
+                message: format!(
+                    "etc/vmware/passthru.map line {}: {:04x} {:04x} {} makes {} {} passthrough-capable, and that controller holds {} (the disk being inspected or one mounted here): the DirectPath dialog then offers ESXi's own disk controller",
+                    e.line,
+                    e.vendor,
+                    e.device,
+                    e.reset,
+                    s.address,
+                    describe_sysfs(s),
+                    held.join(", ")
+                ),
+                fix: Some(format!(
+                    "remove line {} from /etc/vmware/passthru.map on the host (then /sbin/auto-backup.sh), unless a VM needs this very controller",
+                    e.line
+                )),
+            });
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! The commands as library functions: inspect, lint, audit, fix (and `config set`, restore),
-//! bank status/rollback/select, extract, and the findings they report.
+//! bank status/rollback/select, extract, passwd, lockdown, and the findings they report.
 
 pub mod audit;
 pub mod bank;
@@ -8,6 +8,7 @@ pub mod findings;
 pub mod fix;
 pub mod inspect;
 pub mod lint;
+pub mod lockdown;
 pub mod network;
 pub mod passwd;
 pub mod rescue;

@@ -100,6 +100,83 @@ fn audit_reads_every_bundle_and_skips_the_bad_one() {
         "{summary}"
     );
     assert!(summary.contains("passthru-storage-adapter: 2"), "{summary}");
+    assert!(!summary.contains("tpm-sealed"), "{summary}");
+}
+
+/// A TPM-sealed host in a fleet: its line carries tpm-recovery-key, and the summary lists it
+/// under "record the recovery key now".
+#[test]
+fn audit_names_the_tpm_sealed_hosts() {
+    if !common::require_tools(&["tar", "gzip"]) {
+        return;
+    }
+    let dir = TempDir::new("audit-tpm");
+    let fleet = dir.join("fleet");
+    fs::create_dir_all(&fleet).unwrap();
+    let mut sealed = String::new();
+    for (i, mode) in [Some("TPM"), None].iter().enumerate() {
+        let root = dir.join(format!("root{i}"));
+        common::write_tree(
+            &root,
+            &[(
+                "etc/vmware/esx.conf".to_string(),
+                esxconf("healthy.conf").into_bytes(),
+            )],
+        );
+        let state = dir.join(format!("state{i}.tgz"));
+        match mode {
+            // A real envelope (bootbank's writer) under a key nobody has, as a TPM seals it.
+            Some(m) => {
+                let plain = dir.join(format!("local{i}.tgz"));
+                common::mkstate_args(&root, &plain, &["--local-only"]);
+                let env = bootbank::envelope::Envelope::build_new(
+                    "00000000-0000-0000-0000-000000000000",
+                    &[0x5au8; 32],
+                    &fs::read(&plain).unwrap(),
+                    *b"WMV_\0\0\0\0\0\0\0\x01",
+                )
+                .unwrap();
+                let ve = dir.join(format!("local{i}.tgz.ve"));
+                fs::write(&ve, env).unwrap();
+                common::mkstate_args(
+                    &root,
+                    &state,
+                    &["--encrypted", m, "--ve", ve.to_str().unwrap()],
+                );
+            }
+            None => common::mkstate(&root, &state, None),
+        }
+        let bundle = fleet.join(format!("configBundle-esx{i:02}.tgz"));
+        common::mkbundle(&state, &bundle, &[]);
+        if mode.is_some() {
+            sealed = bundle.display().to_string();
+        }
+    }
+    let o = common::cmd(env!("CARGO_BIN_EXE_bootbank"))
+        .args(["audit", "--json"])
+        .arg(&fleet)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    for l in String::from_utf8_lossy(&o.stdout).lines() {
+        let v: Value = serde_json::from_str(l).unwrap();
+        let has = v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["rule"] == "tpm-recovery-key");
+        assert_eq!(has, v["path"] == sealed.as_str(), "{v}");
+    }
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        summary.contains("1 sealed by their host's TPM: record each one's recovery key now"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains(&format!("tpm-sealed: {sealed}")),
+        "{summary}"
+    );
+    assert!(summary.contains("tpm-recovery-key: 1"), "{summary}");
 }
 
 /// Builds the encrypted set of bench/audit: `BOOTBANK_AUDIT_N` config bundles (default 200)

@@ -123,7 +123,7 @@ fn built_in_schemas_match_the_real_schema_store() {
 import json, sqlite3, sys
 db = sqlite3.connect("file:" + sys.argv[1] + "?mode=ro", uri=True)
 out = {}
-for c, g, n in [("esx", "hardware", "pci_devices"), ("esx", "system", "device_data"), ("esx", "authentication", "user_accounts")]:
+for c, g, n in [("esx", "hardware", "pci_devices"), ("esx", "system", "device_data"), ("esx", "authentication", "user_accounts"), ("esx", "authorization", "lockdown_settings"), ("esx", "authorization", "dcui_access")]:
     (v,) = db.execute("SELECT Value FROM ConfigSchema WHERE Component=? AND ConfigGroup=? AND Name=?", (c, g, n)).fetchone()
     out[c + "/" + g + "/" + n] = json.loads(v)
 print(json.dumps(out))

@@ -23,6 +23,7 @@ mod fixtures_build;
 mod inspect_disks;
 mod layers;
 mod lint;
+mod lockdown;
 mod network;
 mod nextboot_rules;
 mod passwd;

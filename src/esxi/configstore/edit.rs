@@ -4,7 +4,9 @@
 //! - [`ConfigStore::set_owner`]: a device's `owner` from `OWNER_PASSTHRU` to `OWNER_VMKERNEL`
 //!   (`fix`);
 //! - [`ConfigStore::set_password_hash`]: a user's `password_hash` (`passwd`), only where the
-//!   record already holds one.
+//!   record already holds one;
+//! - [`ConfigStore::clear_lockdown_mode`] (in `lockdown.rs`, through the same checks and
+//!   UPDATE): lockdown's `mode` taken out of the column that sets it (`lockdown --disable`).
 //!
 //! Before anything changes, the edit is checked against the host's schema: the host's schema
 //! of the key is the one bootbank knows, the record merges cleanly and obeys it, the field
@@ -12,7 +14,7 @@
 //! database is compared row by row with the original: only that row may differ, and in it only
 //! the column(s) holding the field, `ModifiedTime` and `Revision`.
 
-use super::json_span::replace_token;
+use super::json_span::{remove_member, replace_token};
 use super::schema::{Key, PCI_DEVICES, USER_ACCOUNTS};
 use super::{
     ConfigStore, ConfigStoreError, Ownership, PciDeviceRecord, StoredValue, integrity_check,
@@ -83,6 +85,12 @@ pub enum EditRefusal {
         .names.join(", ")
     )]
     UnknownTriggers { names: Vec<String> },
+    /// The field is set by no value column (only the schema's default, or nothing).
+    #[error("{key} sets no `{field}`: nothing to take out")]
+    NotSet { key: String, field: String },
+    /// A single-record key with several records: which one ESXi reads is not known.
+    #[error("{key} has {count} records where ESXi keeps one: which one it reads is not known")]
+    Several { key: String, count: usize },
     #[error("the UPDATE changed {0} rows, not 1")]
     RowCount(usize),
     #[error("after the UPDATE {0}")]
@@ -200,7 +208,7 @@ impl ConfigStore {
         self.check_triggers()?;
         let mut changes = Vec::new();
         for column in &rec.owner_columns {
-            changes.push(self.column_edit(&rec.record, &id, column, "owner", value)?);
+            changes.push(self.column_edit(&rec.record, &id, column, "owner", Some(value))?);
         }
         let (bytes, columns) = self.update_field(rowid, &id, "/owner", &changes)?;
         let store = ConfigStore::open(&bytes, self.schemas.clone())?;
@@ -238,7 +246,7 @@ impl ConfigStore {
 
     /// Whether every record bootbank reads, other than the edited one, reads back from `after`
     /// exactly as from `self`.
-    fn others_unchanged(&self, after: &ConfigStore, edited: Edited) -> bool {
+    pub(super) fn others_unchanged(&self, after: &ConfigStore, edited: Edited) -> bool {
         fn except<T: Clone + PartialEq>(
             v: &[T],
             rowid: Option<i64>,
@@ -249,15 +257,20 @@ impl ConfigStore {
                 .cloned()
                 .collect()
         }
-        let (pci, user) = match edited {
-            Edited::PciDevice(r) => (Some(r), None),
-            Edited::UserAccount(r) => (None, Some(r)),
+        let (pci, user, lockdown) = match edited {
+            Edited::PciDevice(r) => (Some(r), None, None),
+            Edited::UserAccount(r) => (None, Some(r), None),
+            Edited::Lockdown(r) => (None, None, Some(r)),
         };
         let pci_id = |r: &PciDeviceRecord| r.record.rowid;
         let user_id = |r: &super::UserAccount| r.record.rowid;
+        let rec_id = |r: &super::Record| r.rowid;
         except(&after.pci_devices, pci, pci_id) == except(&self.pci_devices, pci, pci_id)
             && except(&after.user_accounts, user, user_id)
                 == except(&self.user_accounts, user, user_id)
+            && except(&after.lockdown_settings, lockdown, rec_id)
+                == except(&self.lockdown_settings, lockdown, rec_id)
+            && after.dcui_access == self.dcui_access
             && after.device_names == self.device_names
     }
 
@@ -281,14 +294,14 @@ impl ConfigStore {
     }
 
     /// The new JSON object of one value column that sets `field` (never VitalValue): the old
-    /// value of the field and the whole object wanted.
-    fn column_edit(
+    /// value of the field and the whole object wanted (`value` None: the field taken out).
+    pub(super) fn column_edit(
         &self,
         record: &super::Record,
         id: &str,
         column: &str,
         field: &str,
-        value: &str,
+        value: Option<&str>,
     ) -> Result<(String, serde_json::Value, serde_json::Value), ConfigStoreError> {
         if column == "VitalValue" {
             return Err(EditRefusal::Column {
@@ -307,15 +320,23 @@ impl ConfigStore {
         };
         let old_value = old_json.get(field).cloned().unwrap_or_default();
         let mut want = old_json.clone();
-        want[field] = serde_json::Value::String(value.to_string());
+        match value {
+            Some(v) => want[field] = serde_json::Value::String(v.to_string()),
+            None => {
+                if let Some(obj) = want.as_object_mut() {
+                    obj.remove(field);
+                }
+            }
+        }
         Ok((column.to_string(), old_value, want))
     }
 
     /// Sets one top-level field (`pointer`, e.g. `/owner`) in the given value columns of row
-    /// `rowid` with one UPDATE on a private copy, runs the integrity check and the row-by-row
-    /// comparison, and returns the new database bytes (WAL flags as the original had them) and
-    /// each column's text before and after.
-    fn update_field(
+    /// `rowid` with one UPDATE on a private copy (or takes it out, where the object wanted has
+    /// no such field), runs the integrity check and the row-by-row comparison, and returns the
+    /// new database bytes (WAL flags as the original had them) and each column's text before
+    /// and after.
+    pub(super) fn update_field(
         &self,
         rowid: i64,
         id: &str,
@@ -349,12 +370,14 @@ impl ConfigStore {
                     .into());
                 }
             };
-            let new_value = &want[field];
-            let (new_text, reserialised) =
-                match replace_token(&old_text, pointer, old_value, new_value, want) {
-                    Some(t) => (t, false),
-                    None => (want.to_string(), true),
-                };
+            let edited = match want.get(field) {
+                Some(new_value) => replace_token(&old_text, pointer, old_value, new_value, want),
+                None => remove_member(&old_text, field, want),
+            };
+            let (new_text, reserialised) = match edited {
+                Some(t) => (t, false),
+                None => (want.to_string(), true),
+            };
             columns.push(ColumnChange {
                 column: column.clone(),
                 old_text,
@@ -401,7 +424,7 @@ impl ConfigStore {
     }
 
     /// Refuses an edit of `key` when the host's schema of it differs from the one bootbank knows.
-    fn schema_known(&self, key: Key) -> Result<(), ConfigStoreError> {
+    pub(super) fn schema_known(&self, key: Key) -> Result<(), ConfigStoreError> {
         match self.schemas.differences.get(&key) {
             Some(d) => Err(EditRefusal::SchemaDiffers {
                 key: key.to_string(),
@@ -474,7 +497,13 @@ impl ConfigStore {
         self.check_triggers()?;
         let mut changes = Vec::new();
         for column in &rec.hash_columns {
-            changes.push(self.column_edit(&rec.record, &id, column, "password_hash", hash)?);
+            changes.push(self.column_edit(
+                &rec.record,
+                &id,
+                column,
+                "password_hash",
+                Some(hash),
+            )?);
         }
         let (bytes, columns) = self.update_field(rowid, &id, "/password_hash", &changes)?;
         let store = ConfigStore::open(&bytes, self.schemas.clone())?;
@@ -514,9 +543,10 @@ impl ConfigStore {
 
 /// The record an edit changed: its table and rowid.
 #[derive(Clone, Copy)]
-enum Edited {
+pub(super) enum Edited {
     PciDevice(i64),
     UserAccount(i64),
+    Lockdown(i64),
 }
 
 /// Every row of every table (by rowid) and every schema entry, for the before/after comparison.

@@ -29,8 +29,43 @@ pub(crate) fn replace_token(
     (parsed == *want).then_some(out)
 }
 
+/// `text` without its top-level field `name` (key, value and one separating comma), every other
+/// byte kept; None when the field is not there exactly once, the text cannot be scanned, or the
+/// result would not parse to `want`. For a field whose absence is what the schema means by
+/// "not set" (lockdown's `mode`).
+pub(crate) fn remove_member(text: &str, name: &str, want: &serde_json::Value) -> Option<String> {
+    let b = text.as_bytes();
+    let members = top_level_members(b)?;
+    let mut hits = members.iter().enumerate().filter(|(_, m)| m.0 == name);
+    let (i, &(_, kstart, _, vend)) = hits.next()?;
+    if hits.next().is_some() {
+        return None;
+    }
+    let (from, to) = if let Some(next) = members.get(i + 1) {
+        // `"name":v, "next"...`: up to the next key.
+        (kstart, next.1)
+    } else if i > 0 {
+        // The last member: from the end of the one before it (its comma goes too).
+        (members[i - 1].3, vend)
+    } else {
+        (kstart, vend)
+    };
+    let out = format!("{}{}", &text[..from], &text[to..]);
+    let parsed: serde_json::Value = serde_json::from_str(&out).ok()?;
+    (parsed == *want).then_some(out)
+}
+
 /// Byte span of the value of the last top-level field `name` of the JSON object in `b`.
 fn top_level_value_span(b: &[u8], name: &str) -> Option<(usize, usize)> {
+    top_level_members(b)?
+        .into_iter()
+        .rev()
+        .find(|m| m.0 == name)
+        .map(|m| (m.2, m.3))
+}
+
+/// Every top-level member of the JSON object in `b`: key, key start, value start, value end.
+fn top_level_members(b: &[u8]) -> Option<Vec<(String, usize, usize, usize)>> {
     let ws = |mut i: usize| {
         while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
             i += 1;
@@ -92,11 +127,12 @@ fn top_level_value_span(b: &[u8], name: &str) -> Option<(usize, usize)> {
         return None;
     }
     i = ws(i + 1);
-    let mut found = None;
+    let mut found = Vec::new();
     if b.get(i) == Some(&b'}') {
         return None;
     }
     loop {
+        let kstart = i;
         let kend = string_end(i)?;
         let key: String = serde_json::from_slice(&b[i..kend]).ok()?;
         i = ws(kend);
@@ -105,9 +141,7 @@ fn top_level_value_span(b: &[u8], name: &str) -> Option<(usize, usize)> {
         }
         let vstart = ws(i + 1);
         let vend = value_end(vstart)?;
-        if key == name {
-            found = Some((vstart, vend));
-        }
+        found.push((key, kstart, vstart, vend));
         i = ws(vend);
         match b.get(i)? {
             b',' => i = ws(i + 1),
@@ -115,7 +149,7 @@ fn top_level_value_span(b: &[u8], name: &str) -> Option<(usize, usize)> {
             _ => return None,
         }
     }
-    found
+    Some(found)
 }
 
 #[cfg(test)]
@@ -224,6 +258,34 @@ mod tests {
             replace_token(text, "/owner", &json!(PASSTHRU), &json!(VMKERNEL), &want),
             None
         );
+    }
+
+    #[test]
+    fn a_member_is_removed_with_its_comma_and_nothing_else() {
+        let rm = |text: &str| {
+            let mut want: Value = serde_json::from_str(text).unwrap();
+            if let Some(o) = want.as_object_mut() {
+                o.remove("mode");
+            }
+            remove_member(text, "mode", &want)
+        };
+        assert_eq!(
+            rm(r#"{"mode":"NORMAL","exception_users":["a"]}"#).unwrap(),
+            r#"{"exception_users":["a"]}"#
+        );
+        assert_eq!(
+            rm(r#"{"exception_users":["a"], "mode" : "STRICT" }"#).unwrap(),
+            r#"{"exception_users":["a"] }"#
+        );
+        assert_eq!(
+            rm(r#"{"a":1,"mode":"NORMAL","b":{"mode":2}}"#).unwrap(),
+            r#"{"a":1,"b":{"mode":2}}"#
+        );
+        assert_eq!(rm(r#"{"mode":"NORMAL"}"#).unwrap(), "{}");
+        // Absent, twice, or not an object: nothing is guessed.
+        assert_eq!(rm(r#"{"a":1}"#), None);
+        assert_eq!(rm(r#"{"mode":"NORMAL","mode":"STRICT"}"#), None);
+        assert_eq!(rm(r#"["mode"]"#), None);
     }
 
     #[test]

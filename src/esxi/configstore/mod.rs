@@ -18,6 +18,7 @@
 
 mod edit;
 mod json_span;
+pub mod lockdown;
 pub mod network;
 pub mod record;
 pub mod schema;
@@ -306,6 +307,11 @@ pub struct ConfigStore {
     /// The `esx/authentication/user_accounts` records, in table order (none on the real 7.0.2
     /// host).
     pub user_accounts: Vec<UserAccount>,
+    /// The `esx/authorization/lockdown_settings` records (a single-record key: none or one; the
+    /// real 7.0.2 host has none), read by [`ConfigStore::lockdown`].
+    pub lockdown_settings: Vec<Record>,
+    /// The `esx/authorization/dcui_access` records (none or one; none on the real 7.0.2 host).
+    pub dcui_access: Vec<Record>,
     /// The database bytes as given to [`ConfigStore::open`], for [`ConfigStore::set_owner`].
     image: Vec<u8>,
 }
@@ -418,6 +424,8 @@ impl ConfigStore {
             pci_devices: read(schema::PCI_DEVICES)?,
             device_names: read(schema::DEVICE_DATA)?,
             user_accounts: read(schema::USER_ACCOUNTS)?,
+            lockdown_settings: read(schema::LOCKDOWN_SETTINGS)?,
+            dcui_access: read(schema::DCUI_ACCESS)?,
             store: ConfigStore {
                 size: db_bytes.len(),
                 table,
@@ -430,6 +438,8 @@ impl ConfigStore {
                 pci_devices: Vec::new(),
                 device_names: Vec::new(),
                 user_accounts: Vec::new(),
+                lockdown_settings: Vec::new(),
+                dcui_access: Vec::new(),
                 image: db_bytes.to_vec(),
             },
         })
@@ -491,6 +501,8 @@ struct RawStore {
     pci_devices: Vec<RawRow>,
     device_names: Vec<RawRow>,
     user_accounts: Vec<RawRow>,
+    lockdown_settings: Vec<RawRow>,
+    dcui_access: Vec<RawRow>,
 }
 
 impl RawStore {
@@ -515,11 +527,15 @@ impl RawStore {
             .into_iter()
             .map(user_account)
             .collect();
+        let lockdown_settings = merge(self.lockdown_settings, schema::LOCKDOWN_SETTINGS);
+        let dcui_access = merge(self.dcui_access, schema::DCUI_ACCESS);
         ConfigStore {
             schemas,
             pci_devices,
             device_names,
             user_accounts,
+            lockdown_settings,
+            dcui_access,
             ..self.store
         }
     }

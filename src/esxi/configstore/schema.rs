@@ -60,8 +60,32 @@ pub const USER_ACCOUNTS: Key = Key {
     name: "user_accounts",
 };
 
+/// Lockdown mode (`lockdown`), a single record. Its 7.0.2 schema lists `mode` (enum `NORMAL`,
+/// `STRICT`; not required, no default: a host with no mode is not locked down),
+/// `exception_users` (array of strings) and `removed_permissions` (vital: the permissions
+/// lockdown took away); the real 7.0.2 host has no row of it.
+pub const LOCKDOWN_SETTINGS: Key = Key {
+    component: "esx",
+    group: "authorization",
+    name: "lockdown_settings",
+};
+
+/// Who may log in at the DCUI whatever lockdown says (the `DCUI.Access` advanced option), a
+/// single record: `users` (at least one), schema default `["root"]`.
+pub const DCUI_ACCESS: Key = Key {
+    component: "esx",
+    group: "authorization",
+    name: "dcui_access",
+};
+
 /// The keys bootbank reads, in the order it reports them.
-pub const KNOWN: [Key; 3] = [PCI_DEVICES, DEVICE_DATA, USER_ACCOUNTS];
+pub const KNOWN: [Key; 5] = [
+    PCI_DEVICES,
+    DEVICE_DATA,
+    USER_ACCOUNTS,
+    LOCKDOWN_SETTINGS,
+    DCUI_ACCESS,
+];
 
 /// Where a schema was read from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

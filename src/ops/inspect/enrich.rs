@@ -11,7 +11,7 @@ use std::path::Path;
 /// Fills `sysfs` on every device of the report. `disk_name` marks the inspected disk in the
 /// tree; without it, a block-device target is looked up through the live `/sys`.
 pub fn enrich(report: &mut Report, root: &Path, disk_name: Option<&str>, target: Option<&Path>) {
-    let mut sysfs = match Sysfs::open(root) {
+    let sysfs = match open_marked(root, disk_name, target) {
         Ok(s) => s,
         Err(e) => {
             report
@@ -20,6 +20,23 @@ pub fn enrich(report: &mut Report, root: &Path, disk_name: Option<&str>, target:
             return;
         }
     };
+    let ids = PciIds::load();
+    report.sysfs_root = Some(root.display().to_string());
+    report.pci_ids = Some(ids.source().to_string());
+    for d in &mut report.devices {
+        d.sysfs = sysfs.device(d.conf.address, &ids);
+    }
+}
+
+/// The sysfs tree at `root` with the inspected disk marked: `disk_name`, else (in the live
+/// tree only) the disk of the block-device `target`. Also for lint's rules that look at every
+/// PCI function, not only those the configuration lists.
+pub fn open_marked(
+    root: &Path,
+    disk_name: Option<&str>,
+    target: Option<&Path>,
+) -> Result<Sysfs, crate::host::sysfs::SysfsError> {
+    let mut sysfs = Sysfs::open(root)?;
     let inspected = disk_name.map(str::to_string).or_else(|| {
         // Device numbers of a /dev node only mean something in the live tree.
         sysfs
@@ -30,10 +47,5 @@ pub fn enrich(report: &mut Report, root: &Path, disk_name: Option<&str>, target:
     if let Some(name) = &inspected {
         sysfs.set_inspected(name);
     }
-    let ids = PciIds::load();
-    report.sysfs_root = Some(root.display().to_string());
-    report.pci_ids = Some(ids.source().to_string());
-    for d in &mut report.devices {
-        d.sysfs = sysfs.device(d.conf.address, &ids);
-    }
+    Ok(sysfs)
 }

@@ -27,7 +27,7 @@ use std::path::PathBuf;
 
 pub mod banks;
 pub mod config;
-mod enrich;
+pub(crate) mod enrich;
 pub mod report;
 pub mod sources;
 

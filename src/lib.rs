@@ -35,5 +35,5 @@ pub use esxi::{bootcfg, config, configstore, devices, esxconf, nextboot, pci, sh
 pub use format::{archive, deflate, envelope, fat, partition, pciids};
 pub use host::sysfs;
 pub use io::{disk, vmdk};
-pub use ops::{audit, bank, extract, findings, fix, inspect, lint, passwd, rescue};
+pub use ops::{audit, bank, extract, findings, fix, inspect, lint, passwd, rescue, restore_config};
 pub use write::transaction;

@@ -10,3 +10,4 @@ pub mod inspect;
 pub mod lint;
 pub mod passwd;
 pub mod rescue;
+pub mod restore_config;

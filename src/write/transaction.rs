@@ -181,6 +181,46 @@ pub fn replace(
     ))
 }
 
+/// Creates `names.current`, which the bank does not have, with `new`: the chain first where
+/// nothing looks, then the new directory entry in one sector write ([`fat::create`]), so that
+/// the bank has either no such file (as before) or the complete new one at every instant.
+/// Leftovers of an interrupted write are reclaimed first, as in [`replace`].
+pub fn create(
+    disk: &mut Disk,
+    bank: &Bank,
+    names: &Names,
+    new: &[u8],
+    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+) -> Result<(WriteStats, Option<String>), TxError> {
+    let b = Bankref::of(bank);
+    let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
+    let st =
+        fat::create(disk, b.start, b.len, &names.current, new, verify).map_err(|e| match e {
+            FatError::Verify { file, why, .. } => TxError::Verify {
+                partition: b.partition,
+                file,
+                why,
+            },
+            source => TxError::Fat {
+                partition: b.partition,
+                source,
+            },
+        })?;
+    Ok((
+        WriteStats {
+            bytes_written: disk.bytes_written() - w0,
+            write_calls: disk.write_calls() - c0,
+            flushes: disk.sync_calls() - f0,
+        },
+        st.repaired.map(|h| {
+            format!(
+                "repaired what an interrupted write left in the FAT: {}",
+                h.describe()
+            )
+        }),
+    ))
+}
+
 /// Completes or undoes what an interrupted write of an earlier bootbank version left (renamed
 /// files), then reclaims what it left in the FAT ([`tidy`]). `verify` decides whether a
 /// `state.new` without a `state.tgz` holds a usable configuration (it was verified before the

@@ -86,6 +86,35 @@ fn outside(img: &Path, n: u32) -> Vec<u8> {
     all
 }
 
+/// Sectors of bank `n` that differ between two images, per region of the FAT volume
+/// (reserved incl. boot sector, FATs, root directory, data), from the boot sector's geometry.
+fn changed_sectors(before: &Path, after: &Path, n: u32) -> [usize; 4] {
+    let p = common::part(before, n);
+    let (a, b) = (fs::read(before).unwrap(), fs::read(after).unwrap());
+    let (a, b) = (
+        &a[p.offset() as usize..(p.offset() + p.len()) as usize],
+        &b[p.offset() as usize..(p.offset() + p.len()) as usize],
+    );
+    let le16 = |at: usize| u16::from_le_bytes([a[at], a[at + 1]]) as usize;
+    let (sector, reserved, fats, root_entries, fat_sectors) =
+        (le16(11), le16(14), a[16] as usize, le16(17), le16(22));
+    let root_at = reserved + fats * fat_sectors;
+    let data_at = root_at + (root_entries * 32).div_ceil(sector);
+    let mut out = [0; 4];
+    for (i, (x, y)) in a.chunks(sector).zip(b.chunks(sector)).enumerate() {
+        if x != y {
+            let region = match i {
+                _ if i < reserved => 0,
+                _ if i < root_at => 1,
+                _ if i < data_at => 2,
+                _ => 3,
+            };
+            out[region] += 1;
+        }
+    }
+    out
+}
+
 /// Every root file of bank `n` but `except`, read with mtools.
 fn files(img: &Path, n: u32, except: &str) -> Vec<(String, Vec<u8>)> {
     common::mdir(img, n)
@@ -153,6 +182,15 @@ fn assert_restored(img: &Path, before: &Path, source: &[u8], tmp: &TempDir, tag:
         files(before, 5, "state.tgz"),
         "{tag}: another file of bank 5 changed"
     );
+    // In bank 5: the boot sector and reserved sectors untouched, one root-directory sector
+    // (the entry created or switched), FAT sectors and the new chain's data.
+    let [reserved, fat, root, _data] = changed_sectors(before, img, 5);
+    assert_eq!(
+        (reserved, root),
+        (0, 1),
+        "{tag}: reserved and root sectors changed"
+    );
+    assert!(fat > 0, "{tag}: no FAT sector changed");
     let r = inspect(img);
     let dev = r["devices"]
         .as_array()
@@ -387,10 +425,34 @@ fn a_power_cut_during_the_create_leaves_no_file_or_the_complete_one() {
         source: Source::Bank(6),
         force: false,
     };
-    let plan = restore_config::plan(&pristine, &req).unwrap();
+    replay_create(&pristine, &req, &tmp, "demo from bank 6", 512);
+}
+
+/// [`replay_create`] with the real host's encrypted state.tgz (110 KiB: a chain of hundreds of
+/// clusters, so torn and reordered multi-sector writes are sampled) from a bundle.
+#[test]
+fn a_power_cut_during_the_create_of_the_real_hosts_state_tgz() {
+    if !tools() || !common::builder_available() || !common::require_real() {
+        return;
+    }
+    let tmp = TempDir::new("restore-config-cut-real");
+    let (img, state) = real_disk_without_state(&tmp);
+    let b = bundle(&tmp, "real", &state, REAL_RELEASE, REAL_UUID);
+    let req = Request {
+        source: Source::Bundle(b),
+        force: false,
+    };
+    // Each state costs a decryption and two fsck runs: a fixed-seed sample per interval.
+    replay_create(&img, &req, &tmp, "real host from a bundle", 128);
+}
+
+/// Records the create of `req` on `pristine` and replays its crash states (see above): every
+/// one of an interval with at most `limit`, else `limit` sampled with a fixed seed.
+fn replay_create(pristine: &Path, req: &Request, tmp: &TempDir, tag: &str, limit: u64) {
+    let plan = restore_config::plan(pristine, req).unwrap();
     assert_eq!(plan.method, restore_config::WriteMethod::Create);
     let new = plan.new_bytes.clone();
-    let base = fs::read(&pristine).unwrap();
+    let base = fs::read(pristine).unwrap();
     let len = base.len() as u64;
     let (rec, events) = Recorder::new(base.clone());
     restore_config::apply_on(
@@ -402,13 +464,13 @@ fn a_power_cut_during_the_create_leaves_no_file_or_the_complete_one() {
     let journal = Journal::new(base, &events.borrow(), SECTOR);
     assert!(journal.flushes() >= 2, "chain and entry are flushed apart");
 
-    let bank = BankPart::of(&pristine, 5);
+    let bank = BankPart::of(pristine, 5);
     let img = tmp.join("cut.img");
     let scratch = tmp.join("fsck.img");
     let (mut total, mut missing, mut complete) = (0, 0, 0);
     let mut problems = Vec::new();
     for k in 0..journal.intervals() {
-        let (states, cov) = journal.crash_states(k, 512, 0x5eed + k as u64);
+        let (states, cov) = journal.crash_states(k, limit, 0x5eed + k as u64);
         eprintln!(
             "interval {k}: {} sectors, {} states{}",
             cov.sectors,
@@ -442,7 +504,7 @@ fn a_power_cut_during_the_create_leaves_no_file_or_the_complete_one() {
             if !cut.only_interrupted_write_leftovers() {
                 problem(format!("fsck.fat -n after the cut: {cut}"));
             }
-            let rerun = restore_config::plan(&img, &req)
+            let rerun = restore_config::plan(&img, req)
                 .and_then(|p| restore_config::apply(&p, &tmp.join(format!("backup-{k}-{i}"))));
             if let Err(e) = rerun {
                 problem(format!("rerun: {e}"));
@@ -458,7 +520,7 @@ fn a_power_cut_during_the_create_leaves_no_file_or_the_complete_one() {
         }
     }
     eprintln!(
-        "create: {} flushes, {total} crash states: {missing} without state.tgz, {complete} with the complete new one",
+        "{tag}: {} flushes, {total} crash states: {missing} without state.tgz, {complete} with the complete new one",
         journal.flushes()
     );
     assert!(missing > 0 && complete > 0, "both outcomes are reached");
@@ -470,14 +532,10 @@ fn a_power_cut_during_the_create_leaves_no_file_or_the_complete_one() {
     );
 }
 
-/// The real 7.0.2 host: its real local.tgz sealed as its bootbank holds it (local.tgz.ve and the
-/// real encryption.info), in a bundle made with GNU tar; bank 5's state.tgz deleted.
-#[test]
-fn real_encrypted_host_restored_from_a_bundle() {
-    if !tools() || !common::builder_available() || !common::require_real() {
-        return;
-    }
-    let tmp = TempDir::new("restore-config-real");
+/// A demo-layout disk of the real 7.0.2 host: both banks hold its real local.tgz sealed as its
+/// bootbank holds it (local.tgz.ve and the real encryption.info); bank 5's state.tgz deleted
+/// (mdel). Returns the image and that state.tgz.
+fn real_disk_without_state(tmp: &TempDir) -> (PathBuf, Vec<u8>) {
     // mkrealhost with no options writes the real local.tgz.decrypted byte for byte.
     let local = common::mkrealhost(tmp.path(), "local.tgz", &[]);
     assert_eq!(
@@ -498,9 +556,21 @@ fn real_encrypted_host_restored_from_a_bundle() {
         .arg(p.mtools_image(&img))
         .arg("::/state.tgz"));
     common::fsck_banks(&img);
+
+    (img, state)
+}
+
+/// The real 7.0.2 host: its real local.tgz sealed as its bootbank holds it (local.tgz.ve and the
+/// real encryption.info), in a bundle made with GNU tar; bank 5's state.tgz deleted.
+#[test]
+fn real_encrypted_host_restored_from_a_bundle() {
+    if !tools() || !common::builder_available() || !common::require_real() {
+        return;
+    }
+    let tmp = TempDir::new("restore-config-real");
+    let (img, state) = real_disk_without_state(&tmp);
     let before = tmp.join("before.img");
     fs::copy(&img, &before).unwrap();
-
     let good = bundle(&tmp, "real", &state, REAL_RELEASE, REAL_UUID);
     // Another host's bundle of the same build is refused.
     let (code, _, err) = restore(
@@ -527,6 +597,8 @@ fn real_encrypted_host_restored_from_a_bundle() {
     tar_lists(&state, &tmp, "real", &["local.tgz.ve", "encryption.info"]);
     assert_eq!(outside(&img, 5), outside(&before, 5));
     assert_eq!(files(&img, 5, "state.tgz"), files(&before, 5, "state.tgz"));
+    let [reserved, _, root, _] = changed_sectors(&before, &img, 5);
+    assert_eq!((reserved, root), (0, 1));
     let r = inspect(&img);
     let cfg = &r["config"];
     assert_eq!(cfg["encryption"], "kdf", "{cfg}");

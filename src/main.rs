@@ -147,9 +147,9 @@ enum Command {
     /// backed up first. A missing state.tgz is created crash-safely (the chain first, then the
     /// directory entry in one sector write), an existing one replaced by the atomic switch.
     ///
-    /// Exit codes: 0 written, nothing to do, or dry run; 1 a write failed (the bank holds the
-    /// old file or the new one, never a mix); 2 refused or bad input, nothing written; 3 the
-    /// question was declined.
+    /// Exit codes: 0 written, nothing to do, or dry run; 1 a write failed (the bank holds what
+    /// it held, no file or the old one, or the complete new one, never a mix); 2 refused or
+    /// bad input, nothing written; 3 the question was declined.
     ///
     /// Examples:
     ///   bootbank restore-config /dev/sdb --from-bank 6 --dry-run

@@ -36,6 +36,7 @@ pub use format::{archive, deflate, envelope, fat, partition, pciids};
 pub use host::sysfs;
 pub use io::{disk, vmdk};
 pub use ops::{
-    audit, bank, extract, findings, fix, inspect, lint, lockdown, network, passwd, rescue,
+    audit, bank, extract, findings, fix, inspect, lint, lockdown, network, passwd, rescue, restore,
+    restore_config,
 };
 pub use write::transaction;

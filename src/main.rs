@@ -169,6 +169,28 @@ enum Command {
     ///   bootbank restore /dev/sdb --from bootbank-backup-20261125T220000Z
     #[command(verbatim_doc_comment)]
     Restore(cli::restore::RestoreArgs),
+    /// Put a missing or corrupt state.tgz back, from the other bank or a configuration bundle.
+    ///
+    /// The bank that boots next gets the state.tgz of bank N (--from-bank N) or of a
+    /// configBundle-<host>.tgz (--from BUNDLE, as `vim-cmd hostsvc/firmware/backup_config` or
+    /// PowerCLI `Get-VMHostFirmware -BackupConfiguration` make it), byte for byte. A bundle's
+    /// RELEASELEVEL must match the bank's boot.cfg build and its UUID the host's /system/uuid
+    /// (read from whichever configuration on the disk is readable), as ESXi's own restore
+    /// requires; --force takes a mismatched bundle anyway. The plan shows the checks, the
+    /// members that differ and the esx.conf diff; the current file, even a corrupt one, is
+    /// backed up first. A missing state.tgz is created crash-safely (the chain first, then the
+    /// directory entry in one sector write), an existing one replaced by the atomic switch.
+    ///
+    /// Exit codes: 0 written, nothing to do, or dry run; 1 a write failed (the bank holds what
+    /// it held, no file or the old one, or the complete new one, never a mix); 2 refused or
+    /// bad input, nothing written; 3 the question was declined.
+    ///
+    /// Examples:
+    ///   bootbank restore-config /dev/sdb --from-bank 6 --dry-run
+    ///   bootbank restore-config /dev/sdb --from configBundle-esx01.tgz
+    ///   bootbank restore-config disk.img --from configBundle-old.tgz --force --yes --json
+    #[command(verbatim_doc_comment)]
+    RestoreConfig(cli::restore_config::RestoreConfigArgs),
     /// Unpack the configuration files of the bank that boots next into a directory, for reading.
     ///
     /// DIR/state/ gets the members of state.tgz, DIR/local/ those of local.tgz (decrypted when
@@ -286,6 +308,7 @@ fn main() -> ExitCode {
         Command::Network(a) => cli::network::run(a),
         Command::Lockdown(a) => cli::lockdown::run(a),
         Command::Restore(a) => cli::restore::run_restore(a),
+        Command::RestoreConfig(a) => cli::restore_config::run(a),
         Command::Extract(a) => cli::extract::run(a),
         Command::Rescue(a) => cli::rescue::run(a),
         Command::Completions { shell } => cli::generate::completions(Cli::command(), shell),

@@ -14,6 +14,7 @@ pub mod passwd;
 pub mod prompt;
 pub mod rescue;
 pub mod restore;
+pub mod restore_config;
 pub mod style;
 
 use serde::Serialize;

@@ -13,3 +13,4 @@ pub mod network;
 pub mod passwd;
 pub mod rescue;
 pub mod restore;
+pub mod restore_config;

@@ -57,6 +57,10 @@ pub enum Method<'a> {
     /// `bootstate` digit: a one-byte write lies in one sector, and the directory entry (size,
     /// time) is untouched.
     InPlace { offset_in_file: u64 },
+    /// A file the bank does not have (`old` empty) created the crash-safe way
+    /// ([`transaction::create`]): the bank has no such file or the complete new one at every
+    /// instant. Refused, nothing written, when the file exists after all.
+    Create { verify: Verify<'a> },
 }
 
 /// One file of one bank to change.
@@ -332,6 +336,10 @@ pub fn commit_bank(disk: &mut Disk, head: &[u8], w: &BankWrite) -> Result<Commit
                 out.recovered.extend(tidied);
             }
             Method::InPlace { offset_in_file } => in_place(disk, &bank, w, offset_in_file)?,
+            Method::Create { verify } => {
+                let (_, tidied) = transaction::create(disk, &bank, w.names, w.new, verify)?;
+                out.recovered.extend(tidied);
+            }
         }
         out.written = true;
     }

@@ -146,23 +146,58 @@ pub fn replace<E: Display>(
     new: &[u8],
     verify: &dyn Fn(&[u8]) -> Result<(), E>,
 ) -> Result<(WriteStats, Option<String>), TxError> {
+    through_fat(disk, bank, names, new, verify, fat::replace)
+}
+
+/// Creates `names.current`, which the bank does not have, with `new`: the chain first where
+/// nothing looks, then the new directory entry in one sector write ([`fat::create`]), so that
+/// the bank has either no such file (as before) or the complete new one at every instant.
+/// Leftovers of an interrupted write are reclaimed first, as in [`replace`].
+pub fn create<E: Display>(
+    disk: &mut Disk,
+    bank: &Bank,
+    names: &Names,
+    new: &[u8],
+    verify: &dyn Fn(&[u8]) -> Result<(), E>,
+) -> Result<(WriteStats, Option<String>), TxError> {
+    through_fat(disk, bank, names, new, verify, fat::create)
+}
+
+/// The signature of [`fat::replace`] and [`fat::create`].
+type FatWrite = fn(
+    &mut Disk,
+    u64,
+    u64,
+    &str,
+    &[u8],
+    &dyn Fn(&[u8]) -> Result<(), String>,
+) -> Result<fat::Switched, FatError>;
+
+/// Runs one of the FAT layer's crash-safe writes on `bank`, counting what it wrote and saying
+/// what it repaired first.
+fn through_fat<E: Display>(
+    disk: &mut Disk,
+    bank: &Bank,
+    names: &Names,
+    new: &[u8],
+    verify: &dyn Fn(&[u8]) -> Result<(), E>,
+    write: FatWrite,
+) -> Result<(WriteStats, Option<String>), TxError> {
     let b = Bankref::of(bank);
     let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
     // The FAT layer takes the verdict in words: it only carries it into `FatError::Verify`.
     let in_words = |bytes: &[u8]| verify(bytes).map_err(|e| e.to_string());
-    let st = fat::replace(disk, b.start, b.len, &names.current, new, &in_words).map_err(
-        |e| match e {
-            FatError::Verify { file, why, .. } => TxError::Verify {
-                partition: b.partition,
-                file,
-                why,
-            },
-            cause => TxError::Fat {
-                partition: b.partition,
-                cause,
-            },
+    let st = write(disk, b.start, b.len, &names.current, new, &in_words).map_err(|e| match e {
+        FatError::Verify { file, why, .. } => TxError::Verify {
+            partition: b.partition,
+            file,
+            why,
         },
-    )?;
+        cause => TxError::Fat {
+            partition: b.partition,
+            cause,
+        },
+    })?;
     Ok((
         WriteStats {
             bytes_written: disk.bytes_written() - w0,

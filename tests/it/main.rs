@@ -30,6 +30,7 @@ mod passwd;
 mod power_cut;
 mod private_files;
 mod rescue_vm;
+mod restore_config;
 mod splice;
 mod sysfs;
 mod vmdk;

@@ -5,10 +5,12 @@
 //! reaching the disk.
 
 mod check;
+mod create;
 pub mod raw;
 mod switch;
 
 pub use check::Health;
+pub use create::create;
 pub use switch::{Switched, fat_time, replace};
 
 use crate::io::disk::{ReadTrace, Slice};

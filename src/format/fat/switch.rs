@@ -233,7 +233,7 @@ pub fn replace(
 }
 
 /// The clusters of the chain starting at `first` (already checked by the scan).
-fn chain_of(layout: &Layout, t: &Table, first: u32) -> Vec<u32> {
+pub(super) fn chain_of(layout: &Layout, t: &Table, first: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut c = first;
     while layout.is_data(c) && out.len() <= layout.clusters as usize {
@@ -249,7 +249,7 @@ fn chain_of(layout: &Layout, t: &Table, first: u32) -> Vec<u32> {
 
 /// Free clusters (free in every copy) for `bytes`: the first run long enough, else the first
 /// free ones in order. `None` when the volume has too few.
-fn allocate(layout: &Layout, tables: &[Table], bytes: u64) -> Option<Vec<u32>> {
+pub(super) fn allocate(layout: &Layout, tables: &[Table], bytes: u64) -> Option<Vec<u32>> {
     let need = bytes.div_ceil(layout.cluster_bytes) as usize;
     if need == 0 {
         return Some(Vec::new());
@@ -273,7 +273,7 @@ fn allocate(layout: &Layout, tables: &[Table], bytes: u64) -> Option<Vec<u32>> {
 }
 
 /// Adjacent clusters grouped, so each run is one write.
-fn runs_of(chain: &[u32]) -> Vec<Vec<u32>> {
+pub(super) fn runs_of(chain: &[u32]) -> Vec<Vec<u32>> {
     let mut out: Vec<Vec<u32>> = Vec::new();
     for &c in chain {
         match out.last_mut() {
@@ -284,7 +284,7 @@ fn runs_of(chain: &[u32]) -> Vec<Vec<u32>> {
     out
 }
 
-fn link(layout: &Layout, t: &mut Table, chain: &[u32]) {
+pub(super) fn link(layout: &Layout, t: &mut Table, chain: &[u32]) {
     for (i, &c) in chain.iter().enumerate() {
         t.set(c, chain.get(i + 1).copied().unwrap_or(layout.eoc()));
     }
@@ -292,7 +292,7 @@ fn link(layout: &Layout, t: &mut Table, chain: &[u32]) {
 
 /// Reads `len` bytes from the chain that the first FAT copy, re-read from the storage, links
 /// from `first` (the caller drops the cache first, so this is what the disk holds).
-fn read_chain(
+pub(super) fn read_chain(
     disk: &mut Disk,
     layout: &Layout,
     first: Option<u32>,

@@ -29,9 +29,10 @@
 //! high cluster word 0 (FAT12/16). Names that are not plain 8.3, or mix case within the base or
 //! the extension (which would need a long-name entry), are refused.
 
-use super::check::Scan;
-use super::raw::{self, ATTR_LFN, Layout, Table};
-use super::switch::{Switched, allocate, fat_time, link, read_chain, runs_of};
+use super::raw::{self, ATTR_LFN};
+use super::switch::{
+    Switched, Target, allocate, fat_time, healthy, runs_of, write_chain, write_entry,
+};
 use super::{FatError, FatVolume};
 use crate::io::disk::{Disk, Slice};
 
@@ -121,22 +122,7 @@ pub fn create(
             detail: format!("`{name}` is not an 8.3 name of one case per part"),
         });
     }
-    disk.drop_cache();
-    let layout = Layout::read(disk, start, len)?;
-    let mut scan = Scan::run(disk, &layout)?;
-    let mut repaired = None;
-    if !scan.health.is_clean() {
-        let (found, _) = super::Health::repair(disk, &layout)?;
-        disk.drop_cache();
-        scan = Scan::run(disk, &layout)?;
-        if !scan.health.is_clean() {
-            return Err(FatError::Damaged {
-                offset: start,
-                problems: vec![scan.health.describe()],
-            });
-        }
-        repaired = Some(found);
-    }
+    let (layout, scan, repaired) = healthy(disk, start, len)?;
     let short = raw::short_form(name).expect("checked above");
     let taken = scan.root.iter().any(|e| e.raw[0..11] == short)
         || FatVolume::open(Slice::new(disk, start, len))?.exists(name)?;
@@ -151,92 +137,35 @@ pub fn create(
     // Phase 1: the chain, in clusters nothing references.
     let chain = allocate(&layout, &scan.tables, data.len() as u64)
         .ok_or_else(|| werr(format!("not enough free space for {} bytes", data.len())))?;
-    let runs = runs_of(&chain);
-    let cb = layout.cluster_bytes as usize;
-    let mut at = 0usize;
-    for run in &runs {
-        let bytes = run.len() * cb;
-        let mut buf = vec![0u8; bytes];
-        let take = (data.len() - at).min(bytes);
-        buf[..take].copy_from_slice(&data[at..at + take]);
-        disk.write_at(layout.cluster_offset(run[0]), &buf)
-            .map_err(|e| werr(e.to_string()))?;
-        at += take;
-    }
-    let linked: Vec<Table> = scan
-        .tables
-        .iter()
-        .map(|t| {
-            let mut t = t.clone();
-            link(&layout, &mut t, &chain);
-            t
-        })
-        .collect();
-    for (copy, (old, new)) in scan.tables.iter().zip(&linked).enumerate() {
-        super::check::write_table(disk, &layout, copy as u32, old, new)?;
-    }
-    super::check::sync(disk, &layout)?;
+    let target = Target {
+        start,
+        len,
+        name,
+        data,
+    };
+    let linked = write_chain(disk, &layout, &scan.tables, &chain, &target, verify)?;
     flushes += 1;
-    let undo = |disk: &mut Disk| -> Result<(), FatError> {
-        for (copy, (old, new)) in linked.iter().zip(&scan.tables).enumerate() {
-            super::check::write_table(disk, &layout, copy as u32, old, new)?;
-        }
-        super::check::sync(disk, &layout)
-    };
-    disk.drop_cache();
-    let back = read_chain(disk, &layout, chain.first().copied(), data.len())?;
-    let check = if back != data {
-        Err(format!(
-            "the new chain reads back differently ({} bytes compared)",
-            data.len()
-        ))
-    } else {
-        verify(&back)
-    };
-    if let Err(why) = check {
-        undo(disk)?;
-        return Err(FatError::Verify {
-            offset: start,
-            file: name.to_string(),
-            why,
-        });
-    }
 
     // Phase 2: one sector, the new entry in a free slot.
-    let entry_at = layout.root_start + slot as u64 * 32;
-    let sector_at = entry_at - (entry_at - layout.start) % layout.sector;
-    let mut old_sector = vec![0u8; layout.sector as usize];
-    disk.read_at(sector_at, &mut old_sector)
-        .map_err(|e| werr(e.to_string()))?;
     let (date, time) = fat_time(chrono::Local::now().naive_local());
     let first = chain.first().copied().unwrap_or(0);
     let entry = short_entry(name, first, size, date, time).expect("checked above");
-    let mut new_sector = old_sector.clone();
-    let e = (entry_at - sector_at) as usize;
-    new_sector[e..e + 32].copy_from_slice(&entry);
-    disk.write_at(sector_at, &new_sector)
-        .map_err(|e| werr(e.to_string()))?;
-    super::check::sync(disk, &layout)?;
+    let entry_at = layout.root_start + slot as u64 * 32;
+    write_entry(
+        disk,
+        &layout,
+        (&scan.tables, &linked),
+        entry_at,
+        &target,
+        &|e: &mut [u8]| e.copy_from_slice(&entry),
+    )?;
     flushes += 1;
-    disk.drop_cache();
-    let through_fatfs = FatVolume::open(Slice::new(disk, start, len))?.read(name)?;
-    if through_fatfs.as_deref() != Some(data) {
-        disk.write_at(sector_at, &old_sector)
-            .map_err(|e| werr(e.to_string()))?;
-        super::check::sync(disk, &layout)?;
-        undo(disk)?;
-        return Err(FatError::Verify {
-            offset: start,
-            file: name.to_string(),
-            why: "after the entry was written the file does not read back as written".into(),
-        });
-    }
     Ok(Switched {
         bytes_written: disk.bytes_written() - w0,
         write_calls: disk.write_calls() - c0,
         flushes,
         clusters: chain.len() as u32,
-        runs: runs.len() as u32,
+        runs: runs_of(&chain).len() as u32,
         repaired,
     })
 }

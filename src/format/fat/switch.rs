@@ -71,24 +71,7 @@ pub fn replace(
     verify: &dyn Fn(&[u8]) -> Result<(), String>,
 ) -> Result<Switched, FatError> {
     let (w0, c0) = (disk.bytes_written(), disk.write_calls());
-    disk.drop_cache();
-    let layout = Layout::read(disk, start, len)?;
-    let mut scan = Scan::run(disk, &layout)?;
-    let mut repaired = None;
-    if !scan.health.is_clean() {
-        // Leftovers of an interrupted write are reclaimed first (other damage is refused by
-        // `repair`, nothing written); the one scan serves both in the usual, clean case.
-        let (found, _) = super::Health::repair(disk, &layout)?;
-        disk.drop_cache();
-        scan = Scan::run(disk, &layout)?;
-        if !scan.health.is_clean() {
-            return Err(FatError::Damaged {
-                offset: start,
-                problems: vec![scan.health.describe()],
-            });
-        }
-        repaired = Some(found);
-    }
+    let (layout, scan, repaired) = healthy(disk, start, len)?;
     let short = raw::short_form(name).ok_or_else(|| FatError::Unsupported {
         offset: start,
         detail: format!("`{name}` is not an 8.3 name"),
@@ -116,95 +99,34 @@ pub fn replace(
                 data.len()
             ),
         })?;
-    let werr = |detail: String| FatError::Write {
-        offset: start,
-        file: name.to_string(),
-        detail,
+    let target = Target {
+        start,
+        len,
+        name,
+        data,
     };
-    let runs = runs_of(&new_chain);
-    let cb = layout.cluster_bytes as usize;
-    let mut at = 0usize;
-    for run in &runs {
-        let bytes = run.len() * cb;
-        let mut buf = vec![0u8; bytes];
-        let take = (data.len() - at).min(bytes);
-        buf[..take].copy_from_slice(&data[at..at + take]);
-        disk.write_at(layout.cluster_offset(run[0]), &buf)
-            .map_err(|e| werr(e.to_string()))?;
-        at += take;
-    }
-    let linked: Vec<Table> = scan
-        .tables
-        .iter()
-        .map(|t| {
-            let mut t = t.clone();
-            link(&layout, &mut t, &new_chain);
-            t
-        })
-        .collect();
-    for (copy, (old, new)) in scan.tables.iter().zip(&linked).enumerate() {
-        check::write_table(disk, &layout, copy as u32, old, new)?;
-    }
-    check::sync(disk, &layout)?;
+    let linked = write_chain(disk, &layout, &scan.tables, &new_chain, &target, verify)?;
     flushes += 1;
-    let undo = |disk: &mut Disk| -> Result<(), FatError> {
-        for (copy, (old, new)) in linked.iter().zip(&scan.tables).enumerate() {
-            check::write_table(disk, &layout, copy as u32, old, new)?;
-        }
-        check::sync(disk, &layout)
-    };
-    disk.drop_cache();
-    let back = read_chain(disk, &layout, new_chain.first().copied(), data.len())?;
-    let check = if back != data {
-        Err(format!(
-            "the new chain reads back differently ({} bytes compared)",
-            data.len()
-        ))
-    } else {
-        verify(&back)
-    };
-    if let Err(why) = check {
-        undo(disk)?;
-        return Err(FatError::Verify {
-            offset: start,
-            file: name.to_string(),
-            why,
-        });
-    }
 
     // Phase 2: one sector, the entry pointing at the new chain.
-    let sector = layout.sector;
-    let sector_at = entry.offset - (entry.offset - layout.start) % sector;
-    let mut old_sector = vec![0u8; sector as usize];
-    disk.read_at(sector_at, &mut old_sector)
-        .map_err(|e| werr(e.to_string()))?;
-    let mut new_sector = old_sector.clone();
-    let e = (entry.offset - sector_at) as usize;
     let first = new_chain.first().copied().unwrap_or(0);
     let (date, time) = fat_time(chrono::Local::now().naive_local());
-    new_sector[e + 18..e + 20].copy_from_slice(&date.to_le_bytes()); // last access date
-    new_sector[e + 22..e + 24].copy_from_slice(&time.to_le_bytes());
-    new_sector[e + 24..e + 26].copy_from_slice(&date.to_le_bytes());
-    new_sector[e + 26..e + 28].copy_from_slice(&(first as u16).to_le_bytes());
-    new_sector[e + 28..e + 32].copy_from_slice(&(data.len() as u32).to_le_bytes());
-    disk.write_at(sector_at, &new_sector)
-        .map_err(|e| werr(e.to_string()))?;
-    check::sync(disk, &layout)?;
+    let edit = |e: &mut [u8]| {
+        e[18..20].copy_from_slice(&date.to_le_bytes()); // last access date
+        e[22..24].copy_from_slice(&time.to_le_bytes());
+        e[24..26].copy_from_slice(&date.to_le_bytes());
+        e[26..28].copy_from_slice(&(first as u16).to_le_bytes());
+        e[28..32].copy_from_slice(&(data.len() as u32).to_le_bytes());
+    };
+    write_entry(
+        disk,
+        &layout,
+        (&scan.tables, &linked),
+        entry.offset,
+        &target,
+        &edit,
+    )?;
     flushes += 1;
-    disk.drop_cache();
-    let through_fatfs = FatVolume::open(Slice::new(disk, start, len))?.read(name)?;
-    if through_fatfs.as_deref() != Some(data) {
-        // Put the old entry back (its chain was never touched), then free the new chain.
-        disk.write_at(sector_at, &old_sector)
-            .map_err(|e| werr(e.to_string()))?;
-        check::sync(disk, &layout)?;
-        undo(disk)?;
-        return Err(FatError::Verify {
-            offset: start,
-            file: name.to_string(),
-            why: "after the switch the file does not read back as written".to_string(),
-        });
-    }
 
     // Phase 3: the old chain is free again.
     let freed: Vec<Table> = linked
@@ -227,9 +149,165 @@ pub fn replace(
         write_calls: disk.write_calls() - c0,
         flushes,
         clusters: new_chain.len() as u32,
-        runs: runs.len() as u32,
+        runs: runs_of(&new_chain).len() as u32,
         repaired,
     })
+}
+
+/// The volume at `start`, scanned, with the leftovers of an interrupted write reclaimed first
+/// (other damage is refused by `repair`, nothing written); the one scan serves both in the
+/// usual, clean case.
+pub(super) fn healthy(
+    disk: &mut Disk,
+    start: u64,
+    len: u64,
+) -> Result<(Layout, Scan, Option<super::Health>), FatError> {
+    disk.drop_cache();
+    let layout = Layout::read(disk, start, len)?;
+    let mut scan = Scan::run(disk, &layout)?;
+    let mut repaired = None;
+    if !scan.health.is_clean() {
+        let (found, _) = super::Health::repair(disk, &layout)?;
+        disk.drop_cache();
+        scan = Scan::run(disk, &layout)?;
+        if !scan.health.is_clean() {
+            return Err(FatError::Damaged {
+                offset: start,
+                problems: vec![scan.health.describe()],
+            });
+        }
+        repaired = Some(found);
+    }
+    Ok((layout, scan, repaired))
+}
+
+/// The file a write puts into the volume at `start`.
+pub(super) struct Target<'a> {
+    pub(super) start: u64,
+    pub(super) len: u64,
+    pub(super) name: &'a str,
+    pub(super) data: &'a [u8],
+}
+
+impl Target<'_> {
+    fn err(&self, detail: String) -> FatError {
+        FatError::Write {
+            offset: self.start,
+            file: self.name.to_string(),
+            detail,
+        }
+    }
+
+    fn verify_failed(&self, why: String) -> FatError {
+        FatError::Verify {
+            offset: self.start,
+            file: self.name.to_string(),
+            why,
+        }
+    }
+}
+
+/// Puts the tables `from` back where `to` was written, in every copy, and flushes.
+fn restore_tables(
+    disk: &mut Disk,
+    layout: &Layout,
+    to: &[Table],
+    from: &[Table],
+) -> Result<(), FatError> {
+    for (copy, (old, new)) in to.iter().zip(from).enumerate() {
+        check::write_table(disk, layout, copy as u32, old, new)?;
+    }
+    check::sync(disk, layout)
+}
+
+/// Phase 1 of every write: the data into `chain` (clusters nothing references), the chain
+/// linked in every FAT copy, a flush; then the chain read back from the storage and checked
+/// (exact bytes, then `verify`). On a failed check the links are taken out again. Returns the
+/// linked tables.
+pub(super) fn write_chain(
+    disk: &mut Disk,
+    layout: &Layout,
+    tables: &[Table],
+    chain: &[u32],
+    t: &Target,
+    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+) -> Result<Vec<Table>, FatError> {
+    let data = t.data;
+    let cb = layout.cluster_bytes as usize;
+    let mut at = 0usize;
+    for run in &runs_of(chain) {
+        let bytes = run.len() * cb;
+        let mut buf = vec![0u8; bytes];
+        let take = (data.len() - at).min(bytes);
+        buf[..take].copy_from_slice(&data[at..at + take]);
+        disk.write_at(layout.cluster_offset(run[0]), &buf)
+            .map_err(|e| t.err(e.to_string()))?;
+        at += take;
+    }
+    let linked: Vec<Table> = tables
+        .iter()
+        .map(|tb| {
+            let mut tb = tb.clone();
+            link(layout, &mut tb, chain);
+            tb
+        })
+        .collect();
+    for (copy, (old, new)) in tables.iter().zip(&linked).enumerate() {
+        check::write_table(disk, layout, copy as u32, old, new)?;
+    }
+    check::sync(disk, layout)?;
+    disk.drop_cache();
+    let back = read_chain(disk, layout, chain.first().copied(), data.len())?;
+    let checked = if back != data {
+        Err(format!(
+            "the new chain reads back differently ({} bytes compared)",
+            data.len()
+        ))
+    } else {
+        verify(&back)
+    };
+    if let Err(why) = checked {
+        restore_tables(disk, layout, &linked, tables)?;
+        return Err(t.verify_failed(why));
+    }
+    Ok(linked)
+}
+
+/// Phase 2 of every write: the one sector holding the 32-byte entry at `entry_at`, changed by
+/// `edit`, written in one call and flushed; then the file read back through fatfs. When it does
+/// not read back as written, the old sector goes back and the new chain's links are taken out
+/// (`tables`: as before phase 1, and as phase 1 left them).
+pub(super) fn write_entry(
+    disk: &mut Disk,
+    layout: &Layout,
+    tables: (&[Table], &[Table]),
+    entry_at: u64,
+    t: &Target,
+    edit: &dyn Fn(&mut [u8]),
+) -> Result<(), FatError> {
+    let sector_at = entry_at - (entry_at - layout.start) % layout.sector;
+    let mut old_sector = vec![0u8; layout.sector as usize];
+    disk.read_at(sector_at, &mut old_sector)
+        .map_err(|e| t.err(e.to_string()))?;
+    let mut new_sector = old_sector.clone();
+    let e = (entry_at - sector_at) as usize;
+    edit(&mut new_sector[e..e + 32]);
+    disk.write_at(sector_at, &new_sector)
+        .map_err(|e| t.err(e.to_string()))?;
+    check::sync(disk, layout)?;
+    disk.drop_cache();
+    let through_fatfs = FatVolume::open(Slice::new(disk, t.start, t.len))?.read(t.name)?;
+    if through_fatfs.as_deref() != Some(t.data) {
+        // Put the old entry back (an old chain was never touched), then free the new chain.
+        disk.write_at(sector_at, &old_sector)
+            .map_err(|e| t.err(e.to_string()))?;
+        check::sync(disk, layout)?;
+        restore_tables(disk, layout, tables.1, tables.0)?;
+        return Err(t.verify_failed(
+            "after the entry was written the file does not read back as written".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// The clusters of the chain starting at `first` (already checked by the scan).

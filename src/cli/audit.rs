@@ -35,7 +35,7 @@ pub fn run(a: AuditArgs) -> ExitCode {
     let inputs = audit::collect(&a.paths);
     let threads = a
         .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let progress = std::io::stderr().is_terminal();
     let total = inputs.len();
     let count = Mutex::new(0usize);
@@ -92,10 +92,11 @@ pub fn run(a: AuditArgs) -> ExitCode {
         let _ = writeln!(text, "  unreadable {p}: {why}");
     }
     if !json {
-        for e in entries
-            .iter()
-            .filter(|e| e.report.as_ref().is_some_and(|r| r.has_critical()))
-        {
+        for e in entries.iter().filter(|e| {
+            e.report
+                .as_ref()
+                .is_some_and(bootbank::lint::LintReport::has_critical)
+        }) {
             let _ = writeln!(text, "  critical: {}", e.path);
         }
         print!("{text}");

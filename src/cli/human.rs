@@ -169,7 +169,7 @@ pub fn render(r: &Report) -> String {
         );
         for d in &r.devices {
             let c = &d.conf;
-            let sources: Vec<String> = c.sources.iter().map(|x| x.to_string()).collect();
+            let sources: Vec<String> = c.sources.iter().map(ToString::to_string).collect();
             let _ = writeln!(
                 s,
                 "  {:<14} {:<16} {:<9} {:<16} {:<10} {}{}",

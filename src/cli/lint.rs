@@ -77,7 +77,7 @@ pub fn run(a: LintArgs) -> ExitCode {
     })
 }
 
-fn json_line(l: &Line) -> String {
+fn json_line(l: &Line<'_>) -> String {
     let mut s = serde_json::to_string(l)
         .unwrap_or_else(|e| format!("{{\"error\": \"cannot serialise: {e}\"}}"));
     s.push('\n');

@@ -121,7 +121,7 @@ fn show(a: &NetworkArgs) -> ExitCode {
 
 fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
     v.as_ref()
-        .map(|x| x.to_string())
+        .map(ToString::to_string)
         .unwrap_or_else(|| "-".into())
 }
 

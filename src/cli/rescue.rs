@@ -123,7 +123,7 @@ impl Term {
                 return None;
             }
             use rustix::event::{PollFd, PollFlags};
-            let mut fds: Vec<PollFd> = self
+            let mut fds: Vec<PollFd<'_>> = self
                 .ttys
                 .iter()
                 .map(|(_, f)| PollFd::new(f, PollFlags::IN))

@@ -363,7 +363,7 @@ fn cfg_of(r: &Read, view: View) -> &Result<BootCfg, BootCfgUnread> {
 
 /// Predicts with boot.cfg of some banks replaced.
 fn predict_view(banks: &[Read], view: View, replaced: &[(u32, &BootCfg)]) -> nextboot::Prediction {
-    let candidates: Vec<Candidate> = banks
+    let candidates: Vec<Candidate<'_>> = banks
         .iter()
         .map(|r| Candidate {
             partition: r.bank.partition,
@@ -383,7 +383,7 @@ fn predict(banks: &[Read], replaced: &[(u32, &BootCfg)]) -> nextboot::Prediction
 
 /// What Shift+R at boot would do (`nextboot::shift_r`).
 fn shift_r_view(banks: &[Read], view: View) -> nextboot::ShiftR {
-    let candidates: Vec<Candidate> = banks
+    let candidates: Vec<Candidate<'_>> = banks
         .iter()
         .map(|r| Candidate {
             partition: r.bank.partition,
@@ -1056,7 +1056,7 @@ fn run(plan: &BankPlan, backup_dir: &Path, disk: Option<Disk>) -> Result<Outcome
             }
         })
         .collect();
-    let changes: Vec<commit::Change> = plan
+    let changes: Vec<commit::Change<'_>> = plan
         .steps
         .iter()
         .zip(&verifies)
@@ -1083,7 +1083,7 @@ fn run(plan: &BankPlan, backup_dir: &Path, disk: Option<Disk>) -> Result<Outcome
                 recover: s
                     .recover
                     .as_ref()
-                    .map(|l| (l, &verify_parses as commit::Verify)),
+                    .map(|l| (l, &verify_parses as commit::Verify<'_>)),
                 tidy: s.fat_leftover.is_some(),
             }),
         })

@@ -481,7 +481,7 @@ fn plan_disk(
     } else {
         TargetKind::Disk
     };
-    let candidates: Vec<Candidate> = banks
+    let candidates: Vec<Candidate<'_>> = banks
         .iter()
         .map(|b| Candidate {
             partition: b.partition,
@@ -1315,7 +1315,7 @@ pub fn apply_on(
     let report = std::thread::scope(|s| -> Result<commit::Report, FixError> {
         // The read-back checks start now, on another thread: decoding both archive levels
         // overlaps the backup's and the new file's fsyncs.
-        let checks: Vec<Option<Prechecked>> = plan
+        let checks: Vec<Option<Prechecked<'_, '_>>> = plan
             .steps
             .iter()
             .map(|step| {
@@ -1352,7 +1352,7 @@ pub fn apply_on(
                     recover: step
                         .leftover
                         .as_ref()
-                        .map(|l| (l, &verify_any as commit::Verify)),
+                        .map(|l| (l, &verify_any as commit::Verify<'_>)),
                     tidy: step.fat_leftover.is_some(),
                 })
             } else if check.is_some() {

@@ -370,7 +370,7 @@ pub fn plan(target: &Path, req: &Request) -> Result<Plan, RestoreConfigError> {
     let next = if lone {
         Some(0)
     } else {
-        let candidates: Vec<Candidate> = banks
+        let candidates: Vec<Candidate<'_>> = banks
             .iter()
             .map(|b| Candidate {
                 partition: b.partition,
@@ -889,7 +889,7 @@ pub fn apply_on(
     }
     // The backup: whatever the bank holds (a corrupt or empty state.tgz too); with the file
     // missing, a manifest with no entries says there was nothing.
-    let files: Vec<BackupFile> = if plan.method == WriteMethod::Replace {
+    let files: Vec<BackupFile<'_>> = if plan.method == WriteMethod::Replace {
         vec![BackupFile {
             partition: plan.partition,
             bank_uuid: Some(plan.bank_uuid.clone()),

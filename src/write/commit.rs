@@ -238,7 +238,7 @@ pub fn commit_on(
     if changes.is_empty() {
         return Ok(report);
     }
-    let files: Vec<BackupFile> = changes.iter().filter_map(|c| c.backup.clone()).collect();
+    let files: Vec<BackupFile<'_>> = changes.iter().filter_map(|c| c.backup.clone()).collect();
     if !files.is_empty() {
         backup::write(target, backup_dir, &files)?;
         report.backup_dir = Some(backup_dir.to_path_buf());
@@ -292,7 +292,11 @@ pub fn commit_on(
 
 /// Carries out one [`BankWrite`] on `disk` (opened for writing; `head` is its first bytes, to
 /// find the banks again).
-pub fn commit_bank(disk: &mut Disk, head: &[u8], w: &BankWrite) -> Result<Committed, CommitError> {
+pub fn commit_bank(
+    disk: &mut Disk,
+    head: &[u8],
+    w: &BankWrite<'_>,
+) -> Result<Committed, CommitError> {
     let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
     let mut out = Committed::default();
     let find = |disk: &mut Disk| -> Result<Bank, CommitError> {
@@ -353,7 +357,7 @@ pub fn commit_bank(disk: &mut Disk, head: &[u8], w: &BankWrite) -> Result<Commit
 
 /// The one-byte write: the disk offset comes from the FAT driver following the file's chain
 /// (`FatVolume::locate`), never from offsets computed here.
-fn in_place(disk: &mut Disk, bank: &Bank, w: &BankWrite, at: u64) -> Result<(), CommitError> {
+fn in_place(disk: &mut Disk, bank: &Bank, w: &BankWrite<'_>, at: u64) -> Result<(), CommitError> {
     let fail = |why: InPlaceFailure| CommitError::InPlace {
         partition: w.partition,
         why,

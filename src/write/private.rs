@@ -44,8 +44,7 @@ pub fn create_dir(dir: &Path) -> Result<bool, PrivateDirError> {
         cause,
     };
     if let Ok(meta) = fs::metadata(dir) {
-        // SAFETY: geteuid has no preconditions and cannot fail.
-        let me = unsafe { libc::geteuid() };
+        let me = rustix::process::geteuid().as_raw();
         let mode = meta.mode() & 0o7777;
         if !meta.is_dir() {
             return Err(io_err(io::Error::new(
@@ -101,13 +100,12 @@ mod tests {
         let _ = fs::remove_dir_all(&base);
         // A permissive umask (harmless to the tests running beside this one); tests/it/private_files.rs
         // runs the binary under one that clears owner bits too.
-        // SAFETY: umask has no preconditions; the test sets it back.
-        let old = unsafe { libc::umask(0) };
+        let old = rustix::process::umask(rustix::fs::Mode::empty());
         let dir = base.join("a/b");
         let created = create_dir(&dir);
         let file = dir.join("f");
         let wrote = write_file(&file, b"secret");
-        unsafe { libc::umask(old) };
+        rustix::process::umask(old);
         assert!(created.unwrap());
         wrote.unwrap();
         assert_eq!(mode(&dir), 0o700);

@@ -87,7 +87,7 @@ impl Bankref {
     fn step<T>(
         &self,
         disk: &mut Disk,
-        f: impl FnOnce(&FatVolume) -> Result<T, FatError>,
+        f: impl FnOnce(&FatVolume<'_>) -> Result<T, FatError>,
     ) -> Result<T, TxError> {
         let vol =
             FatVolume::open(Slice::new(disk, self.start, self.len)).map_err(self.fat_err())?;

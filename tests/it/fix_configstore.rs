@@ -544,7 +544,7 @@ fn pbkdf2_floor() {
     let j: usize = std::env::var("BOOTBANK_FLOOR_J")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |p| p.get()));
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
     let data: Vec<bootbank::envelope::ConfigEncData> = (1..=n)
         .map(|i| bootbank::envelope::ConfigEncData::parse(&common::fleet_enc_data(i)).unwrap())
         .collect();

@@ -68,7 +68,7 @@ struct Case<'a> {
 }
 
 /// Replays every crash state of `journal`; returns the problems and prints the coverage.
-fn replay(case: &Case, journal: &Journal, tmp: &TempDir) -> Vec<String> {
+fn replay(case: &Case<'_>, journal: &Journal, tmp: &TempDir) -> Vec<String> {
     let mut problems = Vec::new();
     let img = tmp.join(format!("{}-cut.img", case.name));
     let scratch = tmp.join("fsck.img");

@@ -295,7 +295,7 @@ fn disk_args(six: &Path, seven: &Path) -> Vec<String> {
         "nvme,serial=esx702,drive=d7,bus=pci.0,addr=0x6",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(ToString::to_string)
     .collect()
 }
 
@@ -330,7 +330,7 @@ fn check_fixed(t: &TempDir, six: &Path, seven: &Path) {
         let rows = common::configstore_rows(&into.join("local").join(STORE));
         let text: Vec<String> = rows
             .iter()
-            .map(|r| r.to_string())
+            .map(ToString::to_string)
             .filter(|r| r.contains(NVME) && r.contains("OWNER_"))
             .collect();
         assert!(!text.is_empty(), "no pci_devices row for {NVME}");
@@ -455,7 +455,7 @@ fn uefi_usb_unattended_fixes_and_powers_off() {
         "usb-storage,bus=xhci.0,drive=stick,bootindex=0",
     ]
     .iter()
-    .map(|s| s.to_string())
+    .map(ToString::to_string)
     .collect();
     args.extend(disk_args(&six, &seven));
     let mut vm = Vm::start(&args, t.join("serial.log"));

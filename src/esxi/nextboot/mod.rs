@@ -140,7 +140,7 @@ mod tests {
     fn the_issue_cases() {
         let beyond = format!("{}build=b\nupdated=9\nbootstate=1\n", long_title());
         type Case<'a> = (Vec<(u32, &'a str)>, Option<u32>, &'a str);
-        let table: Vec<Case> = vec![
+        let table: Vec<Case<'_>> = vec![
             (
                 vec![(5, "build=a\nupdated=-1\n"), (6, "build=b\nupdated=9\n")],
                 Some(5),

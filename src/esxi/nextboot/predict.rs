@@ -178,7 +178,7 @@ pub fn predict(candidates: &[Candidate<'_>]) -> Prediction {
     }
 }
 
-fn describe_unknown(cands: &Cands, runs: &[(Assume, Option<u32>)]) -> String {
+fn describe_unknown(cands: &Cands<'_>, runs: &[(Assume, Option<u32>)]) -> String {
     let find = |a: Assume| runs.iter().find(|(b, _)| *b == a).map(|(_, n)| *n);
     let mut parts = Vec::new();
     let by_release: Vec<(Release, Option<u32>)> = Release::ALL

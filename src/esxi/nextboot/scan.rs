@@ -225,7 +225,7 @@ pub(super) struct Pass {
     pub(super) next: Option<usize>,
 }
 
-pub(super) fn unknown_builds(cands: &Cands) -> Vec<usize> {
+pub(super) fn unknown_builds(cands: &Cands<'_>) -> Vec<usize> {
     cands
         .iter()
         .enumerate()
@@ -235,7 +235,7 @@ pub(super) fn unknown_builds(cands: &Cands) -> Vec<usize> {
         .collect()
 }
 
-pub(super) fn scan_all(cands: &Cands, a: Assume) -> Pass {
+pub(super) fn scan_all(cands: &Cands<'_>, a: Assume) -> Pass {
     let unknown = unknown_builds(cands);
     let mut seen = Vec::with_capacity(cands.len());
     let mut kept = 0usize;
@@ -284,7 +284,7 @@ pub(super) fn auto_select(seen: &[Seen], except: Option<usize>) -> Option<usize>
 }
 
 /// Every set of answers worth trying for these banks.
-pub(super) fn assumptions(cands: &Cands) -> Vec<Assume> {
+pub(super) fn assumptions(cands: &Cands<'_>) -> Vec<Assume> {
     let lone = cands.iter().any(|(p, _)| *p == 0);
     let k = unknown_builds(cands).len();
     let mut out = Vec::new();

@@ -37,7 +37,7 @@ pub fn shift_r(candidates: &[Candidate<'_>]) -> ShiftR {
     primary
 }
 
-fn shift_r_under(cands: &Cands, a: Assume) -> ShiftR {
+fn shift_r_under(cands: &Cands<'_>, a: Assume) -> ShiftR {
     let first = scan_all(cands, a);
     if first.next.is_none() {
         return ShiftR {

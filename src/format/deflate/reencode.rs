@@ -364,7 +364,7 @@ fn encode(
         st.set_dictionary(dict)
             .map_err(|c| err("deflateSetDictionary", c))?;
     }
-    let run = |st: &mut Stream, input: &[u8], flush: i32, out: &mut Vec<u8>| {
+    let run = |st: &mut Stream<'_>, input: &[u8], flush: i32, out: &mut Vec<u8>| {
         st.run(input, flush, out).map_err(|Code(r)| {
             DeflateError::Encode(format!("zlib deflate returned {r} (flush {flush})"))
         })

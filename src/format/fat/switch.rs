@@ -229,7 +229,7 @@ pub(super) fn write_chain(
     layout: &Layout,
     tables: &[Table],
     chain: &[u32],
-    t: &Target,
+    t: &Target<'_>,
     verify: &dyn Fn(&[u8]) -> Result<(), String>,
 ) -> Result<Vec<Table>, FatError> {
     let data = t.data;
@@ -282,7 +282,7 @@ pub(super) fn write_entry(
     layout: &Layout,
     tables: (&[Table], &[Table]),
     entry_at: u64,
-    t: &Target,
+    t: &Target<'_>,
     edit: &dyn Fn(&mut [u8]),
 ) -> Result<(), FatError> {
     let sector_at = entry_at - (entry_at - layout.start) % layout.sector;

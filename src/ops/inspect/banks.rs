@@ -23,7 +23,7 @@ pub(super) fn banks_and_config(
 ) -> Result<(Option<Sourced>, Option<Config>), InspectError> {
     let want_rollback = opts.rollback_config;
     let lone = report.kind == TargetKind::Partition;
-    let candidates: Vec<Candidate> = banks
+    let candidates: Vec<Candidate<'_>> = banks
         .iter()
         .map(|b| Candidate {
             partition: b.partition,

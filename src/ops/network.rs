@@ -404,7 +404,7 @@ fn step(input: &StepInput<'_>, change: &NetworkChange) -> Result<fix::Step, FixE
         .iter()
         .map(|r| {
             format!(
-                "{} record {} (rowid {}), {}: {}; ModifiedTime {} -> {}, Revision {} -> {} (set by the store's own triggers); the column's JSON text was re-serialised (keys sorted), its other fields unchanged; no other row or column changes",
+                "{} record {} (rowid {}), {}: {}; ModifiedTime {} -> {}, Revision {} -> {} (set by the store's own triggers); {}; no other row or column changes",
                 r.key,
                 r.identifier,
                 r.rowid,
@@ -414,6 +414,11 @@ fn step(input: &StepInput<'_>, change: &NetworkChange) -> Result<fix::Step, FixE
                 r.modified_time.1.as_deref().unwrap_or("NULL"),
                 r.revision.0.map(|x| x.to_string()).unwrap_or("NULL".into()),
                 r.revision.1.map(|x| x.to_string()).unwrap_or("NULL".into()),
+                if r.reserialised {
+                    "the column's JSON text was re-serialised (keys sorted), its other fields unchanged"
+                } else {
+                    "only the changed fields' bytes of the column's JSON text change"
+                },
             )
         })
         .collect();

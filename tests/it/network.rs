@@ -361,6 +361,20 @@ fn real_702_static_ip_encrypted_disk() {
     let (_, b) = row(&before, "vmknics", "vmk0");
     let (_, a) = row(&back, "vmknics", "vmk0");
     assert_eq!(json_col(a, "UserValue"), json_col(b, "UserValue"));
+    // Byte for byte: the edits changed only the changed fields' bytes (key order and every
+    // other field as ESXi wrote them), so going back gives ESXi's own vmk0 text again.
+    assert_eq!(a["UserValue"], b["UserValue"]);
+    let (_, sb) = row(&before, "net_stacks", "defaultTcpipStack");
+    let (_, sa) = row(&back, "net_stacks", "defaultTcpipStack");
+    // --dhcp sets the source back and keeps the last gateway (DHCP supplies its own): ESXi's
+    // text with only that value's bytes different.
+    assert_eq!(
+        sa["UserValue"].as_str().unwrap(),
+        sb["UserValue"].as_str().unwrap().replace(
+            "\"ipv4_default_gateway\":\"10.199.5.1\"",
+            "\"ipv4_default_gateway\":\"192.168.1.1\""
+        )
+    );
 }
 
 /// The VLAN of vmk0's port group on the real host (archive target): only vSwitch0's row, and in
@@ -416,6 +430,17 @@ fn real_702_vlan() {
     let mut want = old.clone();
     want["port_groups"][i]["vlan_id"] = Value::from(20);
     assert_eq!(*new, want);
+    // Byte for byte: on the real host the Management Network is the first port group, so the
+    // new text is ESXi's own with its first `"vlan_id":0` made 20, nothing else.
+    assert_eq!(i, 0);
+    let after = config_rows(&t.join("after/local").join(DB));
+    let (_, ob) = row(&rows, "switches", "vSwitch0");
+    let (_, oa) = row(&after, "switches", "vSwitch0");
+    let old_text = ob["UserValue"].as_str().unwrap();
+    assert_eq!(
+        oa["UserValue"].as_str().unwrap(),
+        old_text.replacen("\"vlan_id\":0", "\"vlan_id\":20", 1)
+    );
     // A VLAN outside the schema's range is refused before anything is read.
     let o = bootbank(t.path(), &[p(&state), "--vlan", "4096", "--dry-run"]);
     assert_eq!(o.status.code(), Some(2), "{}", output_text(&o));

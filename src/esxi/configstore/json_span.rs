@@ -64,92 +64,185 @@ fn top_level_value_span(b: &[u8], name: &str) -> Option<(usize, usize)> {
         .map(|m| (m.2, m.3))
 }
 
+/// The first byte at or after `i` that is not JSON white space.
+fn ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
+        i += 1;
+    }
+    i
+}
+
+/// The end of the JSON string starting at `i`.
+fn string_end(b: &[u8], i: usize) -> Option<usize> {
+    if b.get(i) != Some(&b'"') {
+        return None;
+    }
+    let mut j = i + 1;
+    while j < b.len() {
+        match b[j] {
+            b'\\' => j += 2,
+            b'"' => return Some(j + 1),
+            _ => j += 1,
+        }
+    }
+    None
+}
+
+/// The end of the JSON value starting at `i` (a string, an object or array with everything in
+/// it, or a number or literal).
+fn value_end(b: &[u8], i: usize) -> Option<usize> {
+    match b.get(i)? {
+        b'"' => string_end(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = string_end(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
+            {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
 /// Every top-level member of the JSON object in `b`: key, key start, value start, value end.
 fn top_level_members(b: &[u8]) -> Option<Vec<(String, usize, usize, usize)>> {
-    let ws = |mut i: usize| {
-        while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\r' | b'\n') {
-            i += 1;
-        }
-        i
-    };
-    let string_end = |i: usize| -> Option<usize> {
-        if b.get(i) != Some(&b'"') {
-            return None;
-        }
-        let mut j = i + 1;
-        while j < b.len() {
-            match b[j] {
-                b'\\' => j += 2,
-                b'"' => return Some(j + 1),
-                _ => j += 1,
-            }
-        }
-        None
-    };
-    let value_end = |i: usize| -> Option<usize> {
-        match b.get(i)? {
-            b'"' => string_end(i),
-            b'{' | b'[' => {
-                let mut depth = 0usize;
-                let mut j = i;
-                while j < b.len() {
-                    match b[j] {
-                        b'"' => {
-                            j = string_end(j)?;
-                            continue;
-                        }
-                        b'{' | b'[' => depth += 1,
-                        b'}' | b']' => {
-                            depth -= 1;
-                            if depth == 0 {
-                                return Some(j + 1);
-                            }
-                        }
-                        _ => {}
-                    }
-                    j += 1;
-                }
-                None
-            }
-            _ => {
-                let mut j = i;
-                while j < b.len()
-                    && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\r' | b'\n')
-                {
-                    j += 1;
-                }
-                (j > i).then_some(j)
-            }
-        }
-    };
-    let mut i = ws(0);
+    let mut i = ws(b, 0);
     if b.get(i) != Some(&b'{') {
         return None;
     }
-    i = ws(i + 1);
+    i = ws(b, i + 1);
     let mut found = Vec::new();
     if b.get(i) == Some(&b'}') {
         return None;
     }
     loop {
         let kstart = i;
-        let kend = string_end(i)?;
+        let kend = string_end(b, i)?;
         let key: String = serde_json::from_slice(&b[i..kend]).ok()?;
-        i = ws(kend);
+        i = ws(b, kend);
         if b.get(i) != Some(&b':') {
             return None;
         }
-        let vstart = ws(i + 1);
-        let vend = value_end(vstart)?;
+        let vstart = ws(b, i + 1);
+        let vend = value_end(b, vstart)?;
         found.push((key, kstart, vstart, vend));
-        i = ws(vend);
+        i = ws(b, vend);
         match b.get(i)? {
-            b',' => i = ws(i + 1),
+            b',' => i = ws(b, i + 1),
             b'}' => break,
             _ => return None,
         }
     }
     Some(found)
+}
+
+/// The spans of the elements of the non-empty JSON array in `b`.
+fn array_elements(b: &[u8]) -> Option<Vec<(usize, usize)>> {
+    let mut i = ws(b, 0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = ws(b, i + 1);
+    let mut found = Vec::new();
+    loop {
+        let end = value_end(b, i)?;
+        found.push((i, end));
+        i = ws(b, end);
+        match b.get(i)? {
+            b',' => i = ws(b, i + 1),
+            b']' => break,
+            _ => return None,
+        }
+    }
+    Some(found)
+}
+
+/// `old`, a JSON text, rewritten to read as `new` while keeping every byte that can stay: the
+/// members and elements whose values do not change keep their text (key order, spacing, number
+/// forms), a changed value is rewritten the same way inside, a member `new` no longer has is
+/// taken out with its separator, and a member only `new` has is appended at the end of its
+/// object, compactly as ESXi writes. None when `old` cannot be scanned or the result would not
+/// parse to `new` (duplicate keys, for one): the caller then says it re-serialises.
+pub(crate) fn retext(old: &str, new: &serde_json::Value) -> Option<String> {
+    let out = node(old, new)?;
+    let parsed: serde_json::Value = serde_json::from_str(&out).ok()?;
+    (parsed == *new).then_some(out)
+}
+
+/// [`retext`] of one value's exact text `t`.
+fn node(t: &str, new: &serde_json::Value) -> Option<String> {
+    use serde_json::Value;
+    let cur: Value = serde_json::from_str(t).ok()?;
+    if cur == *new {
+        return Some(t.to_string());
+    }
+    let b = t.as_bytes();
+    match (&cur, new) {
+        (Value::Object(co), Value::Object(nm)) if !co.is_empty() => {
+            let members = top_level_members(b)?;
+            if members.len() != co.len() {
+                return None; // duplicate keys: which bytes count is not ours to say
+            }
+            let mut s = t[..members[0].1].to_string();
+            let mut sep: Option<&str> = None;
+            for (i, (k, ks, vs, ve)) in members.iter().enumerate() {
+                let after = members.get(i + 1).map_or(",", |m| &t[*ve..m.1]);
+                let Some(nv) = nm.get(k) else { continue };
+                if let Some(sep) = sep {
+                    s.push_str(sep);
+                }
+                s.push_str(&t[*ks..*vs]);
+                s.push_str(&node(&t[*vs..*ve], nv)?);
+                sep = Some(after);
+            }
+            for (k, v) in nm.iter().filter(|(k, _)| !co.contains_key(*k)) {
+                if sep.is_some() {
+                    s.push(',');
+                }
+                s.push_str(&Value::String(k.clone()).to_string());
+                s.push(':');
+                s.push_str(&v.to_string());
+                sep = Some(",");
+            }
+            s.push_str(&t[members.last()?.3..]);
+            Some(s)
+        }
+        (Value::Array(ca), Value::Array(na)) if !ca.is_empty() && ca.len() == na.len() => {
+            let elements = array_elements(b)?;
+            let mut s = String::new();
+            let mut at = 0;
+            for ((start, end), nv) in elements.iter().zip(na) {
+                s.push_str(&t[at..*start]);
+                s.push_str(&node(&t[*start..*end], nv)?);
+                at = *end;
+            }
+            s.push_str(&t[at..]);
+            Some(s)
+        }
+        _ => Some(new.to_string()),
+    }
 }
 
 #[cfg(test)]
@@ -300,5 +393,36 @@ mod tests {
         let mut want: Value = serde_json::from_str(text).unwrap();
         want["c~d"] = json!(VMKERNEL);
         assert!(replace_token(text, "/c~0d", &json!(PASSTHRU), &json!(VMKERNEL), &want).is_some());
+    }
+
+    #[test]
+    fn retext_keeps_every_byte_that_can_stay() {
+        // The real 7.0.2 host's vmk0 UserValue, made static.
+        let old = r#"{"device":"vmk0","tso_mss":0,"ip":{"dhcp_dns":true,"ipv6":{"dhcp":false},"ipv6_enabled":true,"dhcp":true},"port_group":"Management Network"}"#;
+        let mut new: Value = serde_json::from_str(old).unwrap();
+        new["ip"]["dhcp"] = json!(false);
+        new["ip"]["ipv4_address"] = json!("10.0.0.5");
+        assert_eq!(
+            retext(old, &new).unwrap(),
+            r#"{"device":"vmk0","tso_mss":0,"ip":{"dhcp_dns":true,"ipv6":{"dhcp":false},"ipv6_enabled":true,"dhcp":false,"ipv4_address":"10.0.0.5"},"port_group":"Management Network"}"#
+        );
+        // And back: the added member goes with its comma.
+        let back: Value = serde_json::from_str(old).unwrap();
+        assert_eq!(retext(&retext(old, &new).unwrap(), &back).unwrap(), old);
+        // An element of an array, spacing kept; a member in the middle taken out with the
+        // separator after it.
+        let sw = "{\"port_groups\": [{\"name\":\"A\",\"vlan_id\":0}, {\"name\":\"B\",\"vlan_id\":0}],\"x\":1, \"y\":2}";
+        let mut want: Value = serde_json::from_str(sw).unwrap();
+        want["port_groups"][1]["vlan_id"] = json!(20);
+        want.as_object_mut().unwrap().remove("x");
+        assert_eq!(
+            retext(sw, &want).unwrap(),
+            "{\"port_groups\": [{\"name\":\"A\",\"vlan_id\":0}, {\"name\":\"B\",\"vlan_id\":20}],\"y\":2}"
+        );
+        // Nothing changed: the very text.
+        assert_eq!(retext(sw, &serde_json::from_str(sw).unwrap()).unwrap(), sw);
+        // Duplicate keys or unscannable text: refused.
+        assert_eq!(retext(r#"{"a":1,"a":2}"#, &json!({"a": 3})), None);
+        assert_eq!(retext(r#"{"a":1"#, &json!({"a": 3})), None);
     }
 }

@@ -178,6 +178,9 @@ pub struct RowChange {
     pub fields: Vec<String>,
     pub old_text: String,
     pub new_text: String,
+    /// Whether the new text had to be written anew by serde_json (keys sorted) rather than
+    /// edited in place, every unchanged byte kept ([`super::json_span::retext`]).
+    pub reserialised: bool,
     pub modified_time: (Option<String>, Option<String>),
     pub revision: (Option<i64>, Option<i64>),
 }
@@ -518,9 +521,13 @@ impl ConfigStore {
                     .into());
                 }
             };
-            // serde_json writes the object with its keys sorted; the value is what counts (a
-            // test reads it back with Python's json), the plan says the text was re-serialised.
-            let new_text = p.new_user.to_string();
+            // Only the bytes of the changed fields change (key order, spacing and every other
+            // field as ESXi wrote them); a text that cannot be edited so is written anew by
+            // serde_json (keys sorted), and the plan says so.
+            let (new_text, reserialised) = match super::json_span::retext(&old_text, &p.new_user) {
+                Some(t) => (t, false),
+                None => (p.new_user.to_string(), true),
+            };
             let n = conn
                 .execute(
                     &format!("UPDATE {table} SET {col} = ?2 WHERE rowid = ?1"),
@@ -550,6 +557,7 @@ impl ConfigStore {
                 fields: p.fields.clone(),
                 old_text,
                 new_text,
+                reserialised,
                 modified_time: (p.record.modified_time.clone(), None),
                 revision: (p.record.revision, None),
             });

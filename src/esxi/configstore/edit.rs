@@ -410,7 +410,7 @@ impl ConfigStore {
             .chain(TRIGGER_COLUMNS)
             .collect();
         only_row_changed(&before, &after, &self.table, rowid, &allowed)
-            .map_err(EditRefusal::ReadBack)?;
+            .map_err(|e| EditRefusal::ReadBack(e.to_string()))?;
 
         let mut bytes = conn
             .serialize(MAIN_DB)
@@ -601,6 +601,15 @@ pub(super) fn dump(conn: &Connection) -> Result<Dump, ConfigStoreError> {
     Ok(out)
 }
 
+/// What changed in the database beyond what an edit asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(super) enum Unasked {
+    #[error("column {0} of the edited row changed, which bootbank did not ask for")]
+    Column(String),
+    #[error("row {rowid} of table {table} changed, which bootbank did not ask for")]
+    Row { table: String, rowid: i64 },
+}
+
 /// Ok when `after` equals `before` except in row `rowid` of `table`, and there only in the
 /// `allowed` columns.
 pub(super) fn only_row_changed(
@@ -609,7 +618,7 @@ pub(super) fn only_row_changed(
     table: &str,
     rowid: i64,
     allowed: &[&str],
-) -> Result<(), String> {
+) -> Result<(), Unasked> {
     let keys: Vec<&(String, i64)> = before.keys().chain(after.keys()).collect();
     for k in keys {
         let (b, a) = (before.get(k), after.get(k));
@@ -622,17 +631,15 @@ pub(super) fn only_row_changed(
                 for ((cb, vb), (ca, va)) in b.iter().zip(a) {
                     if cb != ca || (vb != va && !allowed.iter().any(|x| x.eq_ignore_ascii_case(cb)))
                     {
-                        return Err(format!(
-                            "column {cb} of the edited row changed, which bootbank did not ask for"
-                        ));
+                        return Err(Unasked::Column(cb.clone()));
                     }
                 }
             }
             _ => {
-                return Err(format!(
-                    "row {} of table {} changed, which bootbank did not ask for",
-                    k.1, k.0
-                ));
+                return Err(Unasked::Row {
+                    table: k.0.clone(),
+                    rowid: k.1,
+                });
             }
         }
     }

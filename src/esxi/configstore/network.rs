@@ -547,7 +547,7 @@ impl ConfigStore {
                 rowid,
                 &[USER_VALUE, "ModifiedTime", "Revision"],
             )
-            .map_err(NetworkRefusal::ReadBack)?;
+            .map_err(|e| NetworkRefusal::ReadBack(e.to_string()))?;
             prev = now;
             rows.push(RowChange {
                 key: p.key.to_string(),

@@ -67,15 +67,21 @@ pub enum ConfigError {
     #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error("state.tgz: {0}")]
-    Envelope(#[from] EnvelopeError),
-    #[error("{archive} > {ESX_CONF}: {source}")]
+    Envelope(EnvelopeError),
+    #[error("{archive} > {ESX_CONF}: {cause}")]
     EsxConf {
         archive: String,
-        #[source]
-        source: EsxConfError,
+        cause: EsxConfError,
     },
     #[error("{archive} holds neither local.tgz nor local.tgz.ve (members: {present})")]
     NoLocal { archive: String, present: String },
+}
+
+// By hand rather than `#[from]`: the message holds the cause, so it is not also `source()`.
+impl From<EnvelopeError> for ConfigError {
+    fn from(e: EnvelopeError) -> Self {
+        ConfigError::Envelope(e)
+    }
 }
 
 impl Config {
@@ -139,7 +145,7 @@ impl Config {
         let esx_conf =
             EsxConf::parse(local.require(ESX_CONF)?).map_err(|source| ConfigError::EsxConf {
                 archive: local.label.clone(),
-                source,
+                cause: source,
             })?;
         Ok(Config {
             encryption: Encryption::None,

@@ -43,11 +43,10 @@ pub struct Found {
 /// Why a target cannot be opened as any of the kinds bootbank reads.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {cause}", .path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     #[error(transparent)]
     Disk(#[from] DiskError),
@@ -109,7 +108,7 @@ impl Target {
     pub fn open(path: &Path) -> Result<Target, TargetError> {
         let meta = std::fs::metadata(path).map_err(|source| TargetError::Io {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         if meta.is_dir() {
             return Ok(Target::Directory(path.to_path_buf()));
@@ -125,7 +124,7 @@ impl Target {
             drop(disk);
             let bytes = std::fs::read(path).map_err(|source| TargetError::Io {
                 path: path.to_path_buf(),
-                source,
+                cause: source,
             })?;
             return Ok(Target::Archive {
                 path: path.to_path_buf(),

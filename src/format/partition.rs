@@ -62,7 +62,15 @@ pub enum PartitionError {
     #[error("partition table: MBR unreadable: {detail}")]
     Mbr { detail: String },
     #[error("partition table: {0}")]
-    Disk(#[from] crate::io::disk::DiskError),
+    Disk(crate::io::disk::DiskError),
+}
+
+// By hand rather than `#[from]`, which would also make the disk error the `source()` of one
+// whose message already holds it.
+impl From<crate::io::disk::DiskError> for PartitionError {
+    fn from(e: crate::io::disk::DiskError) -> Self {
+        PartitionError::Disk(e)
+    }
 }
 
 impl Partition {

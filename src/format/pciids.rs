@@ -28,11 +28,10 @@ pub const SYSTEM_PATHS: [&str; 3] = [
 #[derive(Debug, thiserror::Error)]
 pub enum PciIdsError {
     /// The file could not be read at all (missing, a directory, no permission...).
-    #[error("cannot read PCI ID database {}: {source}", path.display())]
+    #[error("cannot read PCI ID database {}: {cause}", path.display())]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file was read but is not a `pci.ids` database.
     #[error("{origin} is not a pci.ids database: {reason}")]
@@ -97,7 +96,7 @@ impl PciIds {
     pub fn from_path(path: &Path) -> Result<PciIds, PciIdsError> {
         let bytes = std::fs::read(path).map_err(|source| PciIdsError::Read {
             path: path.to_path_buf(),
-            source,
+            cause: source,
         })?;
         let origin = format!("file:{}", path.display());
         let text = match String::from_utf8(bytes) {

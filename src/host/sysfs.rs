@@ -25,11 +25,10 @@ use crate::format::pciids::PciIds;
 #[derive(Debug, thiserror::Error)]
 pub enum SysfsError {
     /// The root cannot be examined at all (missing, no permission).
-    #[error("cannot open sysfs root {}: {source}", path.display())]
+    #[error("cannot open sysfs root {}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The root is a file or device, e.g. a disk given where the sysfs tree was expected.
     #[error("sysfs root {} is not a directory", path.display())]
@@ -146,7 +145,7 @@ impl Sysfs {
     pub fn open(root: &Path) -> Result<Sysfs, SysfsError> {
         let meta = fs::metadata(root).map_err(|source| SysfsError::Io {
             path: root.to_path_buf(),
-            source,
+            cause: source,
         })?;
         if !meta.is_dir() {
             return Err(SysfsError::NotADirectory {

@@ -107,16 +107,16 @@ const MAX_BLOCKS: usize = 256;
 /// Errors of the disk layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
-    #[error("disk: cannot open {path}: {source}")]
-    Open { path: String, source: io::Error },
-    #[error("disk: read failed at byte {offset}: {source}")]
-    Read { offset: u64, source: io::Error },
+    #[error("disk: cannot open {path}: {cause}")]
+    Open { path: String, cause: io::Error },
+    #[error("disk: read failed at byte {offset}: {cause}")]
+    Read { offset: u64, cause: io::Error },
     #[error("disk: need bytes {offset}..{end} but the image ends at {len} (truncated image?)")]
     Short { offset: u64, end: u64, len: u64 },
-    #[error("disk: write failed at byte {offset}: {source}")]
-    Write { offset: u64, source: io::Error },
-    #[error("disk: {path} is read-only ({source}); nothing was written")]
-    ReadOnly { path: String, source: io::Error },
+    #[error("disk: write failed at byte {offset}: {cause}")]
+    Write { offset: u64, cause: io::Error },
+    #[error("disk: {path} is read-only ({cause}); nothing was written")]
+    ReadOnly { path: String, cause: io::Error },
     #[error(
         "disk: {path} is in use ({why}); unmount it or stop what holds it, nothing was written"
     )]
@@ -157,7 +157,7 @@ impl Disk {
     fn open_file(path: &Path) -> Result<(Disk, Option<Descriptor>), DiskError> {
         let open_err = |source| DiskError::Open {
             path: path.display().to_string(),
-            source,
+            cause: source,
         };
         let mut file = File::open(path).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
@@ -192,7 +192,7 @@ impl Disk {
             if write && e.access == Access::ReadOnly {
                 return Err(DiskError::ReadOnly {
                     path: name,
-                    source: io::Error::new(
+                    cause: io::Error::new(
                         io::ErrorKind::PermissionDenied,
                         format!(
                             "{} line {} marks this extent RDONLY",
@@ -210,7 +210,7 @@ impl Disk {
                     Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) if write => {
                         DiskError::ReadOnly {
                             path: name.clone(),
-                            source,
+                            cause: source,
                         }
                     }
                     _ => DiskError::Container(d.extent_err(e, source)),
@@ -248,7 +248,7 @@ impl Disk {
         let name = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|source| DiskError::Open {
             path: name.clone(),
-            source,
+            cause: source,
         })?;
         let is_block_device = meta.file_type().is_block_device();
         // A descriptor is replaced by its extents, and a format to refuse is refused, before
@@ -272,7 +272,7 @@ impl Disk {
                 match source.raw_os_error() {
             Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => DiskError::ReadOnly {
                 path: name.clone(),
-                source,
+                cause: source,
             },
             Some(libc::EBUSY) => DiskError::Busy {
                 path: name.clone(),
@@ -281,7 +281,7 @@ impl Disk {
             },
             _ => DiskError::Open {
                 path: name.clone(),
-                source,
+                cause: source,
             },
         }
             })?;
@@ -295,7 +295,7 @@ impl Disk {
             .seek(SeekFrom::End(0))
             .map_err(|source| DiskError::Open {
                 path: name.clone(),
-                source,
+                cause: source,
             })?;
         let mut disk = Disk::from_storage(Box::new(file), len, true);
         disk.is_block_device = is_block_device;
@@ -347,7 +347,7 @@ impl Disk {
         if !self.writable {
             return Err(DiskError::Write {
                 offset,
-                source: io::Error::new(io::ErrorKind::PermissionDenied, "opened read-only"),
+                cause: io::Error::new(io::ErrorKind::PermissionDenied, "opened read-only"),
             });
         }
         if end > self.len {
@@ -359,7 +359,10 @@ impl Disk {
         }
         self.storage
             .write_at(offset, buf)
-            .map_err(|source| DiskError::Write { offset, source })?;
+            .map_err(|source| DiskError::Write {
+                offset,
+                cause: source,
+            })?;
         self.bytes_written += buf.len() as u64;
         self.writes += 1;
         for index in offset / BLOCK..=(end.saturating_sub(1)) / BLOCK {
@@ -384,9 +387,10 @@ impl Disk {
     /// Makes everything written so far durable (fsync).
     pub fn sync(&mut self) -> Result<(), DiskError> {
         self.syncs += 1;
-        self.storage
-            .sync()
-            .map_err(|source| DiskError::Write { offset: 0, source })
+        self.storage.sync().map_err(|source| DiskError::Write {
+            offset: 0,
+            cause: source,
+        })
     }
 
     pub fn len(&self) -> u64 {
@@ -441,7 +445,10 @@ impl Disk {
         if buf.len() as u64 >= BLOCK {
             self.storage
                 .read_at(offset, buf)
-                .map_err(|source| DiskError::Read { offset, source })?;
+                .map_err(|source| DiskError::Read {
+                    offset,
+                    cause: source,
+                })?;
             self.bytes_read += buf.len() as u64;
             self.reads += 1;
             return Ok(());
@@ -452,7 +459,7 @@ impl Disk {
             let within = (pos % BLOCK) as usize;
             let block = self.block(pos / BLOCK).map_err(|source| DiskError::Read {
                 offset: pos,
-                source,
+                cause: source,
             })?;
             let n = (block.len() - within).min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&block[within..within + n]);

@@ -19,8 +19,8 @@ pub const SECTOR: u64 = 512;
 /// line, and ends with what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum VmdkError {
-    #[error("vmdk: cannot read {path}: {source}")]
-    Read { path: String, source: io::Error },
+    #[error("vmdk: cannot read {path}: {cause}")]
+    Read { path: String, cause: io::Error },
     #[error("vmdk: {path} line {line}: {why}")]
     Descriptor {
         path: String,
@@ -54,12 +54,12 @@ pub enum VmdkError {
         have: u64,
         want: u64,
     },
-    #[error("vmdk: {path} line {line}: extent {extent}: {source}")]
+    #[error("vmdk: {path} line {line}: extent {extent}: {cause}")]
     Extent {
         path: String,
         line: usize,
         extent: String,
-        source: io::Error,
+        cause: io::Error,
     },
 }
 
@@ -223,7 +223,7 @@ impl Descriptor {
             path: self.path.display().to_string(),
             line: e.line,
             extent: e.name.clone(),
-            source,
+            cause: source,
         }
     }
 }

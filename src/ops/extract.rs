@@ -59,10 +59,10 @@ pub enum ExtractError {
         .target.display()
     )]
     NoConfig { target: PathBuf },
-    #[error("extract: cannot write {}: {source} ({written} entries were written before)", .path.display())]
+    #[error("extract: cannot write {}: {cause} ({written} entries were written before)", .path.display())]
     Write {
         path: PathBuf,
-        source: io::Error,
+        cause: io::Error,
         written: usize,
     },
 }
@@ -500,7 +500,7 @@ fn write_all(
     let mut entries: Vec<Entry> = Vec::new();
     let fail = |path: &Path, source: io::Error, written: usize| ExtractError::Write {
         path: path.to_path_buf(),
-        source,
+        cause: source,
         written,
     };
     // The host's password hashes and private keys go in there: only the owner may look.

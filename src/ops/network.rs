@@ -46,11 +46,10 @@ pub enum NetworkError {
         "{location}: the configuration is sealed by the host's TPM; no offline tool can read it"
     )]
     TpmSealed { location: String },
-    #[error("{location} > local.tgz: ConfigStore: {source}")]
+    #[error("{location} > local.tgz: ConfigStore: {cause}")]
     Store {
         location: String,
-        #[source]
-        source: ConfigStoreError,
+        cause: ConfigStoreError,
     },
     /// The build reads its network from esx.conf (before 7.0U2), whose vmknic lines bootbank
     /// cannot tie to a vmknic name: shown, never changed. Nothing was written.
@@ -169,7 +168,7 @@ pub fn host_network(
     }
     let store_err = |source| NetworkError::Store {
         location: location.to_string(),
-        source,
+        cause: source,
     };
     let from_conf = || {
         cfg.esx_conf

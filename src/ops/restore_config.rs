@@ -94,24 +94,18 @@ pub enum RestoreConfigError {
     #[error("--from-bank {partition}: partition {partition} has no state.tgz to restore from")]
     SourceMissing { partition: u32 },
     /// The source does not decode to a configuration: it is not written anywhere.
-    #[error("{location}: not a usable configuration: {source}; nothing was written")]
+    #[error("{location}: not a usable configuration: {cause}; nothing was written")]
     SourceUnreadable {
         location: String,
-        #[source]
-        source: ConfigError,
+        cause: ConfigError,
     },
-    #[error("{}: {source}", .path.display())]
+    #[error("{}: {cause}", .path.display())]
     BundleIo {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
-    #[error("{}: not a configuration bundle: {source}", .path.display())]
-    NotABundle {
-        path: PathBuf,
-        #[source]
-        source: ArchiveError,
-    },
+    #[error("{}: not a configuration bundle: {cause}", .path.display())]
+    NotABundle { path: PathBuf, cause: ArchiveError },
     /// A bundle without `Manifest.txt` or `state.tgz`.
     #[error(
         "{}: not a configuration bundle: no {missing} (members: {members})",
@@ -512,7 +506,7 @@ pub fn plan(target: &Path, req: &Request) -> Result<Plan, RestoreConfigError> {
     let new_cfg = Config::from_state(&new_bytes, &source_label).map_err(|source| {
         RestoreConfigError::SourceUnreadable {
             location: source_label.clone(),
-            source,
+            cause: source,
         }
     })?;
     source.encryption = new_cfg.encryption;
@@ -652,12 +646,12 @@ fn system_uuid(cfg: &Config) -> Option<String> {
 fn read_bundle(path: &Path) -> Result<(Vec<u8>, SourceInfo), RestoreConfigError> {
     let bytes = std::fs::read(path).map_err(|source| RestoreConfigError::BundleIo {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let label = format!("bundle {}", path.display());
     let outer = Tgz::parse(&bytes, &label).map_err(|source| RestoreConfigError::NotABundle {
         path: path.to_path_buf(),
-        source,
+        cause: source,
     })?;
     let missing = |what: &'static str| RestoreConfigError::BundleIncomplete {
         path: path.to_path_buf(),

@@ -250,20 +250,35 @@ pub enum ConfigStoreError {
     /// [`ConfigStore::set_owner`] refused: the record or the store is not what the change
     /// expects. Nothing was changed.
     #[error("ConfigStore: not changed: {0}")]
-    Refused(#[from] EditRefusal),
+    Refused(EditRefusal),
     /// A `bootbank network` change refused; nothing was changed.
     #[error("ConfigStore: not changed: {0}")]
-    Network(#[from] network::NetworkRefusal),
-    #[error("ConfigStore: {context}: {source}")]
+    Network(network::NetworkRefusal),
+    #[error("ConfigStore: {context}: {cause}")]
     Sqlite {
         context: &'static str,
-        #[source]
-        source: rusqlite::Error,
+        cause: rusqlite::Error,
     },
 }
 
+// By hand rather than `#[from]`: the message holds the refusal, so it is not also `source()`.
+impl From<EditRefusal> for ConfigStoreError {
+    fn from(e: EditRefusal) -> Self {
+        ConfigStoreError::Refused(e)
+    }
+}
+
+impl From<network::NetworkRefusal> for ConfigStoreError {
+    fn from(e: network::NetworkRefusal) -> Self {
+        ConfigStoreError::Network(e)
+    }
+}
+
 fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> ConfigStoreError {
-    move |source| ConfigStoreError::Sqlite { context, source }
+    move |source| ConfigStoreError::Sqlite {
+        context,
+        cause: source,
+    }
 }
 
 /// A trigger on the `Config` table, as stored.

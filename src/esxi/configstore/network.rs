@@ -179,7 +179,7 @@ pub struct RowChange {
     pub old_text: String,
     pub new_text: String,
     /// Whether the new text had to be written anew by serde_json (keys sorted) rather than
-    /// edited in place, every unchanged byte kept ([`super::json_span::retext`]).
+    /// edited in place, every unchanged byte kept (`json_span::retext`).
     pub reserialised: bool,
     pub modified_time: (Option<String>, Option<String>),
     pub revision: (Option<i64>, Option<i64>),

@@ -56,11 +56,8 @@ pub enum InspectError {
     Target(#[from] TargetError),
     #[error("{0}")]
     NotEsxi(String),
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    #[error("{path}: {cause}")]
+    Io { path: String, cause: std::io::Error },
 }
 
 /// Options of `inspect`.
@@ -122,7 +119,7 @@ pub fn inspect_with_config(
     });
     let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
         path: target.display().to_string(),
-        source,
+        cause: source,
     })?;
     if let Some(root) = &opts.sysfs {
         enrich::enrich(&mut report, root, opts.disk_name.as_deref(), Some(target));

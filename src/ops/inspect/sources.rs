@@ -20,7 +20,7 @@ pub(super) fn inspect_dir(
 ) -> Result<Option<Sourced>, InspectError> {
     let io = |path: &Path, source| InspectError::Io {
         path: path.display().to_string(),
-        source,
+        cause: source,
     };
     let boot_cfg_path = dir.join("boot.cfg");
     let state_path = ["state.tgz", "local.tgz"]

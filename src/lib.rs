@@ -21,22 +21,49 @@
 //! `ops` (the commands) uses `write`, `esxi` and `host`; those use `format`, which uses `io`.
 //! `tests/it/layers.rs` enforces the rule.
 
-pub mod esxi;
-pub mod format;
-pub mod host;
-pub mod io;
-pub mod ops;
-pub mod write;
+#![cfg_attr(not(feature = "internals"), allow(missing_docs))]
 
-// The paths of the flat layout before the layers, kept so that programs (and the tests) written
-// against them still build.
-pub use esxi::bank as bootbank;
-pub use esxi::{bootcfg, config, configstore, devices, esxconf, nextboot, pci, shadow};
-pub use format::{archive, deflate, envelope, fat, partition, pciids};
-pub use host::sysfs;
-pub use io::{disk, vmdk};
+// The layers are private: another program uses the front door below. The `internals` feature
+// (off by default; bootbank's own tests, fuzz targets and benchmarks turn it on) makes them public
+// with no promise of stability, and lifts `missing_docs`, which applies to the front door.
+macro_rules! layers {
+    ($($name:ident),*) => {$(
+        #[cfg(feature = "internals")]
+        pub mod $name;
+        #[cfg(not(feature = "internals"))]
+        mod $name;
+    )*};
+}
+layers!(esxi, format, host, io, ops, write);
+
+// The commands as library functions, each with its options, plan and report types.
 pub use ops::{
     audit, bank, extract, findings, fix, inspect, lint, lockdown, network, passwd, rescue, restore,
     restore_config,
 };
+
+// The values the reports and plans carry, from the layers below.
+pub use esxi::configstore::Ownership;
+pub use esxi::configstore::network::Ipv4Setting;
+pub use esxi::esxconf::Edit;
+pub use esxi::network::mask_of;
+pub use esxi::pci::{PciAddress, Reading};
+pub use esxi::shadow::check_password;
+pub use esxi::target::{Target, TargetError};
+pub use format::envelope::Encryption;
+pub use format::partition::Scheme;
+pub use host::sysfs::{Sysfs, SysfsDevice, SysfsError};
+
+// The paths of the flat layout before the layers, kept for bootbank's own tests.
+#[cfg(feature = "internals")]
+pub use esxi::bank as bootbank;
+#[cfg(feature = "internals")]
+pub use esxi::{bootcfg, config, configstore, devices, esxconf, nextboot, pci, shadow};
+#[cfg(feature = "internals")]
+pub use format::{archive, deflate, envelope, fat, partition, pciids};
+#[cfg(feature = "internals")]
+pub use host::sysfs;
+#[cfg(feature = "internals")]
+pub use io::{disk, vmdk};
+#[cfg(feature = "internals")]
 pub use write::transaction;

@@ -317,7 +317,7 @@ fn main() -> ExitCode {
         Command::Config(ConfigCommand::Get(a)) => cli::fix::run_get(a),
         Command::Config(ConfigCommand::Set(a)) => cli::fix::run_edit(
             a.target,
-            vec![bootbank::esxconf::Edit::Set {
+            vec![bootbank::Edit::Set {
                 key: a.key,
                 value: a.value,
                 create: a.create,
@@ -326,7 +326,7 @@ fn main() -> ExitCode {
         ),
         Command::Config(ConfigCommand::Unset(a)) => cli::fix::run_edit(
             a.target,
-            vec![bootbank::esxconf::Edit::Unset { key: a.key }],
+            vec![bootbank::Edit::Unset { key: a.key }],
             a.write,
         ),
     }

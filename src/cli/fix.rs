@@ -1,7 +1,7 @@
 //! `bootbank fix`, `config get|set|unset` and `restore`: argument handling, the plan shown to
 //! the user, the question, and the report of what was written.
 
-use bootbank::esxconf::Edit;
+use bootbank::Edit;
 use bootbank::findings::Severity;
 use bootbank::fix::{self, Banks, FixError, Options, Plan, Request};
 use clap::Args;
@@ -280,9 +280,9 @@ pub(super) fn render_plan(plan: &Plan) -> String {
             "  device {} read as {}: lspci {} = esx.conf {} = ConfigStore {} ({}, owner {}{})",
             d.typed,
             match d.read_as {
-                bootbank::pci::Reading::Esx => "ESXi's decimal form",
-                bootbank::pci::Reading::Pci => "lspci hex",
-                bootbank::pci::Reading::Bus => "the ConfigStore bus address",
+                bootbank::Reading::Esx => "ESXi's decimal form",
+                bootbank::Reading::Pci => "lspci hex",
+                bootbank::Reading::Bus => "the ConfigStore bus address",
             },
             d.pci_address,
             d.esx_address.as_deref().unwrap_or("?"),

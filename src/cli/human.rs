@@ -95,8 +95,8 @@ pub fn render(r: &Report) -> String {
     let mut head = format!("{}: {}", r.target, kind_name(r.kind));
     if let Some(t) = &r.partition_table {
         let scheme = match t.scheme {
-            bootbank::partition::Scheme::Gpt => "GPT",
-            bootbank::partition::Scheme::Mbr => "MBR",
+            bootbank::Scheme::Gpt => "GPT",
+            bootbank::Scheme::Mbr => "MBR",
         };
         let _ = write!(head, ", {scheme}, {}-byte sectors", t.sector_size);
     }
@@ -118,12 +118,12 @@ pub fn render(r: &Report) -> String {
 
     if let Some(c) = &r.config {
         let enc = match c.encryption {
-            bootbank::envelope::Encryption::None => "not encrypted".to_string(),
-            bootbank::envelope::Encryption::Kdf => format!(
+            bootbank::Encryption::None => "not encrypted".to_string(),
+            bootbank::Encryption::Kdf => format!(
                 "encrypted, key derivable offline (mode {})",
                 c.encryption_mode.as_deref().unwrap_or("?")
             ),
-            bootbank::envelope::Encryption::Tpm => format!(
+            bootbank::Encryption::Tpm => format!(
                 "encrypted, key sealed by the host's TPM (mode {})",
                 c.encryption_mode.as_deref().unwrap_or("?")
             ),
@@ -240,7 +240,7 @@ pub fn render(r: &Report) -> String {
         let passthru = cs
             .pci_devices
             .iter()
-            .filter(|p| p.owner == Some(bootbank::configstore::Ownership::Passthru))
+            .filter(|p| p.owner == Some(bootbank::Ownership::Passthru))
             .count();
         let _ = writeln!(
             s,

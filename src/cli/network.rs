@@ -1,7 +1,7 @@
 //! `bootbank network`: show the management network, or change a vmknic's IPv4 setting or its
 //! port group's VLAN through `fix`'s plan, question and write.
 
-use bootbank::configstore::network::Ipv4Setting;
+use bootbank::Ipv4Setting;
 use bootbank::network::{NetworkChange, NetworkReport, ShowOptions};
 use clap::Args;
 use std::net::Ipv4Addr;
@@ -49,7 +49,7 @@ fn change(a: &NetworkArgs) -> Result<Option<NetworkChange>, String> {
             .parse::<u8>()
             .ok()
             .filter(|l| (1..=32).contains(l))
-            .and_then(bootbank::esxi::network::mask_of)
+            .and_then(bootbank::mask_of)
             .ok_or_else(|| format!("--ip {ip}: the prefix length must be 1 to 32"))?;
         let gateway = a.gateway.ok_or("--ip needs --gateway")?;
         return Ok(Some(NetworkChange::Ipv4 {

@@ -45,7 +45,7 @@ fn read_password(a: &PasswdArgs) -> Result<Vec<u8>, String> {
                 buf.pop();
             }
         }
-        bootbank::shadow::check_password(&buf).map_err(|e| e.to_string())?;
+        bootbank::check_password(&buf).map_err(|e| e.to_string())?;
         return Ok(buf);
     }
     let tty = std::fs::OpenOptions::new()
@@ -56,7 +56,7 @@ fn read_password(a: &PasswdArgs) -> Result<Vec<u8>, String> {
             format!("no terminal to read the new password from ({e}): use --password-stdin")
         })?;
     let first = prompt(&tty, &format!("New password for {}: ", a.user))?;
-    bootbank::shadow::check_password(&first).map_err(|e| e.to_string())?;
+    bootbank::check_password(&first).map_err(|e| e.to_string())?;
     let second = prompt(&tty, "Retype the new password: ")?;
     if first != second {
         return Err("the two passwords differ; nothing written".to_string());

@@ -503,7 +503,7 @@ fn boot_disk_words(d: &EsxDisk) -> Vec<(String, String)> {
         .collect()
 }
 
-fn device_name(s: &bootbank::sysfs::SysfsDevice) -> String {
+fn device_name(s: &bootbank::SysfsDevice) -> String {
     let vendor = s
         .vendor_name
         .clone()

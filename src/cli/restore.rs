@@ -1,9 +1,9 @@
 //! `bootbank restore`: puts back what a write backed up, whichever command wrote it (a
 //! `state.tgz` from `fix`/`config`/`passwd`, a `boot.cfg` from `bank rollback|select`), through
-//! the one restore of the library ([`bootbank::ops::restore::plan`]).
+//! the one restore of the library ([`bootbank::restore::plan`]).
 
 use super::fix::WriteArgs;
-use bootbank::ops::restore::{self, RestorePlan};
+use bootbank::restore::{self, RestorePlan};
 use clap::Args;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -201,7 +201,8 @@ pub fn set_hash(text: &[u8], user: &str, hash: &str) -> Result<(Vec<u8>, Entry),
     Ok((out, e))
 }
 
-/// The hash field of `user`'s line (for read-back checks; never printed).
+/// The hash field of `user`'s line (for the tests' read-back checks; never printed).
+#[cfg(feature = "internals")]
 pub fn hash_of<'a>(text: &'a [u8], user: &str) -> Option<&'a str> {
     let e = find(text, user).ok()?;
     std::str::from_utf8(&text[e.span.0..e.span.1]).ok()
@@ -274,6 +275,7 @@ pub fn is_esxi_hash(h: &str) -> bool {
 }
 
 /// The salt text of a hash in ESXi's form (tests verify the digest with outside tools).
+#[cfg(feature = "internals")]
 pub fn salt_of(h: &str) -> Option<&str> {
     h.strip_prefix(PREFIX)?.split_once('$').map(|(s, _)| s)
 }

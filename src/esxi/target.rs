@@ -25,7 +25,7 @@ pub enum Target {
     /// A gzip'd tar given directly, read whole.
     Archive { path: PathBuf, bytes: Vec<u8> },
     /// A disk with its partition table and banks, or a lone bank partition image (`table` is
-    /// None), opened read-only; `head` is its first [`HEAD`] bytes.
+    /// None), opened read-only; `head` is its first `HEAD` bytes.
     Disk {
         disk: Disk,
         head: Vec<u8>,

@@ -82,7 +82,7 @@ pub struct SysfsDevice {
     pub subsystem_vendor: Option<u16>,
     #[serde(serialize_with = "ser::opt_hex4")]
     pub subsystem_device: Option<u16>,
-    /// Names from [`PciIds`]; None when the database does not know the id.
+    /// Names from `PciIds`; None when the database does not know the id.
     pub vendor_name: Option<String>,
     pub device_name: Option<String>,
     pub class_name: Option<String>,

@@ -94,14 +94,6 @@ pub struct Descriptor {
 }
 
 impl Descriptor {
-    /// Size of the virtual disk in bytes.
-    pub fn len(&self) -> u64 {
-        self.extents.iter().map(|e| e.sectors * SECTOR).sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 
     /// Parses descriptor text. `path` is the descriptor's own path: extent names are relative
     /// to its directory, and it appears in messages.
@@ -385,7 +377,7 @@ mod tests {
         assert_eq!(d.extents[1].access, Access::ReadOnly);
         assert_eq!(d.extents[1].offset, 7);
         assert_eq!(d.extents[1].line, 6);
-        assert_eq!(d.len(), 2058 * 512);
+        assert_eq!(d.extents.iter().map(|e| e.sectors * 512).sum::<u64>(), 2058 * 512);
     }
 
     #[test]

@@ -11,13 +11,13 @@
 //!
 //! How a change reaches the disk: when the only difference is the one `bootstate` digit, that
 //! byte is overwritten in place inside boot.cfg's existing cluster, as the bootloader itself
-//! does; the FAT driver says which disk byte holds it ([`crate::format::fat::FatVolume::locate`]), the directory
+//! does; the FAT driver says which disk byte holds it (`crate::format::fat::FatVolume::locate`), the directory
 //! entry (size, time) is not touched, and a one-byte write cannot be torn (a sector is written
 //! whole). Anything else (a missing or multi-digit `bootstate`; a new `updated`, which generally
 //! changes the file's length and which the bootloader never rewrites) replaces boot.cfg the safe
-//! way of `fix` ([`transaction::replace`]: a new chain written and verified, then the directory
+//! way of `fix` (`transaction::replace`: a new chain written and verified, then the directory
 //! entry switched to it in one sector write). Both go through the one commit
-//! ([`commit::commit`]): the disk taken exclusively, boot.cfg backed up with a sha256 manifest
+//! (`commit::commit`): the disk taken exclusively, boot.cfg backed up with a sha256 manifest
 //! first (undone by `bootbank restore`), synced, and read back.
 
 use crate::esxi::bank::{self as bootbank, Bank, BankError, BootCfgUnread};
@@ -117,7 +117,7 @@ pub enum BankOpError {
     /// The backup could not be read back, or does not fit the disk; nothing written.
     #[error(transparent)]
     Backup(#[from] BackupError),
-    /// The commit refused or failed; [`CommitError::during_write`] says whether after the first
+    /// The commit refused or failed; `CommitError::during_write` says whether after the first
     /// byte written.
     #[error(transparent)]
     Commit(#[from] CommitError),
@@ -162,7 +162,7 @@ pub enum UnwritableReason {
     BuildReadsDifferently,
     #[error("a line would have a space before `=`, which hides its key from the bootloader")]
     HidesKey,
-    /// `why`: what [`BootCfg::state_writable`] found wrong with the `bootstate` line.
+    /// `why`: what `BootCfg::state_writable` found wrong with the `bootstate` line.
     #[error(
         "{}{why}; bootbank writes only a boot.cfg whose bootstate the bootloader can update itself (at an upgrade's first boot, and on Shift+R): make `bootstate=` the first line of this boot.cfg by hand first",
         if *.after_change { "after the change, " } else { "" }
@@ -1023,7 +1023,7 @@ pub fn plan_restore(
 /// What was written: the same record as `fix` keeps.
 pub use crate::ops::fix::Outcome;
 
-/// Carries out a plan through the one commit ([`commit::commit`]): exclusive access, backup,
+/// Carries out a plan through the one commit (`commit::commit`): exclusive access, backup,
 /// recovery of leftovers, the writes, read-back.
 pub fn apply(plan: &BankPlan, backup_dir: &Path) -> Result<Outcome, BankOpError> {
     run(plan, backup_dir, None)

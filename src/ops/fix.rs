@@ -4,8 +4,8 @@
 //!
 //! Edits flow back up the stack the data came down: esx.conf -> local.tgz (one member replaced,
 //! the others byte-identical) -> state.tgz (likewise) -> [config bundle] -> the bank's FAT through
-//! [`transaction::replace`], or a file replaced by rename; [`apply`] hands the plan's files to the
-//! one commit ([`commit::commit_on`]), which writes nothing before a backup of every file about to
+//! `transaction::replace`, or a file replaced by rename; [`apply`] hands the plan's files to the
+//! one commit (`commit::commit_on`), which writes nothing before a backup of every file about to
 //! change exists outside the target.
 
 use crate::esxi::bank::{self as bootbank, Bank, BankError};
@@ -64,7 +64,7 @@ pub enum FixError {
     /// The backup could not be written or read back (restore); nothing written to the target.
     #[error(transparent)]
     Backup(#[from] BackupError),
-    /// The commit refused or failed; [`CommitError::during_write`] says whether after the first
+    /// The commit refused or failed; `CommitError::during_write` says whether after the first
     /// byte written.
     #[error(transparent)]
     Commit(#[from] CommitError),
@@ -326,7 +326,7 @@ pub struct StepInput<'a> {
 /// Builds the step of one configuration (see [`plan_with`]).
 pub type StepBuilder<'b> = dyn FnMut(&StepInput<'_>, &mut Plan) -> Result<Step, FixError> + 'b;
 
-/// One ConfigStore record changed by `fix` (see [`ConfigStore::set_owner`]): the row before and
+/// One ConfigStore record changed by `fix` (see `ConfigStore::set_owner`): the row before and
 /// after, for the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct StoreChange {
@@ -772,7 +772,7 @@ fn build_step(
 
 /// A step that replaces members of local.tgz other than esx.conf (for `passwd`): `members`
 /// are (path in local.tgz, new bytes, what changes in words), applied to the configuration
-/// `cfg` decoded from `input.state` with [`Config::from_state_for_edit`]. Every other member
+/// `cfg` decoded from `input.state` with `Config::from_state_for_edit`. Every other member
 /// of local.tgz and of state.tgz keeps its bytes and headers; an encrypted (mode NONE)
 /// configuration is sealed again with the same key and a fresh IV, as `fix` does. The
 /// read-back check requires each member to decode to exactly these bytes and esx.conf to be
@@ -1291,7 +1291,7 @@ fn rewrap_local(
     })
 }
 
-/// Carries out a plan through the one commit ([`commit::commit`]): exclusive access, backup,
+/// Carries out a plan through the one commit (`commit::commit`): exclusive access, backup,
 /// recovery of leftovers, safe writes, read-back checks.
 pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, FixError> {
     apply_on(plan, backup_dir, opts, None)

@@ -4,10 +4,10 @@
 //! crash-safe write and read-back as `fix` and `passwd`.
 //!
 //! Where ESXi keeps lockdown mode, and what bootbank does (evidence in the README and in
-//! [`crate::esxi::configstore::lockdown`]):
+//! `crate::esxi::configstore::lockdown`):
 //! - 7.0 and later: the ConfigStore's `esx/authorization/lockdown_settings` record, read through
 //!   the host's own schema. `--disable` takes `mode` out of the column that sets it
-//!   ([`ConfigStore::clear_lockdown_mode`]); a configuration without the record, or whose record
+//!   (`ConfigStore::clear_lockdown_mode`); a configuration without the record, or whose record
 //!   sets no mode, is not locked down: nothing to change, nothing written.
 //! - before 7.0 (no ConfigStore): no published source says which file and key hold the mode.
 //!   The 7.0.2 schema store names a configuration file `/etc/vmware/lockdown.conf`

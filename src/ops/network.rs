@@ -5,8 +5,8 @@
 //! write and read-back as `fix` and `passwd`.
 //!
 //! Where the network is read and changed follows the store the build obeys, decided as for
-//! devices ([`Obeyed`]): the ConfigStore from 7.0U2 on
-//! ([`crate::esxi::configstore::network`]), esx.conf before. esx.conf's network lines are shown
+//! devices (`Obeyed`): the ConfigStore from 7.0U2 on
+//! (`crate::esxi::configstore::network`), esx.conf before. esx.conf's network lines are shown
 //! but never changed: no published line names the vmknic (`vmk0`) of a `child[NNNN]`, so
 //! bootbank cannot tell which lines to change ([`NetworkError::EsxConfBuild`]).
 //!

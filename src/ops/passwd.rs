@@ -5,11 +5,11 @@
 //!
 //! Where ESXi keeps a password, and what bootbank changes (evidence in the README):
 //! - `etc/shadow` in local.tgz, every version: the user's hash field, SHA-512 crypt in ESXi's
-//!   form ([`shadow`]). Every other byte of the file, and every other member of local.tgz and
+//!   form (`shadow`). Every other byte of the file, and every other member of local.tgz and
 //!   state.tgz, stays as it is.
 //! - the ConfigStore (7.0 and later), `esx/authentication/user_accounts`: the user's record's
 //!   `password_hash`, only where that record exists and already holds one
-//!   ([`ConfigStore::set_password_hash`]). The real 7.0.2 host has no such record (its root
+//!   (`ConfigStore::set_password_hash`). The real 7.0.2 host has no such record (its root
 //!   hash is in etc/shadow only), so there only etc/shadow changes, and the plan says so.
 //! - A ConfigStore that cannot be read, a record bootbank cannot change, a schema that differs
 //!   from the 7.0.2 one: refused, nothing written (the store may hold the very hash to change).

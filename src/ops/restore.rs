@@ -1,11 +1,11 @@
 //! `restore`: puts back what a write backed up, whichever command wrote it. The backup is read
-//! and checked once ([`crate::write::backup::read`]: the manifest, every file against its
+//! and checked once (`crate::write::backup::read`: the manifest, every file against its
 //! checksum), and each file is checked against the target the same way
-//! ([`crate::write::backup::compare`]: the bank it was taken from, the file either as the write
+//! (`crate::write::backup::compare`: the bank it was taken from, the file either as the write
 //! left it or already restored). The plan is then `fix`'s for configuration files (a
 //! `state.tgz`, a bare `local.tgz`, an archive) and `bank`'s for boot.cfg files (so that it
 //! predicts the next boot with them); both are written by the one commit
-//! ([`crate::write::commit::commit`]), with a backup of their own.
+//! (`crate::write::commit::commit`), with a backup of their own.
 
 use crate::ops::bank::{self, BankOpError, BankPlan};
 use crate::ops::fix::{self, FixError, Plan};

@@ -176,7 +176,7 @@ pub enum RestoreConfigError {
     /// The backup could not be written (nothing was written to the target).
     #[error(transparent)]
     Backup(#[from] BackupError),
-    /// The one commit refused before writing (see [`CommitError`]).
+    /// The one commit refused before writing (see `CommitError`).
     #[error(transparent)]
     Commit(CommitError),
     #[error("{location}: the file changed since the plan was made; run again")]

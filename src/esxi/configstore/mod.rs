@@ -23,7 +23,9 @@ pub mod network;
 pub mod record;
 pub mod schema;
 
-pub use edit::{ColumnChange, EditRefusal, HashEdit, OwnerEdit};
+pub use edit::{ColumnChange, EditRefusal};
+#[cfg(feature = "internals")]
+pub use edit::{HashEdit, OwnerEdit};
 pub use record::Record;
 pub use schema::{Key, SchemaSource, Schemas};
 

@@ -39,7 +39,9 @@ pub mod shift;
 
 pub use notes::notes;
 pub use predict::{BankVerdict, Prediction, predict};
-pub use scan::{Firmware, Kept, Release, Scanned, atoi, bank_scan, bootstate_meaning, transition};
+pub use scan::{Firmware, Release, atoi, bootstate_meaning, transition};
+#[cfg(feature = "internals")]
+pub use scan::{Kept, Scanned, bank_scan};
 pub use shift::{ShiftR, shift_r};
 
 /// What the selection needs to know about one bank.

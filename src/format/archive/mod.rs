@@ -24,7 +24,9 @@ pub mod splice;
 #[cfg(test)]
 mod testutil;
 
-pub use gzip::{GzipHeader, gunzip, is_gzip, seal};
+pub use gzip::{GzipHeader, is_gzip, seal};
+#[cfg(feature = "internals")]
+pub use gzip::gunzip;
 pub use members::{Member, list_tar};
 pub use splice::reseal;
 

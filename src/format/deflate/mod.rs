@@ -46,7 +46,9 @@ mod symbols;
 
 pub use ffi::{crc32, inflate_fast};
 pub use map::{BlockMap, map_blocks};
-pub use reencode::{splice, splice_stream};
+pub use reencode::splice_stream;
+#[cfg(feature = "internals")]
+pub use reencode::splice;
 
 use std::ops::Range;
 
@@ -58,8 +60,6 @@ pub const WINDOW: usize = 32 * 1024;
 pub enum DeflateError {
     #[error("deflate data at byte {offset}: {detail}")]
     Corrupt { offset: u64, detail: String },
-    #[error("decompressed data larger than {limit} bytes")]
-    TooLarge { limit: u64 },
     #[error("cannot re-encode the changed span: {0}")]
     Encode(String),
     /// The rest of the stream must be copied shifted by some bits, which needs the exact end

@@ -27,8 +27,12 @@
 pub mod container;
 pub mod kdf;
 
-pub use container::{Attribute, Envelope, check_envelope, fresh_iv, verify_sealed};
-pub use kdf::{ConfigEncData, DerivedKey, EncryptionInfo, derive_key, key_hash};
+pub use container::{Envelope, fresh_iv};
+#[cfg(feature = "internals")]
+pub use container::{Attribute, check_envelope, verify_sealed};
+#[cfg(feature = "internals")]
+pub use kdf::{ConfigEncData, derive_key};
+pub use kdf::{DerivedKey, EncryptionInfo, key_hash};
 
 use serde::Serialize;
 

@@ -11,12 +11,14 @@ mod switch;
 
 pub use check::Health;
 pub use create::create;
-pub use switch::{Switched, fat_time, replace};
+pub use switch::{Switched, replace};
+#[cfg(feature = "internals")]
+pub use switch::fat_time;
 
 use crate::io::disk::{ReadTrace, Slice};
 use serde::Serialize;
 use std::cell::Cell;
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::rc::Rc;
 
 /// A file in the volume's root directory.
@@ -211,24 +213,6 @@ impl<'a> FatVolume<'a> {
                 )),
             )),
         }
-    }
-
-    /// Creates `name` in the root directory (it must not exist) with `data`, flushed to disk.
-    pub fn create(&self, name: &str, data: &[u8]) -> Result<(), FatError> {
-        let root = self.fs.root_dir();
-        if self.exists(name)? {
-            return Err(FatError::Write {
-                offset: self.offset,
-                file: name.to_string(),
-                detail: "already exists".to_string(),
-            });
-        }
-        let mut f = root
-            .create_file(name)
-            .map_err(|e| self.write_err(name, e))?;
-        f.write_all(data).map_err(|e| self.write_err(name, e))?;
-        f.flush().map_err(|e| self.write_err(name, e))?;
-        Ok(())
     }
 
     /// Whether a root-directory file exists (names compare case-insensitively, as FAT does).

@@ -7,3 +7,4 @@ pub mod envelope;
 pub mod fat;
 pub mod partition;
 pub mod pciids;
+pub mod verdict;

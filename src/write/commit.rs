@@ -24,29 +24,10 @@ use crate::format::fat::{FatError, FatVolume};
 use crate::io::disk::{Disk, DiskError, Slice};
 use crate::write::backup::{self, BackupError, BackupFile};
 use crate::write::transaction::{self, TxError, WriteStats};
-use std::error::Error;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-/// Why the bytes of a file, read back, are not the configuration meant to be written: the
-/// caller's own typed error, carried as it is.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error(transparent)]
-pub struct VerifyError(Arc<dyn Error + Send + Sync>);
+pub use crate::format::verdict::{Verify, VerifyError};
 
-impl VerifyError {
-    pub fn new(e: impl Error + Send + Sync + 'static) -> VerifyError {
-        VerifyError(Arc::new(e))
-    }
-
-    /// The caller's error, to downcast.
-    pub fn inner(&self) -> &(dyn Error + Send + Sync + 'static) {
-        &*self.0
-    }
-}
-
-/// Whether the bytes of a file, read back, are what was meant to be written.
-pub type Verify<'a> = &'a dyn Fn(&[u8]) -> Result<(), VerifyError>;
 
 /// How the file changes.
 pub enum Method<'a> {

@@ -15,9 +15,9 @@
 
 use crate::esxi::bank::Bank;
 use crate::format::fat::{self, FatError, FatVolume, Health};
+use crate::format::verdict::Verify;
 use crate::io::disk::{Disk, DiskError, Slice};
 use serde::Serialize;
-use std::fmt::Display;
 
 /// Errors of the write path. Each carries its cause in its message (never also as `source()`,
 /// so that printing the chain does not say it twice).
@@ -33,7 +33,7 @@ pub enum TxError {
     Verify {
         partition: u32,
         file: String,
-        why: String,
+        why: fat::Rejected,
     },
     #[error(
         "bootbank on partition {partition}: {state}; restore the bank from a backup with `bootbank restore`"
@@ -139,12 +139,12 @@ pub fn tidy(disk: &mut Disk, bank: &Bank) -> Result<Option<String>, TxError> {
 /// documentation). `verify` checks the bytes read back (decode both archive levels, compare
 /// esx.conf) before the directory entry is switched. Returns the counts and, when the FAT had
 /// leftovers of an interrupted write, what was repaired first.
-pub fn replace<E: Display>(
+pub fn replace(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     new: &[u8],
-    verify: &dyn Fn(&[u8]) -> Result<(), E>,
+    verify: Verify<'_>,
 ) -> Result<(WriteStats, Option<String>), TxError> {
     through_fat(disk, bank, names, new, verify, fat::replace)
 }
@@ -153,12 +153,12 @@ pub fn replace<E: Display>(
 /// nothing looks, then the new directory entry in one sector write ([`fat::create`]), so that
 /// the bank has either no such file (as before) or the complete new one at every instant.
 /// Leftovers of an interrupted write are reclaimed first, as in [`replace`].
-pub fn create<E: Display>(
+pub fn create(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     new: &[u8],
-    verify: &dyn Fn(&[u8]) -> Result<(), E>,
+    verify: Verify<'_>,
 ) -> Result<(WriteStats, Option<String>), TxError> {
     through_fat(disk, bank, names, new, verify, fat::create)
 }
@@ -170,24 +170,22 @@ type FatWrite = fn(
     u64,
     &str,
     &[u8],
-    &dyn Fn(&[u8]) -> Result<(), String>,
+    Verify<'_>,
 ) -> Result<fat::Switched, FatError>;
 
 /// Runs one of the FAT layer's crash-safe writes on `bank`, counting what it wrote and saying
 /// what it repaired first.
-fn through_fat<E: Display>(
+fn through_fat(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     new: &[u8],
-    verify: &dyn Fn(&[u8]) -> Result<(), E>,
+    verify: Verify<'_>,
     write: FatWrite,
 ) -> Result<(WriteStats, Option<String>), TxError> {
     let b = Bankref::of(bank);
     let (w0, c0, f0) = (disk.bytes_written(), disk.write_calls(), disk.sync_calls());
-    // The FAT layer takes the verdict in words: it only carries it into `FatError::Verify`.
-    let in_words = |bytes: &[u8]| verify(bytes).map_err(|e| e.to_string());
-    let st = write(disk, b.start, b.len, &names.current, new, &in_words).map_err(|e| match e {
+    let st = write(disk, b.start, b.len, &names.current, new, verify).map_err(|e| match e {
         FatError::Verify { file, why, .. } => TxError::Verify {
             partition: b.partition,
             file,
@@ -217,12 +215,12 @@ fn through_fat<E: Display>(
 /// files), then reclaims what it left in the FAT ([`tidy`]). `verify` decides whether a
 /// `state.new` without a `state.tgz` holds a usable configuration (it was verified before the
 /// switch began, so it should).
-pub fn recover<E: Display>(
+pub fn recover(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     leftover: &Leftover,
-    verify: &dyn Fn(&[u8]) -> Result<(), E>,
+    verify: Verify<'_>,
 ) -> Result<String, TxError> {
     let msg = recover_names(disk, bank, names, leftover, verify)?;
     Ok(match tidy(disk, bank)? {
@@ -231,12 +229,12 @@ pub fn recover<E: Display>(
     })
 }
 
-fn recover_names<E: Display>(
+fn recover_names(
     disk: &mut Disk,
     bank: &Bank,
     names: &Names,
     leftover: &Leftover,
-    verify: &dyn Fn(&[u8]) -> Result<(), E>,
+    verify: Verify<'_>,
 ) -> Result<String, TxError> {
     let b = Bankref::of(bank);
     let Names { current, new, old } = names;

@@ -21,6 +21,7 @@ use bootbank::config::{Config, ESX_CONF};
 use bootbank::disk::{Disk, Storage};
 use bootbank::fix::{self, Options, Request};
 use bootbank::transaction::{self, Names};
+use bootbank::write::commit::VerifyError;
 use std::cell::Cell;
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -116,15 +117,18 @@ impl Job {
     }
 
     /// The same check the engine makes: both archive levels decode, esx.conf is the new one.
-    fn verify(&self) -> impl Fn(&[u8]) -> Result<(), String> + '_ {
+    fn verify(&self) -> impl Fn(&[u8]) -> Result<(), VerifyError> + '_ {
         move |bytes: &[u8]| {
-            let cfg = Config::from_state(bytes, "state.new").map_err(|e| e.to_string())?;
-            let local = cfg.local.as_ref().ok_or("no local.tgz")?;
-            let conf = local.require(ESX_CONF).map_err(|e| e.to_string())?;
+            let cfg = Config::from_state(bytes, "state.new").map_err(VerifyError::new)?;
+            let local = cfg
+                .local
+                .as_ref()
+                .ok_or_else(|| VerifyError::new(io::Error::other("no local.tgz")))?;
+            let conf = local.require(ESX_CONF).map_err(VerifyError::new)?;
             if conf == self.new_esx_conf.as_slice() {
                 Ok(())
             } else {
-                Err("esx.conf differs".to_string())
+                Err(VerifyError::new(io::Error::other("esx.conf differs")))
             }
         }
     }

@@ -15,6 +15,7 @@ pub use switch::{Switched, replace};
 #[cfg(feature = "internals")]
 pub use switch::fat_time;
 
+use crate::format::verdict::VerifyError;
 use crate::io::disk::{ReadTrace, Slice};
 use serde::Serialize;
 use std::cell::Cell;
@@ -65,7 +66,7 @@ pub enum FatError {
     Verify {
         offset: u64,
         file: String,
-        why: String,
+        why: Rejected,
     },
     #[error(
         "FAT volume at byte {offset}: `{file}` is {size} bytes, more than bootbank will read ({limit})"
@@ -76,6 +77,25 @@ pub enum FatError {
         size: u64,
         limit: u64,
     },
+}
+
+/// Why a new file was not accepted when read back: the FAT layer's own byte comparisons, or
+/// the caller's verdict on the bytes (its typed error, as it gave it).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Rejected {
+    /// The new cluster chain, read back from the storage after the flush, differs from the
+    /// bytes written: the storage did not keep what it was given.
+    #[error("the new chain reads back differently ({compared} bytes compared)")]
+    ChainDiffers {
+        /// How many bytes were compared (the whole new file).
+        compared: usize,
+    },
+    /// After the directory entry was written, the file read through fatfs is not the new one.
+    #[error("after the entry was written the file does not read back as written")]
+    EntryDiffers,
+    /// The bytes read back are the bytes written, but the caller's check refused them.
+    #[error(transparent)]
+    Check(VerifyError),
 }
 
 /// Files larger than this are not read into memory (state.tgz is kilobytes to a few MiB).

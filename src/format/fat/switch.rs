@@ -30,7 +30,8 @@
 
 use super::check::{self, Scan};
 use super::raw::{self, Layout, Table};
-use super::{FatError, FatVolume};
+use super::{FatError, FatVolume, Rejected};
+use crate::format::verdict::VerifyError;
 use crate::io::disk::{Disk, Slice};
 use serde::Serialize;
 
@@ -68,7 +69,7 @@ pub fn replace(
     len: u64,
     name: &str,
     data: &[u8],
-    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+    verify: &dyn Fn(&[u8]) -> Result<(), VerifyError>,
 ) -> Result<Switched, FatError> {
     let (w0, c0) = (disk.bytes_written(), disk.write_calls());
     let (layout, scan, repaired) = healthy(disk, start, len)?;
@@ -198,7 +199,7 @@ impl Target<'_> {
         }
     }
 
-    fn verify_failed(&self, why: String) -> FatError {
+    fn verify_failed(&self, why: Rejected) -> FatError {
         FatError::Verify {
             offset: self.start,
             file: self.name.to_string(),
@@ -230,7 +231,7 @@ pub(super) fn write_chain(
     tables: &[Table],
     chain: &[u32],
     t: &Target<'_>,
-    verify: &dyn Fn(&[u8]) -> Result<(), String>,
+    verify: &dyn Fn(&[u8]) -> Result<(), VerifyError>,
 ) -> Result<Vec<Table>, FatError> {
     let data = t.data;
     let cb = layout.cluster_bytes as usize;
@@ -259,12 +260,11 @@ pub(super) fn write_chain(
     disk.drop_cache();
     let back = read_chain(disk, layout, chain.first().copied(), data.len())?;
     let checked = if back != data {
-        Err(format!(
-            "the new chain reads back differently ({} bytes compared)",
-            data.len()
-        ))
+        Err(Rejected::ChainDiffers {
+            compared: data.len(),
+        })
     } else {
-        verify(&back)
+        verify(&back).map_err(Rejected::Check)
     };
     if let Err(why) = checked {
         restore_tables(disk, layout, &linked, tables)?;
@@ -303,9 +303,7 @@ pub(super) fn write_entry(
             .map_err(|e| t.err(e.to_string()))?;
         check::sync(disk, layout)?;
         restore_tables(disk, layout, tables.1, tables.0)?;
-        return Err(t.verify_failed(
-            "after the entry was written the file does not read back as written".to_string(),
-        ));
+        return Err(t.verify_failed(Rejected::EntryDiffers));
     }
     Ok(())
 }

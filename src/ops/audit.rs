@@ -13,22 +13,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 /// The result for one input: its report, or why it could not be read.
 #[derive(Debug, Clone, Serialize)]
 pub struct Entry {
+    /// The input file as given or found under a directory by `collect`, displayed.
     pub path: String,
+    /// What `lint` found in it; `None` when it could not be read (then `error` says why).
     pub report: Option<LintReport>,
+    /// Why `lint` could not read it, its error's message; `None` when `report` is set.
     pub error: Option<String>,
 }
 
 /// Totals over all inputs.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Summary {
+    /// How many inputs were audited, readable or not.
     pub inputs: usize,
+    /// How many of them `lint` could read.
     pub read: usize,
+    /// How many readable inputs have at least one critical finding; `audit` exits 1 when any do.
     pub with_critical: usize,
+    /// How many readable inputs hold an encrypted configuration (rule `config-encrypted`,
+    /// whether decrypted offline or TPM-sealed).
     pub encrypted: usize,
     /// Inputs sealed by their host's TPM (lint's `tpm-recovery-key`): the hosts whose recovery
     /// key must be recorded now, since nothing offline can open them later.
     pub tpm_sealed: Vec<String>,
+    /// Rule id to the number of findings with it over all inputs, sorted by rule id; the
+    /// informational `passthru-device` findings are not counted.
     pub findings_by_rule: BTreeMap<String, usize>,
+    /// The inputs `lint` could not read, as (path, error message), in input order.
     pub unreadable: Vec<(String, String)>,
 }
 

@@ -5,15 +5,22 @@ use crate::esxi::devices::{HostDevice, Obeyed, Store};
 use crate::format::envelope::Encryption;
 use serde::Serialize;
 
+/// How bad a finding is. Ordered most severe first, so sorting findings puts criticals on top;
+/// serialized in lowercase (`"critical"`), the form `--json` output and scripts match on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
+    /// The host will not boot as the admin expects (e.g. it loses its boot disk); `lint` and
+    /// `audit` exit 1 when any finding is critical.
     Critical,
+    /// Something to look at before the next boot; does not change the exit code.
     Warning,
+    /// Shown for completeness (e.g. a non-storage passthru device, an encrypted configuration).
     Info,
 }
 
 impl Severity {
+    /// The lowercase name, as in the JSON output: `critical`, `warning` or `info`.
     pub fn as_str(&self) -> &'static str {
         match self {
             Severity::Critical => "critical",
@@ -26,10 +33,14 @@ impl Severity {
 /// One finding. `rule` ids are stable: scripts may match on them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Finding {
+    /// How bad it is; criticals decide the exit code of `lint` and `audit`.
     pub severity: Severity,
+    /// The stable rule id: a constant here, in `lint` or in `network` (`passthru-device`, ...).
     pub rule: &'static str,
     /// The device concerned, lspci form, when there is one.
     pub device: Option<String>,
+    /// One line for the admin: what was found, where it was read (file, line, ConfigStore row)
+    /// and what ESXi will do with it at the next boot.
     pub message: String,
     /// What to do, in words or as a command.
     pub fix: Option<String>,

@@ -57,8 +57,11 @@ pub enum Request {
 /// own words carries the cause in its message, not also as `source()`.
 #[derive(Debug, thiserror::Error)]
 pub enum FixError {
+    /// The target could not be read as `inspect` reads it; nothing written.
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    /// The target could not be opened as a disk, bootbank partition, state.tgz or config
+    /// bundle (missing, empty, unrecognised); nothing written.
     #[error(transparent)]
     Target(#[from] TargetError),
     /// The backup could not be written or read back (restore); nothing written to the target.
@@ -68,20 +71,36 @@ pub enum FixError {
     /// byte written.
     #[error(transparent)]
     Commit(#[from] CommitError),
+    /// The disk or partition could not be read while planning (I/O error, truncated image);
+    /// nothing written.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// A bank's FAT or a file in it could not be read while planning; nothing written.
     #[error(transparent)]
     Bank(#[from] BankError),
+    /// The configuration (state.tgz, its encrypted local.tgz.ve, local.tgz, esx.conf) could not
+    /// be decoded for editing, or sealed again after it; nothing written.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// An archive level (config bundle, state.tgz, local.tgz) is corrupt, lacks a member the
+    /// edit needs, or could not be rebuilt with the new member; nothing written.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// esx.conf refused the edits (not text, a bad key or value, `set` of a missing key without
+    /// `--create`); nothing written.
     #[error("{where_}: {cause}")]
-    EsxConf { where_: String, cause: EsxConfError },
+    EsxConf {
+        /// The esx.conf concerned: `partition 5 /state.tgz > local.tgz > etc/vmware/esx.conf`.
+        where_: String,
+        /// What esx.conf's editor refused.
+        cause: EsxConfError,
+    },
     /// `--device TEXT` is not an address in any form bootbank reads.
     #[error("--device {typed}: {cause}")]
     BadAddress {
+        /// The `--device` argument as the user typed it.
         typed: String,
+        /// Why no address form reads it.
         cause: crate::esxi::pci::AddressError,
     },
     /// `--device TEXT` read as `address`, which neither esx.conf nor the ConfigStore of
@@ -97,10 +116,16 @@ pub enum FixError {
         if .passthru.is_empty() { "none".to_string() } else { .passthru.join(", ") }
     )]
     NoSuchDevice {
+        /// The `--device` argument as the user typed it.
         typed: String,
+        /// Which address form it was read in (decimal esx.conf, lspci hex, ConfigStore bus).
         reading: Reading,
+        /// The address it was read as.
         address: PciAddress,
+        /// The configuration searched: `partition 5 /state.tgz`, `state.tgz`, ...
         location: String,
+        /// The devices set to passthrough in either store, each in every address form and
+        /// with its vmkname: what the user may have meant.
         passthru: Vec<String>,
     },
     /// The ConfigStore holds a change the fix needs, and it cannot be made. Nothing is written.
@@ -109,7 +134,10 @@ pub enum FixError {
         configstore::MEMBER
     )]
     Store {
+        /// The configuration whose ConfigStore it is: `partition 5 /state.tgz`, ...
         location: String,
+        /// Why the store could not be read or the record changed (schema that differs, record
+        /// that breaks its schema, triggers bootbank does not know, ...).
         cause: ConfigStoreError,
     },
     /// A directory (a mounted or copied bank) is not a target that can be changed in place.
@@ -119,40 +147,69 @@ pub enum FixError {
         if *.restore { "restored" } else { "fixed" },
         if *.restore { "archive" } else { "state.tgz" }
     )]
-    DirectoryTarget { path: PathBuf, restore: bool },
+    DirectoryTarget {
+        /// The directory given as the target.
+        path: PathBuf,
+        /// The command was `restore` (the message then suggests the archive, not state.tgz).
+        restore: bool,
+    },
     /// No bank boots next, so the one to change must be named; `unknown` says why the next boot
     /// cannot be predicted, when that is the reason.
     #[error(
         "{}: name the bank to change with --bank N",
         .unknown.as_deref().unwrap_or("no bank is valid (this host will not boot)")
     )]
-    NoNextBank { unknown: Option<String> },
+    NoNextBank {
+        /// Why the next boot cannot be predicted (from the banks' boot.cfg); `None` when no
+        /// bank is valid at all.
+        unknown: Option<String>,
+    },
     /// `--bank N` names a partition that is not a bootbank.
     #[error(
         "--bank {partition}: partition {partition} is not a bootbank (banks: {})",
         .banks.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
     )]
-    NotABank { partition: u32, banks: Vec<u32> },
+    NotABank {
+        /// The partition number given with `--bank`.
+        partition: u32,
+        /// The partition numbers of the disk's bootbanks, for the message.
+        banks: Vec<u32>,
+    },
     /// `--both-banks` with no valid bank.
     #[error("no bank is valid: name the banks to change with --bank N")]
     NoValidBank,
     /// The bank to fix holds no configuration archive.
     #[error("{location} holds no state.tgz: nothing to fix there")]
-    NoStateArchive { location: String },
+    NoStateArchive {
+        /// The bank: `partition 5`, or `this partition` for a lone partition target.
+        location: String,
+    },
+    /// `restore`: the backup holds a file of a bank on a partition where the target has no
+    /// bootbank; nothing written.
     #[error("the target has no bootbank on partition {partition}")]
-    NoBankForBackup { partition: u32 },
+    NoBankForBackup {
+        /// The partition number the backup's manifest gives for the file (0: a lone partition).
+        partition: u32,
+    },
     /// `restore` of a boot.cfg backup (from `bank`) asked of the configuration engine:
     /// [`crate::ops::restore::plan`] plans both kinds.
     #[error("{}: a backup of boot.cfg files (from `bootbank bank`), not of a configuration", .dir.display())]
-    BootCfgBackup { dir: PathBuf },
+    BootCfgBackup {
+        /// The backup directory given to restore from.
+        dir: PathBuf,
+    },
     /// The configuration is sealed by the host's TPM: no offline tool can change it. What still
     /// works is done on the host, for `devices` (empty: the user named none).
     #[error(
         "{location}: the configuration is sealed by the host's TPM (mode {mode}): no offline tool can change it, nothing was written"
     )]
     TpmSealed {
+        /// The configuration that is sealed: `partition 5 /state.tgz`, ...
         location: String,
+        /// The encryption mode encryption.info gives (`?` when it gives none).
         mode: String,
+        /// The devices named with `--device`, read as far as can be without esx.conf, for the
+        /// esxcli commands the CLI suggests running on the host.
         devices: Vec<SealedDevice>,
     },
     /// The bank's FAT is damaged in a way an interrupted write does not leave. Nothing written.
@@ -161,37 +218,56 @@ pub enum FixError {
         .problems.join("; ")
     )]
     FatDamaged {
+        /// The configuration in that bank: `partition 5 /state.tgz`, ...
         location: String,
+        /// What is wrong with the FAT, one item per problem, in words.
         problems: Vec<String>,
     },
     /// The bank's FAT could not be checked before the plan. Nothing written.
     #[error("{location}: the FAT's allocation cannot be checked ({cause}), nothing was written")]
-    FatUnread { location: String, cause: TxError },
+    FatUnread {
+        /// The configuration in that bank: `partition 5 /state.tgz`, ...
+        location: String,
+        /// Why the FAT could not be read.
+        cause: TxError,
+    },
     /// `passwd` on a configuration sealed by the host's TPM; the CLI adds the on-host way.
     #[error(
         "{location}: the configuration is sealed by the host's TPM (mode {mode}): no offline tool can change {user}'s password, nothing was written"
     )]
     TpmSealedAccount {
+        /// The configuration that is sealed: `partition 5 /state.tgz`, ...
         location: String,
+        /// The encryption mode encryption.info gives (`?` when it gives none).
         mode: String,
+        /// The account whose password was to change (`root`).
         user: String,
     },
     /// local.tgz (inside the envelope, when encrypted) cannot be read for an edit.
     #[error("{location}: local.tgz cannot be read")]
-    NoLocalTgz { location: String },
+    NoLocalTgz {
+        /// The configuration whose local.tgz it is: `partition 5 /state.tgz`, ...
+        location: String,
+    },
     /// `etc/shadow` is missing: where the host keeps its passwords is not known.
     #[error(
         "{location} > local.tgz has no {file} (members: {members}): where this host keeps its passwords is not known; nothing was written"
     )]
     NoShadow {
+        /// The configuration searched: `partition 5 /state.tgz`, ...
         location: String,
+        /// The member looked for, `etc/shadow`.
         file: String,
+        /// local.tgz's members, comma-separated (`none` when empty), so the user sees what is.
         members: String,
     },
     /// The password, or the user's `etc/shadow` line, is one bootbank will not write.
     #[error("{}{reason}; nothing was written", .location.as_ref().map(|l| format!("{l} > local.tgz > ")).unwrap_or_default())]
     Shadow {
+        /// The configuration whose etc/shadow was refused; `None` when the password itself was
+        /// refused, before any configuration was read.
         location: Option<String>,
+        /// What is wrong with the password or the shadow line.
         reason: crate::esxi::shadow::ShadowError,
     },
     /// Several ConfigStore user_accounts records carry the user's name.
@@ -199,9 +275,13 @@ pub enum FixError {
         "{location} > local.tgz > {member}: {count} esx/authentication/user_accounts records are named {user}: which one ESXi reads is not known; nothing was written"
     )]
     AmbiguousAccount {
+        /// The configuration concerned: `partition 5 /state.tgz`, ...
         location: String,
+        /// The ConfigStore database's member in local.tgz.
         member: String,
+        /// The account name the records share.
         user: String,
+        /// How many records carry it (2 or more).
         count: usize,
     },
     /// `lockdown --disable` refused (where the mode lives is not known, or sealed by a TPM).
@@ -225,8 +305,11 @@ pub enum SealedDevice {
     /// An unprefixed text whose decimal (esx.conf) and hex (lspci) readings name different
     /// devices.
     Ambiguous {
+        /// The address as the user typed it.
         typed: String,
+        /// The device it names read as esx.conf's decimal form.
         esx: PciAddress,
+        /// The device it names read as lspci's hex form.
         pci: PciAddress,
     },
     /// Not an address bootbank can read; passed on as typed.
@@ -267,10 +350,15 @@ impl SealedDevice {
 pub struct Step {
     /// `partition 5 /state.tgz`, `state.tgz`, `bundle > state.tgz`...
     pub location: String,
+    /// The bank's partition number on the disk; `None` for a lone partition or an archive.
     pub partition: Option<u32>,
+    /// The bank's UUID (`/vmfs/volumes/<uuid>` form), recorded in the backup so that a restore
+    /// finds the same bank again; `None` for an archive target.
     pub bank_uuid: Option<String>,
     /// Name of the file that is replaced (in the bank, or the target file itself).
     pub file: String,
+    /// The esx.conf keys that change, with their line and old and new values; empty when only
+    /// the ConfigStore or another member of local.tgz changes.
     pub changes: Vec<Change>,
     /// Unified diff of esx.conf.
     pub diff: String,
@@ -284,10 +372,14 @@ pub struct Step {
     /// Other members of local.tgz replaced by another command through this engine (`passwd`):
     /// what changed in words, and the new bytes the read-back check requires.
     pub member_changes: Vec<MemberChange>,
+    /// The file as it is now (state.tgz, or the whole archive target): what the backup keeps.
     #[serde(skip)]
     pub old_bytes: Vec<u8>,
+    /// The file's new content, written in its place; equal to `old_bytes` when nothing changes.
     #[serde(skip)]
     pub new_bytes: Vec<u8>,
+    /// The esx.conf the written file must decode to in the read-back check (the current one
+    /// when esx.conf does not change).
     #[serde(skip)]
     pub new_esx_conf: Vec<u8>,
     /// The new ConfigStore database, when it changes, for the read-back check.
@@ -334,29 +426,42 @@ pub struct StoreChange {
     pub member: String,
     /// `esx/hardware/pci_devices`.
     pub key: String,
+    /// The record's Identifier (the device's `sbdf` instance id), as stored.
     pub identifier: String,
+    /// The record's rowid in the database, by which the edit addresses it.
     pub rowid: i64,
-    /// The device in every form: lspci hex, esx.conf decimal, ConfigStore bus address.
+    /// The device in lspci's hex form, `0000:16:00.0`.
     pub pci_address: String,
+    /// The device in esx.conf's decimal form, `000:022:00.0`.
     pub esx_address: String,
+    /// The device in the ConfigStore's bus-address form, `p0000:16:00.0`.
     pub bus_address: String,
-    /// The owner before and after, as the store writes it.
+    /// The owner before, as the store writes it (`OWNER_PASSTHRU`).
     pub old_owner: String,
+    /// The owner after, as the store writes it (`OWNER_VMKERNEL`); the read-back check
+    /// requires the record to read back with it.
     pub new_owner: String,
     /// Each value column that holds `owner`: its JSON text before and after.
     pub columns: Vec<ColumnChange>,
-    /// Set by the store's triggers, as when ESXi edits the record.
+    /// The record's ModifiedTime before the edit (`None`: NULL).
     pub modified_time_before: Option<String>,
+    /// The record's ModifiedTime after, set by the store's own triggers as when ESXi edits it.
     pub modified_time_after: Option<String>,
+    /// The record's Revision before the edit (`None`: NULL).
     pub revision_before: Option<i64>,
+    /// The record's Revision after, set by the store's own triggers.
     pub revision_after: Option<i64>,
 }
 
 /// The whole plan, shown before anything is written.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// The target as given, displayed.
     pub target: String,
+    /// What the target turned out to be: disk, lone partition, state.tgz, config bundle...
     pub kind: TargetKind,
+    /// One step per configuration to change (per chosen bank, or the archive's one), in the
+    /// order they are written.
     pub steps: Vec<Step>,
     /// Devices the user named, as understood: both address forms.
     pub devices: Vec<DeviceChoice>,
@@ -367,16 +472,22 @@ pub struct Plan {
 /// A device the user named, and how its address was read.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceChoice {
+    /// The `--device` argument as the user typed it.
     pub typed: String,
+    /// Which address form it was read in, so the plan can say which device was meant.
     pub read_as: Reading,
+    /// The device in lspci's hex form, `0000:16:00.0`.
     pub pci_address: String,
     /// esx.conf's decimal form (as written there when esx.conf has the device).
     pub esx_address: Option<String>,
     /// The ConfigStore's bus-address form, `p0000:16:00.0`.
     pub bus_address: String,
+    /// The device's vmkernel name (`vmhba0`, `vmnic1`), when the configuration gives one.
     pub vmkname: Option<String>,
-    /// The owner ESXi will apply, and where it was read.
+    /// The owner ESXi will apply (`passthru`, `vmkernel`); `None` when no store gives one or
+    /// the configuration has no such device.
     pub owner: Option<String>,
+    /// Which store that owner was read from: esx.conf or the ConfigStore.
     pub owner_source: Option<crate::esxi::devices::Store>,
 }
 
@@ -419,6 +530,7 @@ impl Plan {
 /// Where the output goes for archive targets.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
+    /// Which banks of a disk target to change; an archive target has only its own one.
     pub banks: Banks,
     /// For a state.tgz or bundle target: write here instead of in place.
     pub output: Option<PathBuf>,
@@ -1040,9 +1152,15 @@ pub fn unified_diff(old: &[u8], new: &[u8], location: &str) -> String {
 /// What was written (by `fix`, `config`, `restore` and `bank`).
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {
+    /// Where the backup of every changed file went, for `bootbank restore --from`; `None` when
+    /// no file changed (nothing at all, or only leftovers of an interrupted write settled).
     pub backup_dir: Option<String>,
+    /// The locations written (`partition 5 /state.tgz`, ...), in order.
     pub written: Vec<String>,
+    /// What an interrupted earlier write left and was completed, undone or reclaimed first,
+    /// each prefixed with its location.
     pub recovered: Vec<String>,
+    /// Bytes written, write calls and fsyncs over the whole write.
     pub stats: WriteStats,
     /// The configurations the read-back checks decoded from what was written: an `inspect` of
     /// the result that reads the same bytes again need not decode them again.
@@ -1084,24 +1202,39 @@ pub fn write_backup(plan: &Plan, dir: &Path) -> Result<(), FixError> {
     )?)
 }
 
-/// Why bytes read back are not the configuration a step meant to write.
+/// Why bytes read back are not the configuration a step meant to write. [`apply`]'s read-back
+/// check returns it inside the commit's error; the commit then leaves the previous file in place.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CheckError {
+    /// The file read back is not byte for byte the new file the check decoded.
     #[error("the bytes read back are not the ones checked")]
     NotTheCheckedBytes,
+    /// The thread decoding the new file ended without a verdict (it panicked).
     #[error("the check stopped unexpectedly")]
     Stopped,
+    /// No verdict was recorded for the step.
     #[error("not checked")]
     NotChecked,
+    /// The new configuration decodes without a local.tgz.
     #[error("no local.tgz")]
     NoLocal,
+    /// The step changes the ConfigStore, but the new local.tgz decodes without one.
     #[error("no ConfigStore")]
     NoStore,
-    /// `what`: `esx.conf`, a member's path, `the ConfigStore database`.
+    /// A part of the new configuration decodes to other bytes than the step computed.
     #[error("{what} differs from the intended one")]
-    Differs { what: String },
+    Differs {
+        /// The part: `esx.conf`, a member's path in local.tgz, `the ConfigStore database`.
+        what: String,
+    },
+    /// A ConfigStore record the step changed does not read back with its new owner.
     #[error("ConfigStore record {identifier} does not read back as {owner}")]
-    Record { identifier: String, owner: String },
+    Record {
+        /// The record's Identifier, as stored.
+        identifier: String,
+        /// The owner it should have, as the store writes it (`OWNER_VMKERNEL`).
+        owner: String,
+    },
     /// The bytes do not decode; the decoder's own error.
     #[error(transparent)]
     Decode(Arc<dyn std::error::Error + Send + Sync>),

@@ -45,12 +45,17 @@ pub const TPM_RECOVERY_KEY: &str = "tpm-recovery-key";
 /// What `lint` reports for one target: the findings, most severe first.
 #[derive(Debug, Clone, Serialize)]
 pub struct LintReport {
+    /// The target as given (disk image, state archive or config bundle), displayed.
     pub path: String,
+    /// `inspect`'s findings and lint's own rules, sorted most severe first.
     pub findings: Vec<Finding>,
+    /// `inspect`'s warnings: parts of the target that could not be read (a ConfigStore, the
+    /// other bank's configuration) and so were not checked; not findings about the host.
     pub warnings: Vec<String>,
 }
 
 impl LintReport {
+    /// Whether any finding is critical: the `lint` command then exits 1.
     pub fn has_critical(&self) -> bool {
         self.findings
             .iter()
@@ -310,9 +315,14 @@ fn tpm_recovery_rule(report: &Report, out: &mut Vec<Finding>) {
 /// `ffff` as device means every device of the vendor).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MapEntry {
+    /// The 1-based line number in passthru.map, for messages.
     pub line: usize,
+    /// The PCI vendor id (first column).
     pub vendor: u16,
+    /// The PCI device id (second column); `0xffff` means every device of `vendor`.
     pub device: u16,
+    /// The reset method as written (third column: `d3d0`, `bridge`, ...); empty when missing. The
+    /// fourth column, fptShareable, is not kept.
     pub reset: String,
 }
 

@@ -34,11 +34,13 @@ pub const LOCKDOWN_CONF: &str = "etc/vmware/lockdown.conf";
 /// What `bootbank lockdown TARGET` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct LockdownReport {
+    /// The target as given, displayed (shown when no configuration was found in it).
     pub target: String,
     /// The configuration read (`partition 5 /state.tgz`, `state.tgz`, ...).
     pub location: Option<String>,
     /// The build that boots it, when known.
     pub build: Option<String>,
+    /// The lockdown mode, or why it cannot be told.
     pub state: LockdownState,
 }
 
@@ -48,7 +50,11 @@ pub struct LockdownReport {
 pub enum LockdownState {
     /// 7.0 and later: the ConfigStore says.
     ConfigStore {
+        /// The `esx/authorization/lockdown_settings` record as ESXi reads it: the mode (`None`:
+        /// not locked down), exception users, permissions lockdown took away.
         lockdown: Box<Lockdown>,
+        /// Who may log in at the DCUI whatever the mode (`esx/authorization/dcui_access`): the
+        /// way back in when lockdown locks everyone else out.
         dcui_access: DcuiAccess,
     },
     /// No ConfigStore (before 7.0): where this build keeps the mode is not published.
@@ -57,9 +63,15 @@ pub enum LockdownState {
         lockdown_conf: Option<usize>,
     },
     /// The ConfigStore is there but cannot be read.
-    Unreadable { error: String },
+    Unreadable {
+        /// Why the ConfigStore database in local.tgz cannot be read.
+        error: String,
+    },
     /// Sealed by the host's TPM.
-    Sealed { mode: String },
+    Sealed {
+        /// The encryption mode encryption.info gives (`?` when it gives none).
+        mode: String,
+    },
     /// The target holds no configuration to read.
     NoConfiguration,
 }
@@ -67,20 +79,32 @@ pub enum LockdownState {
 /// Why `lockdown --disable` changed nothing.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockdownRefusal {
+    /// The configuration has no ConfigStore (before 7.0): where the build keeps lockdown mode is
+    /// not published, so bootbank cannot tell it or change it. Nothing was written.
     #[error(
         "{location} has no ConfigStore (hosts before 7.0): no published source says where {} keeps lockdown mode{}, so bootbank cannot tell whether it is locked down and will not change it; nothing was written",
         .build.as_deref().map(|b| format!("build {b}")).unwrap_or_else(|| "this build".into()),
         if let Some(n) = .lockdown_conf { format!(" (local.tgz holds {LOCKDOWN_CONF}, {n} bytes, whose format is not published)") } else { String::new() }
     )]
     NotKnown {
+        /// The configuration concerned: `partition 5 /state.tgz`, `state.tgz`, ...
         location: String,
+        /// The build it runs, from the bank's boot.cfg or the bundle's Manifest.txt, when known.
         build: Option<String>,
+        /// The size in bytes of `etc/vmware/lockdown.conf` when local.tgz holds it.
         lockdown_conf: Option<usize>,
     },
+    /// The configuration is sealed by the host's TPM: its lockdown mode cannot be read or
+    /// changed offline. Nothing was written.
     #[error(
         "{location}: the configuration is sealed by the host's TPM (mode {mode}): no offline tool can read or change its lockdown mode, nothing was written"
     )]
-    TpmSealed { location: String, mode: String },
+    TpmSealed {
+        /// The configuration that is sealed: `partition 5 /state.tgz`, ...
+        location: String,
+        /// The encryption mode encryption.info gives (`?` when it gives none).
+        mode: String,
+    },
 }
 
 /// Lockdown mode of the configuration the target boots next (or the archive's), read-only.

@@ -21,7 +21,11 @@ use std::path::{Path, PathBuf};
 /// files. A rescue system uses `/sys` and `/dev`; tests use a captured tree and image files.
 #[derive(Debug, Clone)]
 pub struct Where {
+    /// Root of the sysfs tree (`/sys`): its `class/block` (or `block`) lists the disks and
+    /// their size and model, and the PCI devices they hang behind.
     pub sysfs: PathBuf,
+    /// Directory of the device files (`/dev`): a disk sysfs lists is read as `<dev>/<name>`.
+    /// Not used for the disks the caller names itself.
     pub dev: PathBuf,
 }
 
@@ -51,6 +55,8 @@ pub struct EsxDisk {
     pub bridges: Vec<SysfsDevice>,
     /// `lint`'s findings (inspect's plus the hardware rules), most severe first.
     pub findings: Vec<Finding>,
+    /// What inspect could not read on this disk (a bank's configuration, the ConfigStore in
+    /// local.tgz), one sentence each; shown after the findings, never a finding themselves.
     pub warnings: Vec<String>,
     /// Devices (lspci form) whose passthrough setting takes this very disk away from ESXi:
     /// its controller or a bridge above it.
@@ -83,19 +89,32 @@ impl EsxDisk {
 /// the user knows every disk was looked at.
 #[derive(Debug, Clone, Serialize)]
 pub struct OtherDisk {
+    /// Kernel name (`sdb`); for a device file sysfs does not know, the path as given.
     pub name: String,
+    /// The file it was read through (`/dev/sdb`, or the path as given).
     pub device: String,
+    /// Size in bytes, from sysfs (None when unreadable).
     pub size_bytes: Option<u64>,
+    /// Vendor and model as the disk reports them, when sysfs has them.
     pub model: Option<String>,
+    /// Why it is not an ESXi boot disk: why it could not be read as one (the error's message),
+    /// or the kind of target it holds instead (a lone bank partition, an archive).
     pub reason: String,
 }
 
 /// Every disk looked at.
 #[derive(Debug, Clone, Serialize)]
 pub struct Scan {
+    /// The ESXi boot disks, in the order sysfs lists them (or the caller named them); empty
+    /// when none was found, which the command reports as exit 2.
     pub esxi: Vec<EsxDisk>,
+    /// Every other disk read, with why it is not one. RAM, loop, optical, floppy, nbd and zram
+    /// devices are skipped unread when scanning all disks and are not listed.
     pub other: Vec<OtherDisk>,
+    /// The sysfs tree read (`Where::sysfs`), for the JSON report.
     pub sysfs_root: String,
+    /// Which PCI ID database named the devices: `system:<path>` (the one `lspci` uses) or
+    /// `built-in`.
     pub pci_ids: String,
 }
 

@@ -24,8 +24,13 @@ pub enum RestorePlan {
 /// Errors of a restore; each says whether anything was written.
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
+    /// The backup could not be read or checked (whatever its kind), or a backup of
+    /// configuration files could not be put back; `FixError::during_write` tells whether
+    /// anything was written.
     #[error(transparent)]
     Fix(#[from] FixError),
+    /// A backup of boot.cfg files could not be put back; `BankOpError::during_write` tells
+    /// whether anything was written.
     #[error(transparent)]
     Bank(#[from] BankOpError),
 }

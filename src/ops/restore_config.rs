@@ -58,7 +58,10 @@ pub enum Source {
 /// What to restore, and whether a mismatched bundle is taken anyway.
 #[derive(Debug, Clone)]
 pub struct Request {
+    /// The bank or bundle whose state.tgz is copied (`--from-bank` or `--from`).
     pub source: Source,
+    /// `--force`: take a bundle whose release level or host UUID does not match (or cannot be
+    /// compared); each check overridden is said in the plan's notes.
     pub force: bool,
 }
 
@@ -66,10 +69,15 @@ pub struct Request {
 /// writing (exit 1) from refusals before anything was written (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreConfigError {
+    /// The target cannot be opened or is none of the kinds bootbank reads. Nothing was written.
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// A bank's FAT or files could not be read, while planning or in the commit; the cause is
+    /// in the message. Counted as before the write (exit 2).
     #[error(transparent)]
     Bank(#[from] BankError),
+    /// The disk could not be opened for writing, or read; the cause is in the message. Counted
+    /// as before the write (exit 2).
     #[error(transparent)]
     Disk(#[from] DiskError),
     /// An archive or a directory: there is no bank to put a state.tgz into.
@@ -77,43 +85,79 @@ pub enum RestoreConfigError {
         "{}: not a disk or bootbank partition; restore-config writes a bank's state.tgz (to change an archive, use fix or config)",
         .path.display()
     )]
-    NotADisk { path: PathBuf },
+    NotADisk {
+        /// The target as given.
+        path: PathBuf,
+    },
+    /// No bank of the disk is predicted to boot next (none valid, or the prediction cannot be
+    /// made), so there is no bank to restore. Nothing was written.
     #[error(
         "{}: restore-config writes the bank that boots next, and none does",
         .unknown.as_deref().unwrap_or("no bank is valid (this host will not boot)")
     )]
-    NoNextBank { unknown: Option<String> },
+    NoNextBank {
+        /// Why the next boot cannot be predicted, as the prediction says it; None when no bank
+        /// is valid at all.
+        unknown: Option<String>,
+    },
     #[error(
         "--from-bank {partition}: partition {partition} is not a bootbank (banks: {})",
         .banks.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
     )]
-    NotABank { partition: u32, banks: Vec<u32> },
+    /// `--from-bank` names a partition that is not one of the disk's banks. Nothing was written.
+    NotABank {
+        /// The partition number given to `--from-bank`.
+        partition: u32,
+        /// The partition numbers of the banks the disk has.
+        banks: Vec<u32>,
+    },
     /// The source is the bank being restored.
     #[error("--from-bank {partition}: that is the bank being restored (the one that boots next)")]
-    SameBank { partition: u32 },
+    SameBank {
+        /// The partition number given to `--from-bank`, which boots next.
+        partition: u32,
+    },
+    /// The source bank has no state.tgz. Nothing was written.
     #[error("--from-bank {partition}: partition {partition} has no state.tgz to restore from")]
-    SourceMissing { partition: u32 },
+    SourceMissing {
+        /// The partition number given to `--from-bank`.
+        partition: u32,
+    },
     /// The source does not decode to a configuration: it is not written anywhere.
     #[error("{location}: not a usable configuration: {cause}; nothing was written")]
     SourceUnreadable {
+        /// The source's state.tgz (`partition 6 /state.tgz`, `<bundle> > state.tgz`).
         location: String,
+        /// Why the configuration reader rejected it.
         cause: ConfigError,
     },
+    /// The bundle file cannot be read. Nothing was written.
     #[error("{}: {cause}", .path.display())]
     BundleIo {
+        /// The bundle as given to `--from`.
         path: PathBuf,
+        /// The operating system's error.
         cause: std::io::Error,
     },
+    /// The bundle file is not a gzip'd tar. Nothing was written.
     #[error("{}: not a configuration bundle: {cause}", .path.display())]
-    NotABundle { path: PathBuf, cause: ArchiveError },
+    NotABundle {
+        /// The bundle as given to `--from`.
+        path: PathBuf,
+        /// What the gzip or tar reader rejected.
+        cause: ArchiveError,
+    },
     /// A bundle without `Manifest.txt` or `state.tgz`.
     #[error(
         "{}: not a configuration bundle: no {missing} (members: {members})",
         .path.display()
     )]
     BundleIncomplete {
+        /// The bundle as given to `--from`.
         path: PathBuf,
+        /// The member not found as a file: `Manifest.txt` or `state.tgz`.
         missing: &'static str,
+        /// The members the bundle does hold, comma-separated, to tell what was given instead.
         members: String,
     },
     /// The bundle's release level is not the target bank's build (`--force` takes it anyway).
@@ -121,8 +165,11 @@ pub enum RestoreConfigError {
         "the bundle is for {release_level}, but partition {partition} boots build {bank_build}: ESXi's own restore refuses a bundle of another build (MismatchedBundle); --force to restore anyway"
     )]
     ReleaseMismatch {
+        /// The bundle's `RELEASELEVEL=` (`VMware ESXi 7.0.3 build-22348816`).
         release_level: String,
+        /// The bank that boots next, which would be restored.
         partition: u32,
+        /// That bank's boot.cfg `build=` (`7.0.3-0.0.22348816`).
         bank_build: String,
     },
     /// The release level or the bank's build cannot be read, so they cannot be compared.
@@ -132,8 +179,12 @@ pub enum RestoreConfigError {
         .bank_build.as_deref().unwrap_or("no build= in boot.cfg")
     )]
     BuildUnknown {
+        /// The bundle's `RELEASELEVEL=`, None when Manifest.txt has no such line (it may also
+        /// be present but without a version and `build-N`).
         release_level: Option<String>,
+        /// The bank that boots next, which would be restored.
         partition: u32,
+        /// That bank's boot.cfg `build=`, None when boot.cfg has none (or does not parse).
         bank_build: Option<String>,
     },
     /// The bundle was made on another host (`--force` takes it anyway).
@@ -141,35 +192,56 @@ pub enum RestoreConfigError {
         "the bundle was made on host {bundle_uuid}, but this host is {host_uuid} (/system/uuid in {host_from}): ESXi's own restore refuses another host's bundle (MismatchedBundle); --force to restore anyway"
     )]
     UuidMismatch {
+        /// The bundle's Manifest.txt `UUID=`.
         bundle_uuid: String,
+        /// `/system/uuid` of the host's esx.conf.
         host_uuid: String,
+        /// The configuration it was read from (`partition 5 /state.tgz`).
         host_from: String,
     },
     /// The bundle has no `UUID=` line while the host's UUID is known.
     #[error(
         "the bundle's Manifest.txt has no UUID= line, so it cannot be checked against this host ({host_uuid}); --force to restore anyway"
     )]
-    UuidUnknown { host_uuid: String },
+    UuidUnknown {
+        /// `/system/uuid` of the host's esx.conf.
+        host_uuid: String,
+    },
     /// Renamed files an earlier bootbank version's interrupted write left: `fix` or `restore`
     /// settles them first.
     #[error(
         "{location}: {state}; settle it first (bootbank fix or bootbank restore completes or undoes it), nothing was written"
     )]
-    Leftover { location: String, state: String },
+    Leftover {
+        /// The target bank's state.tgz (`partition 5 /state.tgz`).
+        location: String,
+        /// What the renamed files are and what they mean, in one sentence.
+        state: String,
+    },
     /// A bank that loads a bare local.tgz (older embedded builds), not state.tgz.
     #[error("{location}: the bank keeps a bare local.tgz, not state.tgz; nothing was written")]
-    BareLocal { location: String },
+    BareLocal {
+        /// The target bank's state.tgz (`partition 5 /state.tgz`), which is missing.
+        location: String,
+    },
+    /// The target bank's FAT is damaged beyond the leftovers of an interrupted write, so it is
+    /// not written to. Nothing was written.
     #[error(
         "{location}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
         .problems.join("; ")
     )]
     FatDamaged {
+        /// The target bank's state.tgz (`partition 5 /state.tgz`).
         location: String,
+        /// Each damage found in the FAT, one sentence each.
         problems: Vec<String>,
     },
+    /// The target bank's FAT could not be read to check its allocation. Nothing was written.
     #[error("{location}: the FAT's allocation cannot be checked, nothing was written")]
     FatUnread {
+        /// The target bank's state.tgz (`partition 5 /state.tgz`).
         location: String,
+        /// Why the FAT could not be read.
         #[source]
         source: TxError,
     },
@@ -179,16 +251,34 @@ pub enum RestoreConfigError {
     /// The one commit refused before writing (see `CommitError`).
     #[error(transparent)]
     Commit(CommitError),
+    /// The bank's state.tgz no longer holds the bytes the plan read (something else wrote it
+    /// in between). Nothing was written; a new plan sees the file as it is.
     #[error("{location}: the file changed since the plan was made; run again")]
-    ChangedSincePlan { location: String },
+    ChangedSincePlan {
+        /// The target bank's state.tgz (`partition 5 /state.tgz`).
+        location: String,
+    },
+    /// The commit, reading the disk's banks again, no longer finds the planned one (the disk
+    /// changed since the plan). Nothing was written to the target.
     #[error("partition {partition} vanished")]
-    PartitionVanished { partition: u32 },
+    PartitionVanished {
+        /// The partition the plan was for.
+        partition: u32,
+    },
+    /// The crash-safe write through the FAT failed (the read-back check, [`ReadBackError`],
+    /// refused the new bytes, or the FAT layer or the disk failed); the cause is in the
+    /// message. Counted as during the write (exit 1); the backup was made first.
     #[error("write failed: {0}")]
     Write(TxError),
     /// A one-byte write in place failed (never planned by restore-config; kept for the commit's
     /// every outcome).
     #[error("write failed: partition {partition}: {why}")]
-    InPlace { partition: u32, why: InPlaceFailure },
+    InPlace {
+        /// The partition written.
+        partition: u32,
+        /// What failed.
+        why: InPlaceFailure,
+    },
 }
 
 impl RestoreConfigError {
@@ -202,14 +292,21 @@ impl RestoreConfigError {
 }
 
 /// Why the state.tgz read back is not the source's.
+///
+/// The check runs on the new file read back before the bank switches to it: any of these fails
+/// the write (`RestoreConfigError::Write`) and the bank keeps what it had.
 #[derive(Debug, thiserror::Error)]
 pub enum ReadBackError {
+    /// The bytes read back differ from the source's state.tgz.
     #[error("the bytes read back are not the source's")]
     Bytes,
+    /// The bytes read back do not decode as a configuration; the cause is in the message.
     #[error("{0}")]
     Config(ConfigError),
+    /// The source carries an esx.conf but the file read back has none in its local.tgz.
     #[error("no esx.conf")]
     NoEsxConf,
+    /// The esx.conf read back is not byte for byte the source's.
     #[error("esx.conf differs from the source's")]
     EsxConf,
 }
@@ -243,8 +340,11 @@ pub enum WriteMethod {
 /// The target bank's file as found.
 #[derive(Debug, Clone, Serialize)]
 pub struct CurrentFile {
+    /// Missing, empty, unreadable or readable: what the restore replaces.
     pub state: Current,
+    /// Its length in bytes; None when the bank has no state.tgz.
     pub size: Option<u64>,
+    /// Its sha256 (lowercase hex); None when the bank has no state.tgz.
     pub sha256: Option<String>,
     /// Why it does not decode.
     pub error: Option<String>,
@@ -255,17 +355,22 @@ pub struct CurrentFile {
 pub struct SourceInfo {
     /// `bank` or `bundle`.
     pub kind: &'static str,
+    /// The source bank's partition number; None for a bundle.
     pub partition: Option<u32>,
+    /// The bundle's path as given; None for a bank.
     pub path: Option<String>,
     /// The source bank's boot.cfg build.
     pub build: Option<String>,
-    /// The bundle's `RELEASELEVEL=` and `UUID=` values.
+    /// The bundle's `RELEASELEVEL=` value (None for a bank, or when the line is missing).
     pub release_level: Option<String>,
+    /// The bundle's `UUID=` value, checked against the host's `/system/uuid` (None for a
+    /// bank, or when the line is missing).
     pub uuid: Option<String>,
     /// Bundle members other than Manifest.txt and state.tgz (not used).
     pub other_members: Vec<String>,
-    /// The state.tgz that is written.
+    /// Length in bytes of the state.tgz that is written.
     pub size: u64,
+    /// Its sha256 (lowercase hex).
     pub sha256: String,
     /// `none`, `kdf` (7.0U2+ without TPM, decrypted offline) or `tpm` (sealed: copied as is).
     pub encryption: Encryption,
@@ -277,7 +382,9 @@ pub struct SourceInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// Both sides read, and they agree.
     Match,
+    /// Both sides read, and they differ: refused unless `--force`.
     Mismatch,
     /// One side cannot be read.
     Unknown,
@@ -288,10 +395,13 @@ pub enum Verdict {
 pub struct Check {
     /// `release_level` or `host_uuid`.
     pub check: &'static str,
+    /// The bundle's value (`RELEASELEVEL=` or `UUID=`); None when Manifest.txt lacks it.
     pub bundle: Option<String>,
+    /// The host's value (boot.cfg `build=` or `/system/uuid`); None when it cannot be read.
     pub host: Option<String>,
     /// Where the host's value was read (`partition 5 /boot.cfg`, `partition 6 /state.tgz`).
     pub host_from: Option<String>,
+    /// Whether the two agree.
     pub verdict: Verdict,
     /// A mismatch (or unknown) taken anyway with `--force`.
     pub forced: bool,
@@ -302,37 +412,54 @@ pub struct Check {
 pub struct MemberChange {
     /// `state.tgz` or `local.tgz`.
     pub archive: &'static str,
+    /// The member's path inside that archive (`etc/vmware/esx.conf`).
     pub name: String,
     /// `added`, `removed` or `changed`.
     pub change: &'static str,
+    /// Its length in bytes now; None when added.
     pub old_size: Option<u64>,
+    /// Its length in bytes after the restore; None when removed.
     pub new_size: Option<u64>,
 }
 
 /// The plan, shown before anything is written.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// The target as given (disk image, block device or bank partition).
     pub target: String,
     /// The bank restored (None for a lone bank partition image).
     pub partition: Option<u32>,
+    /// The restored bank's UUID (`/vmfs/volumes/<uuid>` form), recorded in the backup.
     pub bank_uuid: String,
+    /// The file restored, as the messages name it: `partition 5 /state.tgz` (`this partition
+    /// /state.tgz` for a lone bank partition).
     pub location: String,
+    /// The file's name in the bank: always `state.tgz`.
     pub file: String,
     /// The bank's boot.cfg `build=`.
     pub build: Option<String>,
+    /// Created, replaced, or nothing to write.
     pub method: WriteMethod,
+    /// The bank's state.tgz as found.
     pub current: CurrentFile,
+    /// Where the new state.tgz comes from, and what it is.
     pub source: SourceInfo,
+    /// The checks ESXi's own restore makes, for a bundle (empty for a bank source).
     pub checks: Vec<Check>,
     /// Members that differ (when the current file decodes; else every new member is added).
     pub members: Vec<MemberChange>,
     /// Unified diff of esx.conf, current -> restored (empty when either cannot be read).
     pub diff: String,
+    /// Sentences for the user: checks overridden with `--force`, a build or UUID that differs,
+    /// bundle members not used, a TPM-sealed source, an unknown host UUID.
     pub notes: Vec<String>,
     /// What an interrupted write left in the FAT, reclaimed first.
     pub fat_leftover: Option<String>,
+    /// The bank's state.tgz as read for the plan (empty when missing): what the backup copies,
+    /// and what the commit expects to find still.
     #[serde(skip)]
     pub old_bytes: Vec<u8>,
+    /// The state.tgz that is written, byte for byte the source's.
     #[serde(skip)]
     pub new_bytes: Vec<u8>,
     #[serde(skip)]

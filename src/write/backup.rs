@@ -12,34 +12,54 @@ use std::path::{Path, PathBuf};
 /// Backup manifest, written before the first write.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// `bootbank <version>` of the build that wrote the backup.
     pub tool: String,
+    /// When the backup was written, RFC 3339 in UTC.
     pub created: String,
+    /// The target the write was for, as an absolute canonical path; `restore` is given its
+    /// target separately and does not read this.
     pub target: String,
+    /// One per file copied, in the order written; empty when the write only creates a file
+    /// (`restore-config` of a missing state.tgz): the backup then says there was nothing.
     pub entries: Vec<ManifestEntry>,
 }
 
 /// One file in a backup.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ManifestEntry {
+    /// Partition number of the bank the file is in; None for a lone bank partition image
+    /// (restored as partition 0) or an archive target.
     pub partition: Option<u32>,
+    /// UUID of that bank (`/vmfs/volumes/<uuid>` form); `restore` refuses another bank's UUID
+    /// without `--force`. None for an archive target, and then not checked.
     pub bank_uuid: Option<String>,
     /// The file's name in the bank, or the target file's name.
     pub file: String,
     /// The copy inside the backup directory.
     pub backup: String,
+    /// Lowercase hex sha256 of the file before the write: of the copy, checked on every read.
     pub sha256_before: String,
+    /// Lowercase hex sha256 of what the write meant to leave, so that `restore` knows the file
+    /// is still as bootbank wrote it.
     pub sha256_after: String,
+    /// Length of the copy (the file before the write), in bytes.
     pub size: u64,
 }
 
 /// One file to copy into a backup before it changes.
 #[derive(Debug, Clone)]
 pub struct BackupFile<'a> {
+    /// Partition number of the bank the file is in, None for a lone bank partition image or an
+    /// archive target; also names the copy (`partition5-state.tgz`, else the bare file name).
     pub partition: Option<u32>,
+    /// UUID of that bank, recorded so that `restore` can tell another disk's bank; None when
+    /// there is no bank (an archive target).
     pub bank_uuid: Option<String>,
     /// The file's name in the bank (`state.tgz`, `boot.cfg`) or the target file's name.
     pub file: String,
+    /// The file as it is now: what is copied into the backup.
     pub old_bytes: &'a [u8],
+    /// What the write will leave; only its sha256 is kept (`sha256_after`).
     pub new_bytes: &'a [u8],
 }
 
@@ -49,42 +69,71 @@ pub enum BackupError {
     /// The directory will not take private files; the cause is in the message.
     #[error("backup directory {0}")]
     Dir(PrivateDirError),
+    /// The backup directory is the target or lies inside it (a directory target), where the
+    /// write would change it. Nothing was created.
     #[error("backup directory {} is inside the target", .dir.display())]
-    InsideTarget { dir: PathBuf },
+    InsideTarget {
+        /// The backup directory as given.
+        dir: PathBuf,
+    },
+    /// A copy of that name is already in the directory with other bytes (another write's
+    /// backup): it is never overwritten. The same bytes (a rerun after an interruption) are
+    /// kept. Nothing was written to the target.
     #[error(
         "backup file {} already exists with other content; choose another --backup-dir",
         .path.display()
     )]
-    FileExists { path: PathBuf },
+    FileExists {
+        /// The copy already in the backup directory.
+        path: PathBuf,
+    },
+    /// The directory's `manifest.json` is not JSON of a bootbank manifest (not a backup, or
+    /// damaged). Nothing was restored.
     #[error("{}: not a bootbank backup manifest: {cause}", .path.display())]
     NotAManifest {
+        /// The `manifest.json` read.
         path: PathBuf,
+        /// What the JSON parser rejected, with line and column.
         cause: serde_json::Error,
     },
+    /// A copy's sha256 is not the manifest's `sha256_before`: the backup cannot be trusted and
+    /// nothing is restored from it.
     #[error(
         "{}: does not match the checksum in the manifest; the backup is damaged",
         .path.display()
     )]
-    Damaged { path: PathBuf },
+    Damaged {
+        /// The copy that does not match.
+        path: PathBuf,
+    },
     /// The backup was taken from another bank (another disk?); `--force` restores anyway.
     #[error(
         "partition {partition} is bank {bank_uuid} but the backup was taken from bank {}: another disk? (--force to restore anyway)",
         .backup_uuid.as_deref().unwrap_or("?")
     )]
     OtherBank {
+        /// The partition of the target that the entry would be restored to.
         partition: u32,
+        /// That partition's bank UUID, as the target has it now.
         bank_uuid: String,
+        /// The bank UUID recorded in the backup's manifest entry.
         backup_uuid: Option<String>,
     },
     /// The file is neither what the backup's write left nor the backed-up copy.
     #[error(
         "{location}: changed since the backup's write (neither the file bootbank wrote nor the backed-up one); --force to overwrite it"
     )]
-    ChangedSince { location: String },
+    ChangedSince {
+        /// Where the file is on the target (`partition 5 /state.tgz`).
+        location: String,
+    },
     /// The cause is in the message.
     #[error("{}: {cause}", .path.display())]
     Io {
+        /// The file or directory being read, written or synced (the target, the backup
+        /// directory, a copy or `manifest.json`).
         path: PathBuf,
+        /// The operating system's error.
         cause: std::io::Error,
     },
 }
@@ -96,6 +145,7 @@ fn io_err(path: &Path) -> impl Fn(std::io::Error) -> BackupError + '_ {
     }
 }
 
+/// The sha256 of `b` as 64 lowercase hex digits, the form the manifest and the plans show.
 pub fn sha256_hex(b: &[u8]) -> String {
     Sha256::digest(b)
         .iter()
@@ -168,7 +218,9 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
 /// A backup read back: the manifest and each entry's bytes, checked against its sha256.
 #[derive(Debug, Clone)]
 pub struct Backup {
+    /// The backup directory it was read from, as given.
     pub dir: PathBuf,
+    /// The parsed `manifest.json`.
     pub manifest: Manifest,
     /// The backed-up bytes of each manifest entry, in the manifest's order.
     pub files: Vec<Vec<u8>>,

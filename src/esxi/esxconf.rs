@@ -52,12 +52,21 @@ pub enum EsxConfError {
 pub enum Edit {
     /// Set a key's value; with `create`, add the line when the key is missing.
     Set {
+        /// The esx.conf key, starting with `/` (`/adv/Misc/HostName`); refused with `BadKey`
+        /// when it holds spaces, quotes or `=`.
         key: String,
+        /// The new value, written between the quotes of every line of the key as is; refused
+        /// with `BadValue` when it holds a quote, backslash or line break.
         value: String,
+        /// Add `key = "value"` at its sorted place when the key is missing, instead of refusing
+        /// with `NoSuchKey` (`config set --create`).
         create: bool,
     },
     /// Remove every line of a key.
-    Unset { key: String },
+    Unset {
+        /// The esx.conf key; refused with `NoSuchKey` when no line holds it.
+        key: String,
+    },
 }
 
 /// What an edit changed, line by line, for the plan shown to the user.

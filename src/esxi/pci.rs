@@ -11,9 +11,13 @@ use std::str::FromStr;
 /// A PCI function address by value: segment (domain), bus, device (slot) and function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PciAddress {
+    /// PCI segment (domain), 0 on most hosts; the `SSSS` of lspci's `SSSS:BB:DD.F`.
     pub segment: u16,
+    /// Bus number, 0 to 255 (esx.conf's `022` is lspci's `16`).
     pub bus: u8,
+    /// Device (slot) on the bus, 0 to 31.
     pub device: u8,
+    /// Function of a multi-function card, 0 to 7.
     pub function: u8,
 }
 
@@ -53,6 +57,8 @@ pub enum Reading {
 }
 
 impl PciAddress {
+    /// The address from its numbers, with no reading implied: `new(0, 0x16, 0, 0)` is what
+    /// lspci prints as `0000:16:00.0` and esx.conf writes as `000:022:00.0`.
     pub const fn new(segment: u16, bus: u8, device: u8, function: u8) -> Self {
         PciAddress {
             segment,

@@ -23,12 +23,20 @@ pub enum Target {
     /// A directory holding a copied or mounted bank.
     Directory(PathBuf),
     /// A gzip'd tar given directly, read whole.
-    Archive { path: PathBuf, bytes: Vec<u8> },
+    Archive {
+        /// The file as given.
+        path: PathBuf,
+        /// The whole file, still gzip-compressed.
+        bytes: Vec<u8>,
+    },
     /// A disk with its partition table and banks, or a lone bank partition image (`table` is
     /// None), opened read-only; `head` is its first `HEAD` bytes.
     Disk {
+        /// The image, block device or flat VMDK extent, open read-only.
         disk: Disk,
+        /// The first 8192 bytes (fewer when the target is smaller), as read to tell its kind.
         head: Vec<u8>,
+        /// The partition table (None for a lone bank image) and the banks found through it.
         found: Found,
     },
 }
@@ -43,29 +51,47 @@ pub struct Found {
 /// Why a target cannot be opened as any of the kinds bootbank reads.
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
+    /// The target's metadata could not be read (it does not exist, no permission), or a gzip
+    /// archive could not be read whole. Nothing was opened.
     #[error("{}: {cause}", .path.display())]
     Io {
+        /// The target as given.
         path: PathBuf,
+        /// What the operating system said.
         cause: std::io::Error,
     },
+    /// Opening the file, block device or VMDK (descriptor or flat extent), or reading its first
+    /// 8192 bytes, failed.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The first bytes look like a GPT or MBR, but the table cannot be read.
     #[error(transparent)]
     Partition(#[from] PartitionError),
+    /// A partition (or a lone bank image) carries the bank magic, but reading the bank on it
+    /// failed.
     #[error(transparent)]
     Bank(#[from] BankError),
+    /// The target holds zero bytes (an empty file, device or flat extent).
     #[error(
         "{}: empty file, not an ESXi boot disk, bootbank partition, state.tgz or config bundle",
         .path.display()
     )]
-    Empty { path: PathBuf },
+    Empty {
+        /// The target as given.
+        path: PathBuf,
+    },
     /// Neither a partition table, nor the bank magic, nor a gzip header in the first `scanned`
     /// bytes.
     #[error(
         "{}: not an ESXi boot disk, bootbank partition, state.tgz or config bundle (no partition table, no bank magic, no gzip header in the first {scanned} bytes)",
         .path.display()
     )]
-    Unrecognised { path: PathBuf, scanned: usize },
+    Unrecognised {
+        /// The target as given (empty when returned by `find_banks`, which has no path).
+        path: PathBuf,
+        /// How many bytes were looked at: 8192, or the whole target when it is smaller.
+        scanned: usize,
+    },
     /// A partition table, but no partition carries the bank magic.
     #[error(
         "bootbank: no ESXi bootbank on this disk ({} table with {partitions} partitions; none carries `VMWARE FAT16` in its second sector){}",
@@ -73,8 +99,12 @@ pub enum TargetError {
         .warnings.iter().map(|w| format!("; {w}")).collect::<String>()
     )]
     NoBanks {
+        /// Which table the disk carries.
         scheme: Scheme,
+        /// How many used partitions the table lists, none of them a bank.
         partitions: usize,
+        /// What reading the table noticed (a damaged primary GPT header, an unreadable extended
+        /// partition), which may explain why no bank was found.
         warnings: Vec<String>,
     },
     /// The bank magic at the start of an image whose FAT cannot be read as a bank.
@@ -86,7 +116,10 @@ pub enum TargetError {
         "vmdk: {}: the flat extent holds a gzip archive, not a disk; give the archive itself",
         .descriptor.display()
     )]
-    ArchiveInVmdk { descriptor: PathBuf },
+    ArchiveInVmdk {
+        /// The VMDK descriptor file that was given.
+        descriptor: PathBuf,
+    },
 }
 
 impl std::fmt::Debug for Target {

@@ -19,10 +19,15 @@ const BASIC_DATA: &str = "EBD0A0A2-B9E5-4433-87C0-68B6B72699C7";
 /// MBR type bytes of FAT file systems, the ones an MBR bootbank may carry.
 const MBR_FAT_TYPES: [u8; 6] = [0x01, 0x04, 0x06, 0x0b, 0x0c, 0x0e];
 
+/// Which kind of partition table the disk carries; serialized as `"gpt"` or `"mbr"`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Scheme {
+    /// GPT, read from the primary header or, when that is damaged or missing, the backup one;
+    /// sectors of 512 or 4096 bytes.
     Gpt,
+    /// MBR with 512-byte sectors, banks 5 and 6 as logical partitions in the extended one: a
+    /// host upgraded from ESXi 4.x.
     Mbr,
 }
 

@@ -27,18 +27,26 @@ pub enum SysfsError {
     /// The root cannot be examined at all (missing, no permission).
     #[error("cannot open sysfs root {}: {cause}", path.display())]
     Io {
+        /// The root as given (`--sysfs`, or `/sys`).
         path: PathBuf,
+        /// What the operating system said.
         cause: std::io::Error,
     },
     /// The root is a file or device, e.g. a disk given where the sysfs tree was expected.
     #[error("sysfs root {} is not a directory", path.display())]
-    NotADirectory { path: PathBuf },
+    NotADirectory {
+        /// The root as given.
+        path: PathBuf,
+    },
     /// A directory without any of the parts we read: most likely the wrong directory.
     #[error(
         "{} does not look like sysfs: none of bus/pci/devices, devices, block, class/block, dev/block is a directory",
         path.display()
     )]
-    NotSysfs { path: PathBuf },
+    NotSysfs {
+        /// The root as given.
+        path: PathBuf,
+    },
 }
 
 /// A disk found below a PCI device, as the user needs it to decide whether that device may be
@@ -69,22 +77,30 @@ pub struct SysfsDevice {
     /// The function's address, as esx.conf's address was matched to it.
     #[serde(serialize_with = "ser::addr")]
     pub address: PciAddress,
-    /// Ids as the kernel read them from the card, to check against what the user expects.
+    /// Vendor id as the kernel read it from the card (`1000` is Broadcom/LSI), to check
+    /// against what the user expects.
     #[serde(serialize_with = "ser::hex4")]
     pub vendor_id: u16,
+    /// Device id, the chip within the vendor's range; the pair is what `lspci -n` prints.
     #[serde(serialize_with = "ser::hex4")]
     pub device_id: u16,
     /// 24-bit class code: class, subclass, programming interface.
     #[serde(serialize_with = "ser::hex6")]
     pub class: u32,
-    /// Board maker's ids: tell apart two identical chips on different cards. None if unreadable.
+    /// Board maker's vendor id: tells apart two identical chips on different cards. None if
+    /// the kernel does not show it (no `subsystem_vendor` file, or unreadable).
     #[serde(serialize_with = "ser::opt_hex4")]
     pub subsystem_vendor: Option<u16>,
+    /// Board maker's own id for the card, with `subsystem_vendor`. None if unreadable.
     #[serde(serialize_with = "ser::opt_hex4")]
     pub subsystem_device: Option<u16>,
-    /// Names from `PciIds`; None when the database does not know the id.
+    /// Vendor name from the pci.ids database; None when it does not know `vendor_id`.
     pub vendor_name: Option<String>,
+    /// Device name from the pci.ids database; None when it does not know the vendor and device
+    /// id pair.
     pub device_name: Option<String>,
+    /// Name of the subclass (`RAID bus controller`), or of the class when the subclass is not
+    /// listed, from the pci.ids database; None when it knows neither.
     pub class_name: Option<String>,
     /// Name of the bound kernel driver (`megaraid_sas`), None when no driver is bound.
     pub driver: Option<String>,

@@ -36,19 +36,37 @@ pub const MANAGEMENT_UPLINK_PARTLY_MISSING: &str = "management-uplink-partly-mis
 /// Why `network` could not show or change the network.
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
+    /// The target could not be read as an ESXi boot medium (see `InspectError`). Nothing was
+    /// written.
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    /// `fix`'s engine failed; `show` and `precheck` never return this (`plan` returns its
+    /// `FixError` directly).
     #[error(transparent)]
     Fix(#[from] FixError),
+    /// The bank that boots next (or the archive) holds no configuration, or one without
+    /// esx.conf to fall back on. Nothing was written.
     #[error("{location}: no configuration found")]
-    NoConfig { location: String },
+    NoConfig {
+        /// Where the configuration was looked for: `partition 5 /state.tgz`, or the target.
+        location: String,
+    },
+    /// local.tgz is encrypted with a key sealed by the host's TPM: the network can be neither
+    /// read nor changed offline. Nothing was written.
     #[error(
         "{location}: the configuration is sealed by the host's TPM; no offline tool can read it"
     )]
-    TpmSealed { location: String },
+    TpmSealed {
+        /// Where the configuration was read: `partition 5 /state.tgz`.
+        location: String,
+    },
+    /// The ConfigStore in local.tgz, or its network records, cannot be read. Nothing was
+    /// written.
     #[error("{location} > local.tgz: ConfigStore: {cause}")]
     Store {
+        /// Where the configuration was read: `partition 5 /state.tgz`.
         location: String,
+        /// What was wrong with the database or its records.
         cause: ConfigStoreError,
     },
     /// The build reads its network from esx.conf (before 7.0U2), whose vmknic lines bootbank
@@ -58,13 +76,20 @@ pub enum NetworkError {
         .build.as_deref().map(|b| format!("build {b}")).unwrap_or_else(|| "this configuration".into())
     )]
     EsxConfBuild {
+        /// Where the configuration was read: `partition 5 /state.tgz`.
         location: String,
+        /// The build the store was decided by (from boot.cfg, Manifest.txt or the schema
+        /// store); None when no build is known.
         build: Option<String>,
     },
+    /// The change names a vmknic the configuration does not have. Nothing was written.
     #[error("{location}: no vmknic {vmk} (vmknics: {})", .known.join(", "))]
     NoVmknic {
+        /// Where the configuration was read: `partition 5 /state.tgz`.
         location: String,
+        /// The vmknic asked for (`vmk0`).
         vmk: String,
+        /// The vmknics the configuration has, to pick from.
         known: Vec<String>,
     },
 }
@@ -72,7 +97,10 @@ pub enum NetworkError {
 /// How an uplink of the management vSwitch compares with the NICs present.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct UplinkPresence {
+    /// The uplink's name in the configuration (`vmnic0`).
     pub uplink: String,
+    /// Its MAC as the configuration records it; None when it records none, and then the uplink
+    /// is left out of the missing-uplink findings.
     pub mac: Option<String>,
     /// The PCI address the configuration gives it.
     pub pci_address: Option<String>,
@@ -83,21 +111,30 @@ pub struct UplinkPresence {
 /// What `network` shows.
 #[derive(Debug, Clone, Serialize)]
 pub struct NetworkReport {
+    /// The target path as given.
     pub target: String,
     /// Where the configuration was read: `partition 5 /state.tgz`.
     pub location: String,
     /// Which store the build obeys (as for devices).
     pub obeyed: Option<Obeyed>,
+    /// The vmknics, vSwitches, port groups and NICs as ESXi will bring them up, read from that
+    /// store.
     pub network: HostNetwork,
     /// The sysfs tree the NICs present were read from, when one was used.
     pub sysfs_root: Option<String>,
+    /// The network interfaces of this machine with hardware behind them (`class/net` of the
+    /// sysfs tree); None without a sysfs tree.
     pub present_nics: Option<Vec<PresentNic>>,
     /// The management vSwitch's uplinks matched with the NICs present (with a sysfs tree).
     pub uplinks: Vec<UplinkPresence>,
+    /// `management-uplink-missing` (critical: every uplink with a MAC is gone, the NIC-swap
+    /// case) or `management-uplink-partly-missing` (warning); empty without a sysfs tree.
     pub findings: Vec<Finding>,
 }
 
 impl NetworkReport {
+    /// Whether a finding is critical, i.e. ESXi will come up without a management network; the
+    /// CLI then exits with 1.
     pub fn has_critical(&self) -> bool {
         self.findings
             .iter()
@@ -285,8 +322,21 @@ fn match_uplinks(out: &mut NetworkReport, present: &[PresentNic]) {
 /// A change `network` makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetworkChange {
-    Ipv4 { vmk: String, setting: Ipv4Setting },
-    Vlan { vmk: String, vlan: u16 },
+    /// Set the IPv4 address of a vmknic (`--ip ADDR/LEN --gateway GW`, or `--dhcp`).
+    Ipv4 {
+        /// The vmknic, as the configuration names it (`vmk0`).
+        vmk: String,
+        /// DHCP, or a static address, mask and default gateway.
+        setting: Ipv4Setting,
+    },
+    /// Set the VLAN of the standard-vSwitch port group a vmknic is connected to (`--vlan`).
+    Vlan {
+        /// The vmknic, as the configuration names it (`vmk0`).
+        vmk: String,
+        /// The VLAN id, 0 (untagged) to 4095; the CLI refuses more, the host's schema decides
+        /// the range allowed.
+        vlan: u16,
+    },
 }
 
 impl NetworkChange {

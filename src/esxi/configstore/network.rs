@@ -157,10 +157,20 @@ pub enum NetworkRefusal {
 /// The IPv4 setting of a vmknic asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ipv4Setting {
+    /// Address from DHCP: the vmknic's `ip.dhcp` becomes true and its `ipv4_address` and
+    /// `ipv4_subnet_mask` are dropped; the net stack's `routing_config.source` becomes `DHCP`
+    /// (its `ipv4_default_gateway` is left as it is).
     Dhcp,
+    /// A fixed address: `ip.dhcp` false in the vmknic's UserValue, the gateway in its net
+    /// stack's `routing_config` with `source` `MANUAL`.
     Static {
+        /// The vmknic's address, written as `ip.ipv4_address`.
         address: Ipv4Addr,
+        /// Its subnet mask in dotted form (`255.255.255.0`; [`mask_of`](crate::mask_of) turns
+        /// a prefix length into one), written as `ip.ipv4_subnet_mask`.
         netmask: Ipv4Addr,
+        /// The default gateway, written as `routing_config.ipv4_default_gateway` of the net stack
+        /// the vmknic belongs to, so it applies to every vmknic on that stack.
         gateway: Ipv4Addr,
     },
 }

@@ -42,22 +42,39 @@ pub use report::{
 /// Errors of `inspect`: the layer errors, plus "this is not an ESXi boot medium".
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
+    /// Reading the disk failed. (Opening a target reports its disk errors as `Target`.)
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// The partition table cannot be read. (Opening a target reports this as `Target`.)
     #[error(transparent)]
     Partition(#[from] PartitionError),
+    /// Reading a file from a bank's FAT (the configuration archive) failed.
     #[error(transparent)]
     Bank(#[from] BankError),
+    /// The configuration archive was found but cannot be decoded: a damaged state.tgz or
+    /// local.tgz, an encryption envelope that does not open, an esx.conf that does not parse.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// An archive given directly is not a readable gzip'd tar, or lacks a member it needs.
     #[error(transparent)]
     Archive(#[from] ArchiveError),
+    /// The target cannot be opened as any kind bootbank reads (missing, empty, no partition
+    /// table or bank magic, no bank on the disk, ...).
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// The target opened but is not an ESXi boot medium after all (a directory with neither
+    /// boot.cfg nor state.tgz, a config bundle without state.tgz), or holds no configuration
+    /// the caller asked for (none at all, or sealed by a TPM); the message says which.
     #[error("{0}")]
     NotEsxi(String),
+    /// A file of a directory target, or the target's metadata, could not be read.
     #[error("{path}: {cause}")]
-    Io { path: String, cause: std::io::Error },
+    Io {
+        /// The file or directory, as displayed.
+        path: String,
+        /// What the operating system said.
+        cause: std::io::Error,
+    },
 }
 
 /// Options of `inspect`.
@@ -79,7 +96,10 @@ pub struct Options {
 /// A configuration and the exact bytes it was decoded from.
 #[derive(Debug, Clone)]
 pub struct Decoded {
+    /// The state.tgz (or bare local.tgz) bytes exactly as they are on the disk, compared whole
+    /// with the file the next-boot bank holds.
     pub bytes: Vec<u8>,
+    /// What those bytes decode to, taken as is when they match.
     pub config: Config,
 }
 

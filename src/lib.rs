@@ -44,6 +44,7 @@ pub use ops::{
 
 // The values the reports and plans carry, from the layers below.
 pub use esxi::configstore::Ownership;
+pub use esxi::configstore::lockdown::{DcuiAccess, Lockdown};
 pub use esxi::configstore::network::Ipv4Setting;
 pub use esxi::esxconf::Edit;
 pub use esxi::network::mask_of;

@@ -46,16 +46,22 @@ pub struct Lockdown {
     pub mode_columns: Vec<String>,
     /// The modes the host's schema allows.
     pub modes: Vec<String>,
+    /// The users who keep their access in lockdown mode (`exception_users`; empty when the
+    /// record has none).
     pub exception_users: Vec<String>,
     /// The permissions lockdown took away, kept in the record.
     pub removed_permissions: Vec<RemovedPermission>,
     /// Why the record cannot be read as ESXi reads it (see [`Record::problems`]), or an unknown
     /// mode.
     pub problems: Vec<String>,
+    /// Which schema the record was read through: the host's own schema store, or the one
+    /// bootbank carries when the host's has no entry for the key.
     pub schema: SchemaSource,
     /// Where the host's schema of the key differs from the one bootbank knows.
     pub schema_differences: Vec<String>,
+    /// The record's `ModifiedTime` column as stored (the store's triggers set it on change).
     pub modified_time: Option<String>,
+    /// The record's `Revision` column (the store's triggers count it up on change).
     pub revision: Option<i64>,
 }
 
@@ -70,9 +76,11 @@ pub struct RemovedPermission {
 /// Who may log in at the DCUI whatever lockdown mode says (the `DCUI.Access` list).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DcuiAccess {
+    /// The users allowed at the DCUI, in the record's order.
     pub users: Vec<String>,
     /// Read from a record (else the schema's default).
     pub from_record: bool,
+    /// Why the record cannot be read as ESXi reads it, or that there is more than one.
     pub problems: Vec<String>,
 }
 

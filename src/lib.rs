@@ -21,7 +21,7 @@
 //! `ops` (the commands) uses `write`, `esxi` and `host`; those use `format`, which uses `io`.
 //! `tests/it/layers.rs` enforces the rule.
 
-#![cfg_attr(not(feature = "internals"), allow(missing_docs))]
+#![cfg_attr(not(feature = "internals"), deny(missing_docs))]
 
 // The layers are private: another program uses the front door below. The `internals` feature
 // (off by default; bootbank's own tests, fuzz targets and benchmarks turn it on) makes them public

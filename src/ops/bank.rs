@@ -45,24 +45,39 @@ pub fn boot_names() -> Names {
 /// anything is written.
 #[derive(Debug, thiserror::Error)]
 pub enum BankOpError {
+    /// Reading the banks and the prediction failed (see [`InspectError`]).
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    /// The target could not be opened or is not a boot disk (see [`TargetError`]).
     #[error(transparent)]
     Target(#[from] TargetError),
+    /// Opening the disk for writing, or reading it, failed.
     #[error(transparent)]
     Disk(#[from] DiskError),
+    /// A bank partition could not be read (the disk under it, or its FAT).
     #[error(transparent)]
     Bank(#[from] BankError),
+    /// The target holds no bootbanks at all.
     #[error(
         "{}: {what}, which holds no bootbanks; give the disk image, block device or bank partition",
         .target.display()
     )]
-    NoBanks { target: PathBuf, what: NoBanksIn },
+    NoBanks {
+        /// The target given.
+        target: PathBuf,
+        /// What it is instead.
+        what: NoBanksIn,
+    },
+    /// `rollback` or `select` on a lone bank partition: there is no other bank to choose.
     #[error(
         "{}: a lone bank partition holds one bank; give the whole disk to choose between banks",
         .target.display()
     )]
-    LonePartition { target: PathBuf },
+    LonePartition {
+        /// The target given.
+        target: PathBuf,
+    },
+    /// `rollback` when no bank is valid: nothing boots now, so nothing to roll back from.
     #[error(
         "no bank is valid, so none boots now and there is nothing to roll back from; use `bootbank bank select N`"
     )]
@@ -73,47 +88,87 @@ pub enum BankOpError {
         invalid_banks(.others)
     )]
     NoAlternate {
+        /// The partition that boots next.
         current: u32,
+        /// Every other bank's partition with the reasons it is not valid.
         others: Vec<(u32, Vec<String>)>,
     },
+    /// The next boot cannot be predicted from the disk alone (e.g. the firmware decides), so
+    /// bootbank will not change banks.
     #[error("{why}; bootbank changes banks only when it can predict the bootloader's choice")]
-    Unknown { why: String },
+    Unknown {
+        /// Why it cannot be predicted, in the prediction's words.
+        why: String,
+    },
+    /// The boot.cfg bootbank would write would not be read by the bootloader as intended.
     #[error(
         "partition {partition}: bootbank would not write a boot.cfg that the bootloader reads as intended: {why}; nothing written"
     )]
     Unwritable {
+        /// The bank's partition number.
         partition: u32,
+        /// What would be read otherwise.
         why: UnwritableReason,
     },
+    /// `select N` names a partition that is not one of the disk's banks.
     #[error(
         "partition {partition} is not a bootbank on this disk (banks: {})",
         .banks.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")
     )]
-    NoSuchBank { partition: u32, banks: Vec<u32> },
+    NoSuchBank {
+        /// The partition asked for.
+        partition: u32,
+        /// The disk's bank partitions.
+        banks: Vec<u32>,
+    },
+    /// `select N` on a bank that cannot be made to boot next.
     #[error("partition {partition} cannot be made to boot: {why}")]
-    CannotBoot { partition: u32, why: NotBootable },
+    CannotBoot {
+        /// The partition asked for.
+        partition: u32,
+        /// Why not.
+        why: NotBootable,
+    },
+    /// An interrupted boot.cfg write left files whose state cannot be resolved safely.
     #[error(
         "partition {partition}: {}; it cannot be completed or undone automatically: look at the bank's files (e.g. with mdir) and restore boot.cfg from a backup",
         .leftover.describe(&boot_names())
     )]
-    Leftover { partition: u32, leftover: Leftover },
+    Leftover {
+        /// The bank's partition number.
+        partition: u32,
+        /// Which of boot.cfg, boot.new and boot.old are there.
+        leftover: Leftover,
+    },
     /// The bank's FAT is damaged in a way an interrupted write does not leave.
     #[error(
         "partition {partition}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
         .problems.join("; ")
     )]
     FatDamaged {
+        /// The bank's partition number.
         partition: u32,
+        /// What the FAT check found, in words.
         problems: Vec<String>,
     },
     /// The bank's FAT could not be checked before the plan. Nothing written.
     #[error(
         "partition {partition}: the FAT's allocation cannot be checked ({cause}), nothing was written"
     )]
-    FatUnread { partition: u32, cause: Arc<TxError> },
+    FatUnread {
+        /// The bank's partition number.
+        partition: u32,
+        /// What stopped the check.
+        cause: Arc<TxError>,
+    },
     /// A backed-up boot.cfg that does not parse. Nothing written.
     #[error("backup {}: {cause}", .path.display())]
-    BadBackup { path: PathBuf, cause: BootCfgError },
+    BadBackup {
+        /// The backup file.
+        path: PathBuf,
+        /// Why it does not parse.
+        cause: BootCfgError,
+    },
     /// The backup could not be read back, or does not fit the disk; nothing written.
     #[error(transparent)]
     Backup(#[from] BackupError),
@@ -133,10 +188,13 @@ impl BankOpError {
 /// What a target without bootbanks is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NoBanksIn {
+    /// A directory: a copy has no bootloader to choose between banks.
     #[error("a directory (a copied or mounted bank)")]
     Directory,
+    /// A state.tgz, local.tgz or config bundle.
     #[error("an archive (state.tgz or config bundle)")]
     Archive,
+    /// Neither a partition table nor a bank's magic.
     #[error("not an ESXi boot disk or bank partition (no partition table, no bank magic)")]
     Unrecognised,
 }
@@ -144,22 +202,33 @@ pub enum NoBanksIn {
 /// Why bootbank will not write a boot.cfg: the bootloader would read it otherwise than intended.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UnwritableReason {
+    /// The edited boot.cfg does not parse.
     #[error(transparent)]
     Parse(#[from] BootCfgError),
+    /// A key bootbank changes (`updated`, `bootstate`) would read as another number.
     #[error("the bootloader would read {key}={read} instead of {want}")]
     ReadsOtherwise {
+        /// The key changed.
         key: String,
+        /// What the bootloader would read, as text.
         read: String,
+        /// The value meant.
         want: i64,
     },
+    /// A key bootbank does not change would read differently after the edit.
     #[error("{key} would read `{read}` instead of `{was}`")]
     OtherKeyChanges {
+        /// The key.
         key: String,
+        /// What it would read after the edit.
         read: String,
+        /// What it reads now.
         was: String,
     },
+    /// `build` would read differently after the edit.
     #[error("build would read differently")]
     BuildReadsDifferently,
+    /// The edit would leave a line with a space before `=`.
     #[error("a line would have a space before `=`, which hides its key from the bootloader")]
     HidesKey,
     /// `why`: what `BootCfg::state_writable` found wrong with the `bootstate` line.
@@ -168,7 +237,9 @@ pub enum UnwritableReason {
         if *.after_change { "after the change, " } else { "" }
     )]
     StateNotWritable {
+        /// Whether it is the edited boot.cfg (true) or the one on disk (false).
         after_change: bool,
+        /// What is wrong with the `bootstate` line.
         why: StateUnwritable,
     },
 }
@@ -176,33 +247,44 @@ pub enum UnwritableReason {
 /// Why `bank select` cannot make a bank boot next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NotBootable {
+    /// Its boot.cfg cannot be read from the FAT.
     #[error(transparent)]
     Unread(#[from] BootCfgUnread),
+    /// Its boot.cfg does not parse.
     #[error(transparent)]
     Parse(#[from] BootCfgError),
+    /// A later `build=` line empties the build.
     #[error(
         "its boot.cfg empties build= after a build= line, and what the UEFI bootloader then reads as the build is unknown"
     )]
     BuildCleared,
+    /// boot.cfg has no `build=` line.
     #[error(
         "its boot.cfg has no build= line (an empty bank, e.g. the second bank after a fresh install)"
     )]
     NoBuild,
+    /// The bank holds no kernel or modules.
     #[error("it holds no kernel or payload modules (b.b00, *.v00): an empty bank")]
     NoSystem,
+    /// A quick boot image (the value of `quickboot` given).
     #[error("quickboot={0} (a quick boot image; bootbank does not change quickboot)")]
     QuickBoot(String),
+    /// The other bank's `updated` is beyond what bootbank writes.
     #[error(
         "partition {partition} has updated={text}, which the bootloader reads as {read}: bootbank writes updated only up to 2147483647, which every firmware reads the same, and that does not beat it; roll partition {partition} back instead (`bootbank bank rollback`)"
     )]
     UpdatedBeyondReach {
+        /// The other bank's partition number.
         partition: u32,
+        /// Its `updated` as written.
         text: String,
+        /// What the bootloader reads it as (unsigned 32-bit).
         read: u32,
     },
     /// The prediction's reasons the bank would still not be valid.
     #[error("{}", .0.join(", "))]
     Invalid(Vec<String>),
+    /// Even after the change the prediction picks another bank.
     #[error("the bootloader would still pick another bank")]
     StillAnother,
 }
@@ -221,8 +303,10 @@ fn invalid_banks(others: &[(u32, Vec<String>)]) -> String {
 /// Why a boot.cfg read back is not the one meant to be written.
 #[derive(Debug, thiserror::Error)]
 pub enum BootCfgCheck {
+    /// It does not parse.
     #[error(transparent)]
     Parse(#[from] BootCfgError),
+    /// It parses but is not the intended bytes.
     #[error("boot.cfg differs from the intended one")]
     Differs,
 }
@@ -230,10 +314,13 @@ pub enum BootCfgCheck {
 /// The banks and the next-boot prediction, by the same engine as `inspect`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
+    /// The target as given.
     pub target: String,
     /// `disk` or `partition` (a lone bank partition image).
     pub kind: TargetKind,
+    /// Every bank, as `inspect` reports it.
     pub banks: Vec<BankReport>,
+    /// The bank that boots next; null when it cannot be told or for a lone partition.
     pub next_boot_partition: Option<u32>,
     /// Whether a bank boots; null when that cannot be told (see `next_boot_unknown`).
     pub will_boot: Option<bool>,
@@ -452,9 +539,11 @@ pub enum Method {
 /// One boot.cfg key that changes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KeyChange {
+    /// The boot.cfg key, e.g. `updated` or `bootstate`.
     pub key: String,
     /// The value before (null when the key was not written).
     pub old: Option<String>,
+    /// The value after, as written.
     pub new: String,
 }
 
@@ -463,19 +552,26 @@ pub struct KeyChange {
 pub struct BankStep {
     /// Partition number (null for a lone partition image).
     pub partition: Option<u32>,
+    /// The bank's UUID (as in `/vmfs/volumes/<uuid>`).
     pub bank_uuid: String,
+    /// The file changed (`boot.cfg`).
     pub file: String,
+    /// How it is written: one digit in place, or a new file switched in.
     pub method: Method,
     /// For [`Method::InPlaceDigit`]: the digit's byte offset inside boot.cfg.
     pub offset_in_file: Option<u64>,
+    /// The keys that change.
     pub changes: Vec<KeyChange>,
+    /// What the user should know about this step, in words.
     pub notes: Vec<String>,
     /// An interrupted boot.cfg write that is completed or undone first.
     pub recover: Option<Leftover>,
     /// What an interrupted write left in the bank's FAT, reclaimed first.
     pub fat_leftover: Option<String>,
+    /// boot.cfg as read (the commit checks it is still there before writing).
     #[serde(skip)]
     pub old_bytes: Vec<u8>,
+    /// boot.cfg as it will be written.
     #[serde(skip)]
     pub new_bytes: Vec<u8>,
     #[serde(skip)]
@@ -485,14 +581,17 @@ pub struct BankStep {
 /// What a bank command will do, shown before anything is written.
 #[derive(Debug, Clone, Serialize)]
 pub struct BankPlan {
+    /// The target as given.
     pub target: String,
     /// `rollback`, `select` or `restore`.
     pub action: &'static str,
     /// The bank `select` makes boot next.
     pub selected_partition: Option<u32>,
+    /// The bank that boots next as the disk is now.
     pub next_boot_partition_before: Option<u32>,
     /// The prediction for the boot.cfg files this plan writes.
     pub next_boot_partition_after: Option<u32>,
+    /// One step per boot.cfg written.
     pub steps: Vec<BankStep>,
     /// Why these changes, in words.
     pub explanation: String,

@@ -28,41 +28,83 @@ use std::path::{Path, PathBuf};
 /// Errors of `extract`. Every refusal happens before anything is written.
 #[derive(Debug, thiserror::Error)]
 pub enum ExtractError {
+    /// The target could not be opened or its configuration not read (see [`InspectError`]).
     #[error(transparent)]
     Inspect(#[from] InspectError),
+    /// A member of state.tgz or local.tgz would write outside the directory, or is of a kind
+    /// bootbank does not write; the whole extraction is refused.
     #[error(
         "extract: {archive} member `{member}` (header at byte {offset}): {why}; nothing written"
     )]
     Hostile {
+        /// The archive level holding the member (its label, e.g. `local.tgz`).
         archive: String,
+        /// The member's name as stored in the tar.
         member: String,
+        /// Byte offset of the member's header in the decompressed tar.
         offset: u64,
+        /// What is wrong with it.
         why: Refusal,
     },
+    /// The archive's tar could not be walked member by member.
     #[error("extract: {archive}: {detail}; nothing written")]
-    Tar { archive: String, detail: String },
+    Tar {
+        /// The archive level (its label, e.g. `state.tgz`).
+        archive: String,
+        /// The tar reader's words.
+        detail: String,
+    },
+    /// DIR exists and holds something, and `--force` was not given.
     #[error(
         "extract: {} is not empty; give an empty or new directory, or --force to write into it (existing files of the same name are replaced); nothing written",
         .dir.display()
     )]
-    NotEmpty { dir: PathBuf },
+    NotEmpty {
+        /// The directory given.
+        dir: PathBuf,
+    },
+    /// DIR exists but cannot be read to see whether it is empty.
     #[error("extract: {}: cannot list it; nothing written", .path.display())]
-    Unlistable { path: PathBuf, source: io::Error },
+    Unlistable {
+        /// The directory given.
+        path: PathBuf,
+        /// The operating system's error.
+        source: io::Error,
+    },
+    /// With `--force`, something already in DIR stands where a member would go in a way
+    /// bootbank will not replace (a symlink, or a file where a directory goes).
     #[error("extract: {}: {why}; nothing written", .path.display())]
-    Unsafe { path: PathBuf, why: InTheWay },
+    Unsafe {
+        /// The path in DIR that is in the way.
+        path: PathBuf,
+        /// What is there.
+        why: InTheWay,
+    },
+    /// local.tgz.ve is sealed by the host's TPM: only state.tgz could be read.
     #[error(
         "extract: {source_}: the configuration is sealed by the host's TPM; no offline tool can decrypt local.tgz.ve (the encryption recovery key or a config bundle taken on the host is needed); nothing written"
     )]
-    Sealed { source_: String },
+    Sealed {
+        /// Where the configuration was found, e.g. `partition 5 /state.tgz`.
+        source_: String,
+    },
+    /// The next-boot bank (or the target) holds no configuration archive.
     #[error(
         "extract: {}: no configuration found (the bank holds no state.tgz); nothing written",
         .target.display()
     )]
-    NoConfig { target: PathBuf },
+    NoConfig {
+        /// The target given.
+        target: PathBuf,
+    },
+    /// Writing into DIR failed part-way (exit 1): `written` entries are in place.
     #[error("extract: cannot write {}: {cause} ({written} entries were written before)", .path.display())]
     Write {
+        /// The path in DIR that could not be written.
         path: PathBuf,
+        /// The operating system's error.
         cause: io::Error,
+        /// How many entries were written before it.
         written: usize,
     },
 }
@@ -85,9 +127,13 @@ pub struct Options {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
+    /// A regular file, with its data.
     File,
+    /// A directory.
     Directory,
+    /// A symbolic link, created as stored (never followed while writing).
     Symlink,
+    /// A hard link to an earlier regular file of the same archive.
     Hardlink,
 }
 
@@ -96,7 +142,9 @@ pub enum EntryKind {
 pub struct Entry {
     /// Path relative to DIR, e.g. `local/etc/vmware/esx.conf`.
     pub path: String,
+    /// What was created.
     pub kind: EntryKind,
+    /// Data bytes written (0 for directories and links).
     pub size: u64,
     /// Permission bits as written (set-id and sticky bits are dropped).
     pub mode: String,
@@ -107,11 +155,16 @@ pub struct Entry {
 /// The result of an extraction.
 #[derive(Debug, Clone, Serialize)]
 pub struct Extracted {
+    /// The target as given.
     pub target: String,
     /// Where the configuration came from, e.g. `partition 5 /state.tgz`.
     pub source: String,
+    /// The directory written into.
     pub dir: String,
+    /// Whether local.tgz was encrypted (and so decrypted to be written).
     pub encryption: Encryption,
+    /// Everything written, in archive order: state.tgz's members under `state/` (when the
+    /// target has that level), then local.tgz's under `local/`.
     pub entries: Vec<Entry>,
 }
 
@@ -179,10 +232,13 @@ enum What {
 /// What is in the way of a write into an existing directory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InTheWay {
+    /// A symlink is where a member or one of its parent directories goes.
     #[error("a symlink already in the directory (never followed)")]
     Symlink,
+    /// A file (not a directory) is where a directory goes.
     #[error("exists and is not a directory")]
     NotDir,
+    /// A directory is where a file or link goes.
     #[error("exists and is a directory")]
     IsDir,
 }
@@ -190,28 +246,47 @@ pub enum InTheWay {
 /// Why a member is refused before anything is written.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
+    /// The member's name would leave the directory.
     #[error("{0}")]
     Name(BadName),
+    /// A hard link's target name would leave the directory.
     #[error("hard link with {0}")]
     LinkName(BadName),
+    /// A character or block device (type `3` or `4`): never created.
     #[error("a device file")]
     Device,
+    /// A named pipe (type `6`): never created.
     #[error("a fifo")]
     Fifo,
+    /// A GNU sparse member (type `S`), which bootbank does not expand.
     #[error("a GNU sparse member (not supported)")]
     Sparse,
+    /// Any other tar type flag (the flag byte as a character).
     #[error("member type {0:?} is not supported")]
     Kind(char),
+    /// A member other than a directory whose name has no component (empty, or only `.` and
+    /// `/`).
     #[error("empty name")]
     EmptyName,
+    /// Two members of the same archive have the same name: which one ESXi keeps is not known.
     #[error("the name appears twice in the archive")]
     Twice,
+    /// The member lies below another member that is not a directory.
     #[error("lies below `{parent}`, which is not a directory (a link would be followed)")]
-    Below { parent: String },
+    Below {
+        /// The member above it, as named in the archive.
+        parent: String,
+    },
+    /// A hard link whose target is not an earlier regular file of the same archive.
     #[error("hard link to `{to}`, which is not a regular file of this archive")]
-    LinkTarget { to: String },
+    LinkTarget {
+        /// The link's target as stored.
+        to: String,
+    },
+    /// A hard link to a member that comes after it in the archive.
     #[error("hard link to a member that comes later in the archive")]
     LinkLater,
+    /// A symlink whose target would leave the directory.
     #[error("{0}")]
     Symlink(BadSymlink),
 }
@@ -219,8 +294,10 @@ pub enum Refusal {
 /// A member name (or hard link target) that would leave the directory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadName {
+    /// It starts with `/`.
     #[error("absolute path")]
     Absolute,
+    /// It has a `..` component.
     #[error("`..` component")]
     DotDot,
 }
@@ -228,12 +305,21 @@ pub enum BadName {
 /// A symlink whose target would leave the directory, or be resolved through another link.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum BadSymlink {
+    /// The link's target is empty.
     #[error("symlink with an empty target")]
     Empty,
+    /// The link's target (given) is an absolute path.
     #[error("symlink to the absolute path `{0}`, outside the directory")]
     Absolute(String),
+    /// The link's target resolves through another symlink of the archive.
     #[error("symlink to `{target}`, through the link `{link}`")]
-    Through { target: String, link: String },
+    Through {
+        /// The link's target as stored.
+        target: String,
+        /// The other symlink it would pass through.
+        link: String,
+    },
+    /// The link's target (given), resolved from the link's directory, leaves the directory.
     #[error("symlink to `{0}`, outside the directory")]
     Outside(String),
 }

@@ -51,7 +51,7 @@ pub struct Lockdown {
     pub exception_users: Vec<String>,
     /// The permissions lockdown took away, kept in the record.
     pub removed_permissions: Vec<RemovedPermission>,
-    /// Why the record cannot be read as ESXi reads it (see [`Record::problems`]), or an unknown
+    /// Why the record cannot be read as ESXi reads it (see `Record::problems`), or an unknown
     /// mode.
     pub problems: Vec<String>,
     /// Which schema the record was read through: the host's own schema store, or the one

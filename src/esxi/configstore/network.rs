@@ -166,7 +166,7 @@ pub enum Ipv4Setting {
     Static {
         /// The vmknic's address, written as `ip.ipv4_address`.
         address: Ipv4Addr,
-        /// Its subnet mask in dotted form (`255.255.255.0`; [`mask_of`](crate::mask_of) turns
+        /// Its subnet mask in dotted form (`255.255.255.0`; `bootbank::mask_of` turns
         /// a prefix length into one), written as `ip.ipv4_subnet_mask`.
         netmask: Ipv4Addr,
         /// The default gateway, written as `routing_config.ipv4_default_gateway` of the net stack

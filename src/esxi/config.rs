@@ -143,9 +143,9 @@ impl Config {
 
     fn plain(state: Tgz, local: Tgz) -> Result<Config, ConfigError> {
         let esx_conf =
-            EsxConf::parse(local.require(ESX_CONF)?).map_err(|source| ConfigError::EsxConf {
+            EsxConf::parse(local.require(ESX_CONF)?).map_err(|cause| ConfigError::EsxConf {
                 archive: local.label.clone(),
-                cause: source,
+                cause,
             })?;
         Ok(Config {
             encryption: Encryption::None,

@@ -139,9 +139,9 @@ impl std::fmt::Debug for Target {
 impl Target {
     /// Opens `path` read-only and tells what it is.
     pub fn open(path: &Path) -> Result<Target, TargetError> {
-        let meta = std::fs::metadata(path).map_err(|source| TargetError::Io {
+        let meta = std::fs::metadata(path).map_err(|cause| TargetError::Io {
             path: path.to_path_buf(),
-            cause: source,
+            cause,
         })?;
         if meta.is_dir() {
             return Ok(Target::Directory(path.to_path_buf()));
@@ -155,9 +155,9 @@ impl Target {
                 });
             }
             drop(disk);
-            let bytes = std::fs::read(path).map_err(|source| TargetError::Io {
+            let bytes = std::fs::read(path).map_err(|cause| TargetError::Io {
                 path: path.to_path_buf(),
-                cause: source,
+                cause,
             })?;
             return Ok(Target::Archive {
                 path: path.to_path_buf(),

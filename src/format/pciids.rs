@@ -94,9 +94,9 @@ impl PciIds {
     /// Reads one `pci.ids` file the user named; unlike [`PciIds::load`] this reports why the
     /// file cannot be used instead of falling back. Source reads `file:<path>`.
     pub fn from_path(path: &Path) -> Result<PciIds, PciIdsError> {
-        let bytes = std::fs::read(path).map_err(|source| PciIdsError::Read {
+        let bytes = std::fs::read(path).map_err(|cause| PciIdsError::Read {
             path: path.to_path_buf(),
-            cause: source,
+            cause,
         })?;
         let origin = format!("file:{}", path.display());
         let text = match String::from_utf8(bytes) {

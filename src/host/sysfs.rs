@@ -159,9 +159,9 @@ impl Sysfs {
     /// Opens `root` (`/sys` or a captured copy). Fails only when `root` is not a directory that
     /// looks like sysfs; everything read later is tolerant of missing parts.
     pub fn open(root: &Path) -> Result<Sysfs, SysfsError> {
-        let meta = fs::metadata(root).map_err(|source| SysfsError::Io {
+        let meta = fs::metadata(root).map_err(|cause| SysfsError::Io {
             path: root.to_path_buf(),
-            cause: source,
+            cause,
         })?;
         if !meta.is_dir() {
             return Err(SysfsError::NotADirectory {

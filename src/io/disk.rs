@@ -155,9 +155,9 @@ impl Disk {
     /// The file itself, read-only, and the VMDK descriptor it holds, if any (formats that need
     /// converting are refused here).
     fn open_file(path: &Path) -> Result<(Disk, Option<Descriptor>), DiskError> {
-        let open_err = |source| DiskError::Open {
+        let open_err = |cause| DiskError::Open {
             path: path.display().to_string(),
-            cause: source,
+            cause,
         };
         let mut file = File::open(path).map_err(open_err)?;
         let meta = file.metadata().map_err(open_err)?;
@@ -246,9 +246,9 @@ impl Disk {
     /// table; an image file with an exclusive advisory lock held while the `Disk` lives.
     pub fn open_rw(path: &Path) -> Result<Disk, DiskError> {
         let name = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|source| DiskError::Open {
+        let meta = std::fs::metadata(path).map_err(|cause| DiskError::Open {
             path: name.clone(),
-            cause: source,
+            cause,
         })?;
         let is_block_device = meta.file_type().is_block_device();
         // A descriptor is replaced by its extents, and a format to refuse is refused, before
@@ -293,9 +293,9 @@ impl Disk {
         }
         let len = file
             .seek(SeekFrom::End(0))
-            .map_err(|source| DiskError::Open {
+            .map_err(|cause| DiskError::Open {
                 path: name.clone(),
-                cause: source,
+                cause,
             })?;
         let mut disk = Disk::from_storage(Box::new(file), len, true);
         disk.is_block_device = is_block_device;
@@ -359,9 +359,9 @@ impl Disk {
         }
         self.storage
             .write_at(offset, buf)
-            .map_err(|source| DiskError::Write {
+            .map_err(|cause| DiskError::Write {
                 offset,
-                cause: source,
+                cause,
             })?;
         self.bytes_written += buf.len() as u64;
         self.writes += 1;
@@ -387,9 +387,9 @@ impl Disk {
     /// Makes everything written so far durable (fsync).
     pub fn sync(&mut self) -> Result<(), DiskError> {
         self.syncs += 1;
-        self.storage.sync().map_err(|source| DiskError::Write {
+        self.storage.sync().map_err(|cause| DiskError::Write {
             offset: 0,
-            cause: source,
+            cause,
         })
     }
 
@@ -445,9 +445,9 @@ impl Disk {
         if buf.len() as u64 >= BLOCK {
             self.storage
                 .read_at(offset, buf)
-                .map_err(|source| DiskError::Read {
+                .map_err(|cause| DiskError::Read {
                     offset,
-                    cause: source,
+                    cause,
                 })?;
             self.bytes_read += buf.len() as u64;
             self.reads += 1;
@@ -457,9 +457,9 @@ impl Disk {
         while done < buf.len() {
             let pos = offset + done as u64;
             let within = (pos % BLOCK) as usize;
-            let block = self.block(pos / BLOCK).map_err(|source| DiskError::Read {
+            let block = self.block(pos / BLOCK).map_err(|cause| DiskError::Read {
                 offset: pos,
-                cause: source,
+                cause,
             })?;
             let n = (block.len() - within).min(buf.len() - done);
             buf[done..done + n].copy_from_slice(&block[within..within + n]);

@@ -696,9 +696,9 @@ fn plan_disk(
 /// What an interrupted write left in the bank's FAT, in words (`None` when clean): the write
 /// reclaims it first. A FAT damaged in any other way refuses the plan, nothing written.
 fn fat_leftover(disk: &mut Disk, bank: &Bank, location: &str) -> Result<Option<String>, FixError> {
-    let health = transaction::fat_health(disk, bank).map_err(|source| FixError::FatUnread {
+    let health = transaction::fat_health(disk, bank).map_err(|cause| FixError::FatUnread {
         location: location.to_string(),
-        cause: source,
+        cause,
     })?;
     if !health.is_repairable() {
         return Err(FixError::FatDamaged {
@@ -830,9 +830,9 @@ fn build_step(
             let (edits, store_given_back) = device_edits(&devices, &wanted, &mut notes);
             if let Some(store) = &store {
                 new_store = store_edits(store, &devices, &store_given_back, &mut store_changes)
-                    .map_err(|source| FixError::Store {
+                    .map_err(|cause| FixError::Store {
                         location: location.to_string(),
-                        cause: source,
+                        cause,
                     })?;
             }
             edits
@@ -1026,9 +1026,9 @@ fn resolve_devices(
             let mut v = Vec::new();
             for t in typed {
                 let (addr, reading) = PciAddress::parse_user(t, |s| conf.has_device_text(s))
-                    .map_err(|source| FixError::BadAddress {
+                    .map_err(|cause| FixError::BadAddress {
                         typed: t.clone(),
-                        cause: source,
+                        cause,
                     })?;
                 let d = devices.iter().find(|d| d.address == addr);
                 plan.devices.push(DeviceChoice {

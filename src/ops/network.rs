@@ -203,9 +203,9 @@ pub fn host_network(
             location: location.to_string(),
         });
     }
-    let store_err = |source| NetworkError::Store {
+    let store_err = |cause| NetworkError::Store {
         location: location.to_string(),
-        cause: source,
+        cause,
     };
     let from_conf = || {
         cfg.esx_conf

@@ -113,9 +113,9 @@ fn step(input: &StepInput<'_>, user: &str, hash: &str) -> Result<fix::Step, FixE
                 })?;
                 let e = store
                     .set_password_hash(rowid, hash)
-                    .map_err(|source| FixError::Store {
+                    .map_err(|cause| FixError::Store {
                         location: location.to_string(),
-                        cause: source,
+                        cause,
                     })?;
                 members.push((
                     configstore::MEMBER.to_string(),

@@ -771,14 +771,14 @@ fn system_uuid(cfg: &Config) -> Option<String> {
 
 /// Reads a configuration bundle: its state.tgz (the bytes written) and Manifest.txt's values.
 fn read_bundle(path: &Path) -> Result<(Vec<u8>, SourceInfo), RestoreConfigError> {
-    let bytes = std::fs::read(path).map_err(|source| RestoreConfigError::BundleIo {
+    let bytes = std::fs::read(path).map_err(|cause| RestoreConfigError::BundleIo {
         path: path.to_path_buf(),
-        cause: source,
+        cause,
     })?;
     let label = format!("bundle {}", path.display());
-    let outer = Tgz::parse(&bytes, &label).map_err(|source| RestoreConfigError::NotABundle {
+    let outer = Tgz::parse(&bytes, &label).map_err(|cause| RestoreConfigError::NotABundle {
         path: path.to_path_buf(),
-        cause: source,
+        cause,
     })?;
     let missing = |what: &'static str| RestoreConfigError::BundleIncomplete {
         path: path.to_path_buf(),

@@ -277,9 +277,9 @@ impl From<network::NetworkRefusal> for ConfigStoreError {
 }
 
 fn sql_err(context: &'static str) -> impl FnOnce(rusqlite::Error) -> ConfigStoreError {
-    move |source| ConfigStoreError::Sqlite {
+    move |cause| ConfigStoreError::Sqlite {
         context,
-        cause: source,
+        cause,
     }
 }
 

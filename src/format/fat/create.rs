@@ -34,7 +34,7 @@ use super::switch::{
     Switched, Target, allocate, fat_time, healthy, runs_of, write_chain, write_entry,
 };
 use super::{FatError, FatVolume};
-use crate::format::verdict::VerifyError;
+use crate::format::verdict::Verify;
 use crate::io::disk::{Disk, Slice};
 
 /// Attribute of a plain file as mtools writes it (archive bit).
@@ -107,7 +107,7 @@ pub fn create(
     len: u64,
     name: &str,
     data: &[u8],
-    verify: &dyn Fn(&[u8]) -> Result<(), VerifyError>,
+    verify: Verify<'_>,
 ) -> Result<Switched, FatError> {
     let (w0, c0) = (disk.bytes_written(), disk.write_calls());
     let werr = |detail: String| FatError::Write {

@@ -31,7 +31,7 @@
 use super::check::{self, Scan};
 use super::raw::{self, Layout, Table};
 use super::{FatError, FatVolume, Rejected};
-use crate::format::verdict::VerifyError;
+use crate::format::verdict::Verify;
 use crate::io::disk::{Disk, Slice};
 use serde::Serialize;
 
@@ -69,7 +69,7 @@ pub fn replace(
     len: u64,
     name: &str,
     data: &[u8],
-    verify: &dyn Fn(&[u8]) -> Result<(), VerifyError>,
+    verify: Verify<'_>,
 ) -> Result<Switched, FatError> {
     let (w0, c0) = (disk.bytes_written(), disk.write_calls());
     let (layout, scan, repaired) = healthy(disk, start, len)?;
@@ -231,7 +231,7 @@ pub(super) fn write_chain(
     tables: &[Table],
     chain: &[u32],
     t: &Target<'_>,
-    verify: &dyn Fn(&[u8]) -> Result<(), VerifyError>,
+    verify: Verify<'_>,
 ) -> Result<Vec<Table>, FatError> {
     let data = t.data;
     let cb = layout.cluster_bytes as usize;

@@ -137,9 +137,9 @@ pub fn inspect_with_config(
         apply_config(&s.config, s.source, s.build, &mut report);
         s.config
     });
-    let meta = std::fs::metadata(target).map_err(|source| InspectError::Io {
+    let meta = std::fs::metadata(target).map_err(|cause| InspectError::Io {
         path: target.display().to_string(),
-        cause: source,
+        cause,
     })?;
     if let Some(root) = &opts.sysfs {
         enrich::enrich(&mut report, root, opts.disk_name.as_deref(), Some(target));

@@ -30,12 +30,12 @@ use crate::esxi::bank::{self as bootbank, Bank, BankError};
 use crate::esxi::config::{Config, ConfigError, ESX_CONF};
 use crate::esxi::leftover::{Leftover, Names};
 use crate::esxi::nextboot::{self, Candidate};
-use crate::esxi::target::{self, Target, TargetError};
+use crate::esxi::target::{Target, TargetError};
 use crate::format::archive::{ArchiveError, Tgz};
 use crate::format::envelope::Encryption;
 use crate::io::disk::{Disk, DiskError};
 use crate::ops::fix::{self, Outcome};
-use crate::write::backup::{self, BackupError, BackupFile};
+use crate::write::backup::{BackupError, BackupFile};
 use crate::write::commit::{self, BankWrite, CommitError, InPlaceFailure, Method, VerifyError};
 use crate::write::transaction::{self, TxError};
 use serde::Serialize;
@@ -988,57 +988,60 @@ fn verify(plan: &Plan, bytes: &[u8]) -> Result<(), ReadBackError> {
     Ok(())
 }
 
-/// Carries out a plan on the target, opened for writing.
+/// Carries out a plan through the one commit (`commit::commit`): the disk taken exclusively,
+/// the backup outside it, the crash-safe write, the read-back.
 pub fn apply(plan: &Plan, backup_dir: &Path) -> Result<Outcome, RestoreConfigError> {
-    if !plan.has_changes() {
-        return Ok(Outcome::default());
-    }
-    let disk = Disk::open_rw(&plan.target_path)?;
-    apply_on(plan, backup_dir, disk)
+    run(plan, backup_dir, None)
 }
 
 /// [`apply`] on a disk the caller opened for writing (the power-cut tests pass one whose
 /// storage records every write and flush).
-pub fn apply_on(
-    plan: &Plan,
-    backup_dir: &Path,
-    mut disk: Disk,
-) -> Result<Outcome, RestoreConfigError> {
-    let mut outcome = Outcome::default();
+pub fn apply_on(plan: &Plan, backup_dir: &Path, disk: Disk) -> Result<Outcome, RestoreConfigError> {
+    run(plan, backup_dir, Some(disk))
+}
+
+/// The plan's one state.tgz as the commit's change; `disk: None` lets the commit open the disk
+/// itself, exclusively, before anything else.
+fn run(plan: &Plan, backup_dir: &Path, disk: Option<Disk>) -> Result<Outcome, RestoreConfigError> {
     if !plan.has_changes() {
-        return Ok(outcome);
+        return Ok(Outcome::default());
     }
-    // The backup: whatever the bank holds (a corrupt or empty state.tgz too); with the file
-    // missing, a manifest with no entries says there was nothing.
-    let files: Vec<BackupFile<'_>> = if plan.method == WriteMethod::Replace {
-        vec![BackupFile {
-            partition: plan.partition,
-            bank_uuid: Some(plan.bank_uuid.clone()),
-            file: plan.file.clone(),
-            old_bytes: &plan.old_bytes,
-            new_bytes: &plan.new_bytes,
-        }]
-    } else {
-        Vec::new()
-    };
-    backup::write(&plan.target_path, backup_dir, &files)?;
-    outcome.backup_dir = Some(backup_dir.display().to_string());
-    let head = disk.head(target::HEAD)?;
     let names = Names::for_file(STATE);
     let check = |b: &[u8]| verify(plan, b).map_err(VerifyError::new);
-    let w = BankWrite {
-        partition: plan.part,
-        names: &names,
-        old: &plan.old_bytes,
-        new: &plan.new_bytes,
-        method: match plan.method {
-            WriteMethod::Create => Method::Create { verify: &check },
-            _ => Method::Replace { verify: &check },
-        },
-        recover: None,
-        tidy: plan.fat_leftover.is_some(),
+    // The backup keeps whatever the bank holds (a corrupt or empty state.tgz too); a created
+    // file has nothing to keep, and the commit's manifest with no entries says so.
+    let (backup, method) = match plan.method {
+        WriteMethod::Create => (None, Method::Create { verify: &check }),
+        _ => (
+            Some(BackupFile {
+                partition: plan.partition,
+                bank_uuid: Some(plan.bank_uuid.clone()),
+                file: plan.file.clone(),
+                old_bytes: &plan.old_bytes,
+                new_bytes: &plan.new_bytes,
+            }),
+            Method::Replace { verify: &check },
+        ),
     };
-    let done = commit::commit_bank(&mut disk, &head, &w).map_err(|e| match e {
+    let change = commit::Change {
+        location: plan.location.clone(),
+        backup,
+        dest: commit::Dest::Bank(BankWrite {
+            partition: plan.part,
+            names: &names,
+            old: &plan.old_bytes,
+            new: &plan.new_bytes,
+            method,
+            recover: None,
+            tidy: plan.fat_leftover.is_some(),
+        }),
+    };
+    let changes = [change];
+    let report = match disk {
+        Some(disk) => commit::commit_on(&plan.target_path, backup_dir, &changes, Some(disk)),
+        None => commit::commit(&plan.target_path, backup_dir, &changes),
+    }
+    .map_err(|e| match e {
         CommitError::Changed { .. } => RestoreConfigError::ChangedSincePlan {
             location: plan.location.clone(),
         },
@@ -1047,18 +1050,10 @@ pub fn apply_on(
         CommitError::Tx(e) => RestoreConfigError::Write(e),
         CommitError::Bank(e) => RestoreConfigError::Bank(e),
         CommitError::Disk(e) => RestoreConfigError::Disk(e),
+        CommitError::Backup(e) => RestoreConfigError::Backup(e),
         other => RestoreConfigError::Commit(other),
     })?;
-    outcome.recovered = done
-        .recovered
-        .into_iter()
-        .map(|m| format!("{}: {m}", plan.location))
-        .collect();
-    outcome.stats = done.stats;
-    if done.written {
-        outcome.written.push(plan.location.clone());
-    }
-    Ok(outcome)
+    Ok(Outcome::from(report))
 }
 
 #[cfg(test)]

@@ -79,7 +79,8 @@ pub enum Dest<'a> {
 pub struct Change<'a> {
     /// The file in the report's words: `partition 5 /state.tgz`, `state.tgz`.
     pub location: String,
-    /// What the backup keeps of it; `None` when the change only settles leftovers.
+    /// What the backup keeps of it; `None` when the change only settles leftovers or creates a
+    /// file the bank did not have.
     pub backup: Option<BackupFile<'a>>,
     pub dest: Dest<'a>,
 }
@@ -220,7 +221,18 @@ pub fn commit_on(
         return Ok(report);
     }
     let files: Vec<BackupFile<'_>> = changes.iter().filter_map(|c| c.backup.clone()).collect();
-    if !files.is_empty() {
+    // A file created where there was none has nothing to keep, but the backup still records
+    // the write: its manifest without that file says the bank had none (what `restore` reads).
+    let creates = changes.iter().any(|c| {
+        matches!(
+            &c.dest,
+            Dest::Bank(BankWrite {
+                method: Method::Create { .. },
+                ..
+            })
+        )
+    });
+    if !files.is_empty() || creates {
         backup::write(target, backup_dir, &files)?;
         report.backup_dir = Some(backup_dir.to_path_buf());
     }

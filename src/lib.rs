@@ -42,6 +42,9 @@ pub use ops::{
     restore_config,
 };
 
+// What every writing command's plan offers its caller, and the record of a write.
+pub use ops::plan::{Outcome, WriteError, WritePlan};
+
 // The values the reports and plans carry, from the layers below.
 pub use esxi::configstore::Ownership;
 pub use esxi::configstore::lockdown::{DcuiAccess, Lockdown};

@@ -1,7 +1,9 @@
 //! `bootbank bank status | rollback | select N`: argument handling, the plan shown to the user,
 //! the question, and the prediction read back from the disk after the write.
 
-use bootbank::bank::{self, BankOpError, BankPlan, Method, Status};
+use super::write::{Flags, ReadBack, Shown, execute};
+use bootbank::Outcome;
+use bootbank::bank::{self, BankPlan, Method, Status};
 use clap::{Args, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -118,27 +120,15 @@ pub struct WriteFlags {
     json: bool,
 }
 
-/// The write options, also used by `restore` for a boot.cfg backup.
-pub struct WriteOpts {
-    pub dry_run: bool,
-    pub yes: bool,
-    pub backup_dir: Option<PathBuf>,
-    pub json: bool,
-}
-
 impl WriteFlags {
-    fn opts(&self) -> WriteOpts {
-        WriteOpts {
+    fn flags(&self) -> Flags {
+        Flags {
             dry_run: self.dry_run,
             yes: self.yes,
             backup_dir: self.backup_dir.clone(),
             json: self.json,
         }
     }
-}
-
-fn code(e: &BankOpError) -> u8 {
-    if e.during_write() { 1 } else { 2 }
 }
 
 pub fn run(c: BankCommand) -> ExitCode {
@@ -155,11 +145,13 @@ pub fn run(c: BankCommand) -> ExitCode {
             Err(e) => super::fail(&super::error_text(&e), 2),
         },
         BankCommand::Rollback(a) => {
-            execute(&a.target, &a.opts.opts(), bank::plan_rollback(&a.target))
+            execute(&a.target, &a.opts.flags(), bank::plan_rollback(&a.target))
         }
-        BankCommand::Select(a) => {
-            execute(&a.target, &a.opts.opts(), bank::plan_select(&a.target, a.n))
-        }
+        BankCommand::Select(a) => execute(
+            &a.target,
+            &a.opts.flags(),
+            bank::plan_select(&a.target, a.n),
+        ),
     }
 }
 
@@ -196,15 +188,19 @@ pub fn render_status(s: &Status) -> String {
     out
 }
 
-fn print_plan(plan: &BankPlan) {
-    println!("Plan ({}) for {}:", plan.action, plan.target);
-    println!("  {}", plan.explanation);
+/// The plan as text: why, each boot.cfg and how it is written, the keys, the next boot.
+fn render_plan(plan: &BankPlan) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    _ = writeln!(out, "Plan ({}) for {}:", plan.action, plan.target);
+    _ = writeln!(out, "  {}", plan.explanation);
     for s in &plan.steps {
         let where_ = match s.partition {
             Some(p) => format!("partition {p}"),
             None => "this partition".to_string(),
         };
-        println!(
+        _ = writeln!(
+            out,
             "  {where_} /{} ({}):",
             s.file,
             match s.method {
@@ -214,10 +210,11 @@ fn print_plan(plan: &BankPlan) {
             }
         );
         for n in &s.notes {
-            println!("    note: {n}");
+            _ = writeln!(out, "    note: {n}");
         }
         for c in &s.changes {
-            println!(
+            _ = writeln!(
+                out,
                 "    {}: {} -> {}",
                 c.key,
                 c.old.as_deref().unwrap_or("(not written)"),
@@ -226,76 +223,36 @@ fn print_plan(plan: &BankPlan) {
         }
     }
     let show = |p: Option<u32>| p.map(|p| format!("partition {p}")).unwrap_or("none".into());
-    println!(
+    _ = writeln!(
+        out,
         "  Next boot: {} now, {} after.",
         show(plan.next_boot_partition_before),
         show(plan.next_boot_partition_after)
     );
+    out
 }
 
-/// Shows a plan, asks, writes, and prints the prediction read again from the disk.
-pub fn execute(target: &Path, w: &WriteOpts, plan: Result<BankPlan, BankOpError>) -> ExitCode {
-    let plan = match plan {
-        Ok(p) => p,
-        Err(e) => return super::fail(&super::error_text(&e), code(&e)),
-    };
-    if !w.json {
-        print_plan(&plan);
+impl Shown for BankPlan {
+    const BACKUP: &'static str = "Backup of boot.cfg";
+    const READ_BACK_KEY: Option<&'static str> = Some("status");
+    fn render(&self) -> String {
+        render_plan(self)
     }
-    if !plan.has_changes() || w.dry_run {
-        if w.json {
-            super::print_json(
-                &serde_json::json!({"plan": plan, "outcome": null, "dry_run": w.dry_run, "status": null}),
-            );
-        } else if !plan.has_changes() {
-            println!("Nothing to change; nothing written.");
-        } else {
-            println!("Dry run: nothing written.");
-        }
-        return ExitCode::SUCCESS;
+    fn question(&self, target: &Path) -> String {
+        format!("Write this to {}?", target.display())
     }
-    if !w.yes
-        && let Err(c) = super::prompt::confirm(&format!("Write this to {}?", target.display()))
-    {
-        return c;
-    }
-    let backup = w
-        .backup_dir
-        .clone()
-        .unwrap_or_else(bootbank::fix::default_backup_dir);
-    let outcome = match bank::apply(&plan, &backup) {
-        Ok(o) => o,
-        Err(e) => return super::fail(&super::error_text(&e), code(&e)),
-    };
-    // The new prediction comes from reading the disk again, not from the plan.
-    let after = bank::status(target);
-    if w.json {
-        super::print_json(&serde_json::json!({
-            "plan": plan,
-            "outcome": outcome,
-            "dry_run": false,
-            "status": after.as_ref().ok(),
-        }));
-    } else {
-        super::print_outcome(&outcome, "Backup of boot.cfg");
-        print!(
-            "{} bytes written in {} writes",
-            outcome.stats.bytes_written, outcome.stats.write_calls
-        );
-        match &outcome.backup_dir {
-            Some(b) => println!(
-                "; undo with: bootbank restore {} --from {b}",
-                target.display()
-            ),
-            None => println!(),
-        }
-        if let Ok(s) = &after {
-            println!("\nRead back from the disk:");
-            print!("{}", render_status(s));
+    /// The new prediction comes from reading the disk again, not from the plan.
+    fn read_back(&self, target: &Path, _: &mut Outcome, _json: bool) -> ReadBack {
+        match bank::status(target) {
+            Ok(s) => ReadBack {
+                json: serde_json::to_value(&s).ok(),
+                text: format!("\nRead back from the disk:\n{}", render_status(&s)),
+                failed: None,
+            },
+            Err(e) => ReadBack {
+                failed: Some(super::error_text(&e)),
+                ..Default::default()
+            },
         }
     }
-    if let Err(e) = after {
-        eprintln!("bootbank: warning: reading the result again failed: {e}");
-    }
-    ExitCode::SUCCESS
 }

@@ -1,7 +1,9 @@
 //! `bootbank fix`, `config get|set|unset` and `restore`: argument handling, the plan shown to
 //! the user, the question, and the report of what was written.
 
+use super::write::{Flags, ReadBack, Shown};
 use bootbank::Edit;
+use bootbank::Outcome;
 use bootbank::findings::Severity;
 use bootbank::fix::{self, Banks, FixError, Options, Plan, Request};
 use clap::Args;
@@ -57,6 +59,15 @@ pub struct GetArgs {
 }
 
 impl WriteArgs {
+    pub(super) fn flags(&self) -> Flags {
+        Flags {
+            dry_run: self.dry_run,
+            yes: self.yes,
+            backup_dir: self.backup_dir.clone(),
+            json: self.json,
+        }
+    }
+
     fn options(&self) -> Options {
         Options {
             banks: if self.both_banks {
@@ -69,10 +80,6 @@ impl WriteArgs {
             output: self.output.clone(),
         }
     }
-}
-
-fn code(e: &FixError) -> u8 {
-    if e.during_write() { 1 } else { 2 }
 }
 
 /// The one-line message for an error, with what still works when the library says it cannot.
@@ -111,7 +118,7 @@ pub(super) fn message(e: &FixError) -> String {
         FixError::Lockdown(bootbank::lockdown::LockdownRefusal::TpmSealed { .. }) => format!(
             "{e}. What still works: in normal lockdown, at the DCUI (F2, Configure Lockdown Mode) as a user of the DCUI access list; from vCenter, if it still manages the host; or boot with the encryption recovery key"
         ),
-        other => other.to_string(),
+        other => super::error_text(other),
     }
 }
 
@@ -194,78 +201,29 @@ pub(super) fn execute(
     w: &WriteArgs,
     make_plan: impl FnOnce(&Options) -> Result<Plan, FixError>,
 ) -> ExitCode {
-    let opts = w.options();
-    let plan = match make_plan(&opts) {
-        Ok(p) => p,
-        Err(e) => return super::fail(&message(&e), code(&e)),
-    };
-    if !w.json {
-        print_plan(&plan);
-    }
-    if !plan.has_changes() {
-        if w.json {
-            super::print_json(
-                &serde_json::json!({"plan": plan, "outcome": null, "dry_run": w.dry_run}),
-            );
-        } else {
-            println!("Nothing to change; nothing written.");
-        }
-        return ExitCode::SUCCESS;
-    }
-    if w.dry_run {
-        if w.json {
-            super::print_json(&serde_json::json!({"plan": plan, "outcome": null, "dry_run": true}));
-        } else {
-            println!("Dry run: nothing written.");
-        }
-        return ExitCode::SUCCESS;
-    }
-    if !w.yes
-        && let Err(c) =
-            super::prompt::confirm(&format!("Write these changes to {}?", target.display()))
-    {
-        return c;
-    }
-    let backup = w.backup_dir.clone().unwrap_or_else(fix::default_backup_dir);
-    match fix::apply(&plan, &backup, &opts) {
-        Ok(mut outcome) => {
-            if w.json {
-                super::print_json(
-                    &serde_json::json!({"plan": plan, "outcome": outcome, "dry_run": false}),
-                );
-            } else {
-                super::print_outcome(&outcome, "Backup of every changed file");
-                println!(
-                    "{} bytes written in {} writes; undo with: bootbank restore {} --from {}",
-                    outcome.stats.bytes_written,
-                    outcome.stats.write_calls,
-                    target.display(),
-                    outcome.backup_dir.as_deref().unwrap_or("<backup dir>")
-                );
-                // Read the target again from scratch and say what the host will do now.
-                let read_back = w.output.as_deref().unwrap_or(target);
-                // The file is read again; decoding it again is skipped when its bytes are the
-                // ones the read-back check decoded.
-                let again = bootbank::inspect::Options {
-                    decoded: std::mem::take(&mut outcome.decoded),
-                    ..Default::default()
-                };
-                match bootbank::inspect::inspect(read_back, &again) {
-                    Ok(r) => print!(
-                        "Now: {}",
-                        super::human::verdict(&r).trim_start_matches("VERDICT: ")
-                    ),
-                    Err(e) => eprintln!("bootbank: warning: reading the result again failed: {e}"),
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => super::fail(&message(&e), code(&e)),
-    }
+    super::write::execute(target, &w.flags(), make_plan(&w.options()))
 }
 
-fn print_plan(plan: &Plan) {
-    print!("{}", render_plan(plan));
+impl Shown for Plan {
+    const BACKUP: &'static str = "Backup of every changed file";
+    fn render(&self) -> String {
+        render_plan(self)
+    }
+    fn message(e: &FixError) -> String {
+        message(e)
+    }
+    fn read_back(&self, target: &Path, outcome: &mut Outcome, json: bool) -> ReadBack {
+        if json {
+            return ReadBack::default();
+        }
+        // The file is read again from scratch; decoding it again is skipped when its bytes are
+        // the ones the read-back check decoded.
+        let again = bootbank::inspect::Options {
+            decoded: std::mem::take(&mut outcome.decoded),
+            ..Default::default()
+        };
+        super::write::verdict_now(self.output().unwrap_or(target), &again)
+    }
 }
 
 /// The plan as text: every device as typed and as read, each file's changes and the diff

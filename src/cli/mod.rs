@@ -16,6 +16,7 @@ pub mod rescue;
 pub mod restore;
 pub mod restore_config;
 pub mod style;
+pub mod write;
 
 use serde::Serialize;
 use std::io::Write;

@@ -201,7 +201,7 @@ pub fn run(a: RescueArgs) -> ExitCode {
     if a.dry_run {
         for d in scan.esxi.iter().filter(|d| d.has_critical()) {
             match rescue::plan_fix(d) {
-                Ok(Some((plan, _))) => term.say(&super::fix::render_plan(&plan)),
+                Ok(Some(plan)) => term.say(&super::fix::render_plan(&plan)),
                 Ok(None) => {}
                 Err(e) => term.say(&format!("{}: {}\n", d.device, super::fix::message(&e))),
             }
@@ -281,7 +281,7 @@ fn interactive(term: &mut Term, at: &Where, mut scan: Scan, backup_base: &Path) 
             }
         };
         let disk = &scan.esxi[chosen];
-        let (plan, opts) = match rescue::plan_fix(disk) {
+        let plan = match rescue::plan_fix(disk) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
             Err(e) => return say_fail(term, &super::fix::message(&e), code(&e)),
@@ -300,7 +300,7 @@ fn interactive(term: &mut Term, at: &Where, mut scan: Scan, backup_base: &Path) 
             None => return ExitCode::from(3),
         }
         let backup = backup_base.join(backup_name(&disk.name));
-        if let Err(e) = write_one(term, disk, &plan, &opts, &backup) {
+        if let Err(e) = write_one(term, disk, &plan, &backup) {
             return say_fail(term, &super::fix::message(&e), code(&e));
         }
         fixed_any = true;
@@ -332,7 +332,7 @@ fn auto_fix(term: &mut Term, at: &Where, scan: Scan, backup_base: &Path, json: b
         term.say("\nbootbank.auto=fix: fixing every critical finding on every ESXi disk found.\n");
     }
     for disk in &scan.esxi {
-        let planned = match rescue::plan_fix(disk) {
+        let plan = match rescue::plan_fix(disk) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
             Err(e) => {
@@ -345,7 +345,6 @@ fn auto_fix(term: &mut Term, at: &Where, scan: Scan, backup_base: &Path, json: b
                 continue;
             }
         };
-        let (plan, opts) = planned;
         if !plan.has_changes() {
             continue;
         }
@@ -353,7 +352,7 @@ fn auto_fix(term: &mut Term, at: &Where, scan: Scan, backup_base: &Path, json: b
             term.say(&format!("\n{}", super::fix::render_plan(&plan)));
         }
         let backup = backup_base.join(backup_name(&disk.name));
-        match write_one(term, disk, &plan, &opts, &backup) {
+        match write_one(term, disk, &plan, &backup) {
             Ok(outcome) => fixed.push(serde_json::json!({
                 "disk": disk.name, "device": disk.device, "plan": plan, "outcome": outcome,
             })),
@@ -411,10 +410,9 @@ fn write_one(
     term: &mut Term,
     disk: &EsxDisk,
     plan: &fix::Plan,
-    opts: &fix::Options,
     backup: &Path,
 ) -> Result<fix::Outcome, FixError> {
-    let outcome = fix::apply(plan, backup, opts)?;
+    let outcome = fix::apply(plan, backup)?;
     let mut s = String::new();
     for r in &outcome.recovered {
         let _ = writeln!(s, "Recovered: {r}");

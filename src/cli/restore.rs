@@ -3,6 +3,7 @@
 //! the one restore of the library ([`bootbank::restore::plan`]).
 
 use super::fix::WriteArgs;
+use super::write::execute;
 use bootbank::restore::{self, RestorePlan};
 use clap::Args;
 use std::path::PathBuf;
@@ -24,17 +25,15 @@ pub struct RestoreArgs {
 
 pub fn run_restore(a: RestoreArgs) -> ExitCode {
     let w = &a.write;
-    // A backup of boot.cfg files is shown, written and read back as `bank` does.
-    let bank_opts = super::bank::WriteOpts {
-        dry_run: w.dry_run,
-        yes: w.yes,
-        backup_dir: w.backup_dir.clone(),
-        json: w.json,
-    };
+    // Each kind of backup is shown, written and read back as the command that made it does.
     match restore::plan(&a.target, &a.from, a.force) {
-        Ok(RestorePlan::Boot(plan)) => super::bank::execute(&a.target, &bank_opts, Ok(plan)),
-        Ok(RestorePlan::Config(plan)) => super::fix::execute(&a.target, w, |_| Ok(plan)),
-        Err(restore::RestoreError::Bank(e)) => super::bank::execute(&a.target, &bank_opts, Err(e)),
+        Ok(RestorePlan::Boot(plan)) => execute(&a.target, &w.flags(), Ok(plan)),
+        Ok(RestorePlan::Config(plan)) => {
+            super::fix::execute(&a.target, w, |o| Ok(plan.with_output(o.output.clone())))
+        }
+        Err(restore::RestoreError::Bank(e)) => {
+            execute::<bootbank::bank::BankPlan>(&a.target, &w.flags(), Err(e))
+        }
         Err(restore::RestoreError::Fix(e)) => super::fix::execute(&a.target, w, |_| Err(e)),
     }
 }

@@ -1,10 +1,11 @@
 //! `bootbank restore-config`: the plan (checks, member list, esx.conf diff), the question, and
 //! the report of what was written.
 
+use super::write::{Flags, ReadBack, Shown};
+use bootbank::Outcome;
 use bootbank::restore_config::{self, Plan, Request, Source, Verdict, WriteMethod};
 use clap::{ArgGroup, Args};
-use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Args)]
@@ -36,10 +37,6 @@ pub struct RestoreConfigArgs {
     json: bool,
 }
 
-fn code(e: &restore_config::RestoreConfigError) -> u8 {
-    if e.during_write() { 1 } else { 2 }
-}
-
 pub fn run(a: RestoreConfigArgs) -> ExitCode {
     let req = Request {
         source: match (&a.from_bank, &a.from) {
@@ -49,62 +46,33 @@ pub fn run(a: RestoreConfigArgs) -> ExitCode {
         },
         force: a.force,
     };
-    let plan = match restore_config::plan(&a.target, &req) {
-        Ok(p) => p,
-        Err(e) => return super::fail(&e.to_string(), code(&e)),
+    let flags = Flags {
+        dry_run: a.dry_run,
+        yes: a.yes,
+        backup_dir: a.backup_dir.clone(),
+        json: a.json,
     };
-    if !a.json {
-        // One write; a closed pipe ends quietly.
-        let _ = std::io::stdout().lock().write_all(render(&plan).as_bytes());
+    super::write::execute(&a.target, &flags, restore_config::plan(&a.target, &req))
+}
+
+impl Shown for Plan {
+    const BACKUP: &'static str = "Backup of what was there";
+    fn render(&self) -> String {
+        render(self)
     }
-    if !plan.has_changes() || a.dry_run {
-        if a.json {
-            super::print_json(
-                &serde_json::json!({"plan": plan, "outcome": null, "dry_run": a.dry_run}),
-            );
-        } else if a.dry_run && plan.has_changes() {
-            println!("Dry run: nothing written.");
-        } else {
-            println!("Nothing to change; nothing written.");
+    fn question(&self, target: &Path) -> String {
+        format!("Write {} to {}?", self.location, target.display())
+    }
+    /// A replaced state.tgz is in the backup and `restore` puts it back; a created one had
+    /// nothing before it, and `restore` of that backup has nothing to put back.
+    fn undoable(&self) -> bool {
+        self.method == WriteMethod::Replace
+    }
+    fn read_back(&self, target: &Path, _: &mut Outcome, json: bool) -> ReadBack {
+        if json {
+            return ReadBack::default();
         }
-        return ExitCode::SUCCESS;
-    }
-    if !a.yes
-        && let Err(c) = super::prompt::confirm(&format!(
-            "Write {} to {}?",
-            plan.location,
-            a.target.display()
-        ))
-    {
-        return c;
-    }
-    let backup = a
-        .backup_dir
-        .clone()
-        .unwrap_or_else(bootbank::fix::default_backup_dir);
-    match restore_config::apply(&plan, &backup) {
-        Ok(outcome) => {
-            if a.json {
-                super::print_json(
-                    &serde_json::json!({"plan": plan, "outcome": outcome, "dry_run": false}),
-                );
-            } else {
-                super::print_outcome(&outcome, "Backup of what was there");
-                println!(
-                    "{} bytes written in {} writes, {} flushes",
-                    outcome.stats.bytes_written, outcome.stats.write_calls, outcome.stats.flushes
-                );
-                match bootbank::inspect::inspect(&a.target, &Default::default()) {
-                    Ok(r) => print!(
-                        "Now: {}",
-                        super::human::verdict(&r).trim_start_matches("VERDICT: ")
-                    ),
-                    Err(e) => eprintln!("bootbank: warning: reading the result again failed: {e}"),
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => super::fail(&e.to_string(), code(&e)),
+        super::write::verdict_now(target, &Default::default())
     }
 }
 

@@ -1198,6 +1198,25 @@ fn verify_parses(b: &[u8]) -> Result<(), VerifyError> {
     BootCfg::parse(b).map(|_| ()).map_err(VerifyError::new)
 }
 
+impl crate::ops::plan::WritePlan for BankPlan {
+    type Error = BankOpError;
+    fn target(&self) -> &Path {
+        &self.target_path
+    }
+    fn has_changes(&self) -> bool {
+        BankPlan::has_changes(self)
+    }
+    fn apply(&self, backup_dir: &Path) -> Result<Outcome, BankOpError> {
+        apply(self, backup_dir)
+    }
+}
+
+impl crate::ops::plan::WriteError for BankOpError {
+    fn during_write(&self) -> bool {
+        BankOpError::during_write(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use crate::io::disk::{Disk, DiskError};
 use crate::ops::inspect::{self, InspectError, TargetKind};
 use crate::write::backup::{BackupError, Standing};
 use crate::write::commit::{self, CommitError, VerifyError};
-use crate::write::transaction::{self, Names, TxError, WriteStats};
+use crate::write::transaction::{self, Names, TxError};
 use serde::Serialize;
 use std::cell::{Cell, RefCell};
 use std::path::{Path, PathBuf};
@@ -467,6 +467,10 @@ pub struct Plan {
     pub devices: Vec<DeviceChoice>,
     #[serde(skip)]
     target_path: PathBuf,
+    /// Where an archive target's new bytes go instead of in place (`--output`); a disk's banks
+    /// are always written in place.
+    #[serde(skip)]
+    output: Option<PathBuf>,
 }
 
 /// A device the user named, and how its address was read.
@@ -516,7 +520,14 @@ impl Plan {
             steps: Vec::new(),
             devices: Vec::new(),
             target_path: target.to_path_buf(),
+            output: None,
         }
+    }
+
+    /// The same plan writing an archive target's new bytes to `output` instead of in place
+    /// (`None`: in place); set by [`plan`] from [`Options::output`], and by `restore`'s caller.
+    pub fn with_output(self, output: Option<PathBuf>) -> Plan {
+        Plan { output, ..self }
     }
 
     /// Whether anything would be written.
@@ -524,6 +535,10 @@ impl Plan {
         self.steps
             .iter()
             .any(|s| s.changes_anything() || s.leftover.is_some() || s.fat_leftover.is_some())
+    }
+    /// Where an archive target's new bytes go (`None`: in place, and always for a disk).
+    pub fn output(&self) -> Option<&Path> {
+        self.output.as_deref()
     }
 }
 
@@ -563,7 +578,7 @@ pub fn plan_with(
     needs_state: bool,
     build: &mut StepBuilder<'_>,
 ) -> Result<Plan, FixError> {
-    let mut plan = Plan::empty(target);
+    let mut plan = Plan::empty(target).with_output(opts.output.clone());
     match Target::open(target)? {
         Target::Directory(_) => {
             return Err(FixError::DirectoryTarget {
@@ -1149,24 +1164,8 @@ pub fn unified_diff(old: &[u8], new: &[u8], location: &str) -> String {
         .to_string()
 }
 
-/// What was written (by `fix`, `config`, `restore` and `bank`).
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Outcome {
-    /// Where the backup of every changed file went, for `bootbank restore --from`; `None` when
-    /// no file changed (nothing at all, or only leftovers of an interrupted write settled).
-    pub backup_dir: Option<String>,
-    /// The locations written (`partition 5 /state.tgz`, ...), in order.
-    pub written: Vec<String>,
-    /// What an interrupted earlier write left and was completed, undone or reclaimed first,
-    /// each prefixed with its location.
-    pub recovered: Vec<String>,
-    /// Bytes written, write calls and fsyncs over the whole write.
-    pub stats: WriteStats,
-    /// The configurations the read-back checks decoded from what was written: an `inspect` of
-    /// the result that reads the same bytes again need not decode them again.
-    #[serde(skip)]
-    pub decoded: Vec<inspect::Decoded>,
-}
+/// What was written: the one record every write command returns.
+pub use crate::ops::plan::Outcome;
 
 /// The backup's parts, kept here under their old names.
 pub use crate::write::backup::{
@@ -1426,8 +1425,8 @@ fn rewrap_local(
 
 /// Carries out a plan through the one commit (`commit::commit`): exclusive access, backup,
 /// recovery of leftovers, safe writes, read-back checks.
-pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, FixError> {
-    apply_on(plan, backup_dir, opts, None)
+pub fn apply(plan: &Plan, backup_dir: &Path) -> Result<Outcome, FixError> {
+    apply_on(plan, backup_dir, None)
 }
 
 /// [`apply`] on a disk the caller opened for writing (`None`: the commit opens the disk of a
@@ -1436,7 +1435,6 @@ pub fn apply(plan: &Plan, backup_dir: &Path, opts: &Options) -> Result<Outcome, 
 pub fn apply_on(
     plan: &Plan,
     backup_dir: &Path,
-    opts: &Options,
     disk: Option<Disk>,
 ) -> Result<Outcome, FixError> {
     if !plan.has_changes() {
@@ -1493,7 +1491,7 @@ pub fn apply_on(
                 commit::Dest::HostFile {
                     read: &plan.target_path,
                     old: &step.old_bytes,
-                    path: opts
+                    path: plan
                         .output
                         .clone()
                         .unwrap_or_else(|| plan.target_path.clone()),
@@ -1518,18 +1516,6 @@ pub fn apply_on(
         decoded: decoded.into_inner(),
         ..Outcome::from(report)
     })
-}
-
-impl From<commit::Report> for Outcome {
-    fn from(r: commit::Report) -> Outcome {
-        Outcome {
-            backup_dir: r.backup_dir.map(|d| d.display().to_string()),
-            written: r.written,
-            recovered: r.recovered,
-            stats: r.stats,
-            decoded: Vec::new(),
-        }
-    }
 }
 
 /// Plans putting back the configuration files of a backup made by [`apply`] (the one
@@ -1726,6 +1712,25 @@ fn verify_any(bytes: &[u8]) -> Result<(), VerifyError> {
 
 /// Replaces a file outside any bank, the way [`apply`] writes an archive target.
 pub use crate::write::commit::replace_file;
+
+impl crate::ops::plan::WritePlan for Plan {
+    type Error = FixError;
+    fn target(&self) -> &Path {
+        &self.target_path
+    }
+    fn has_changes(&self) -> bool {
+        Plan::has_changes(self)
+    }
+    fn apply(&self, backup_dir: &Path) -> Result<Outcome, FixError> {
+        apply(self, backup_dir)
+    }
+}
+
+impl crate::ops::plan::WriteError for FixError {
+    fn during_write(&self) -> bool {
+        FixError::during_write(self)
+    }
+}
 
 #[cfg(test)]
 mod tests {

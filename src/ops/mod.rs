@@ -11,6 +11,7 @@ pub mod lint;
 pub mod lockdown;
 pub mod network;
 pub mod passwd;
+pub mod plan;
 pub mod rescue;
 pub mod restore;
 pub mod restore_config;

@@ -255,7 +255,7 @@ fn judge(
 /// The plan that gives every device of a critical finding back to the vmkernel, in every valid
 /// bank (so that a rollback with Shift+R does not bring the mistake back). None when no
 /// critical finding names a device.
-pub fn plan_fix(disk: &EsxDisk) -> Result<Option<(Plan, FixOptions)>, FixError> {
+pub fn plan_fix(disk: &EsxDisk) -> Result<Option<Plan>, FixError> {
     if disk.critical_devices.is_empty() {
         return Ok(None);
     }
@@ -270,7 +270,7 @@ pub fn plan_fix(disk: &EsxDisk) -> Result<Option<(Plan, FixOptions)>, FixError> 
             .collect(),
     );
     let plan = fix::plan(Path::new(&disk.device), &request, &opts)?;
-    Ok(Some((plan, opts)))
+    Ok(Some(plan))
 }
 
 /// Where the backup goes when the user names none: a rescue system booted from read-only media

@@ -9,11 +9,15 @@
 
 use crate::ops::bank::{self, BankOpError, BankPlan};
 use crate::ops::fix::{self, FixError, Plan};
+use crate::ops::plan::{Outcome, WriteError, WritePlan};
 use crate::write::backup;
+use serde::Serialize;
 use std::path::Path;
 
-/// What a restore will write, in the form of the command whose backup it puts back.
-#[derive(Debug, Clone)]
+/// What a restore will write, in the form of the command whose backup it puts back; it
+/// serializes as that command's plan.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
 pub enum RestorePlan {
     /// Configuration files (from `fix`, `config`, `passwd`, or an earlier restore of them).
     Config(Plan),
@@ -54,4 +58,32 @@ pub fn plan(target: &Path, from: &Path, force: bool) -> Result<RestorePlan, Rest
     } else {
         RestorePlan::Config(fix::plan_restore_of(target, &b, force)?)
     })
+}
+
+impl WritePlan for RestorePlan {
+    type Error = RestoreError;
+    fn target(&self) -> &Path {
+        match self {
+            RestorePlan::Config(p) => p.target(),
+            RestorePlan::Boot(p) => p.target(),
+        }
+    }
+    fn has_changes(&self) -> bool {
+        match self {
+            RestorePlan::Config(p) => p.has_changes(),
+            RestorePlan::Boot(p) => p.has_changes(),
+        }
+    }
+    fn apply(&self, backup_dir: &Path) -> Result<Outcome, RestoreError> {
+        Ok(match self {
+            RestorePlan::Config(p) => fix::apply(p, backup_dir)?,
+            RestorePlan::Boot(p) => bank::apply(p, backup_dir)?,
+        })
+    }
+}
+
+impl WriteError for RestoreError {
+    fn during_write(&self) -> bool {
+        RestoreError::during_write(self)
+    }
 }

@@ -1056,6 +1056,25 @@ fn run(plan: &Plan, backup_dir: &Path, disk: Option<Disk>) -> Result<Outcome, Re
     Ok(Outcome::from(report))
 }
 
+impl crate::ops::plan::WritePlan for Plan {
+    type Error = RestoreConfigError;
+    fn target(&self) -> &Path {
+        &self.target_path
+    }
+    fn has_changes(&self) -> bool {
+        Plan::has_changes(self)
+    }
+    fn apply(&self, backup_dir: &Path) -> Result<Outcome, RestoreConfigError> {
+        apply(self, backup_dir)
+    }
+}
+
+impl crate::ops::plan::WriteError for RestoreConfigError {
+    fn during_write(&self) -> bool {
+        RestoreConfigError::during_write(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

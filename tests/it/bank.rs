@@ -642,7 +642,7 @@ fn one_restore_takes_either_kind_of_backup() {
     let what = bootbank::fix::Request::Devices(vec!["0000:16:00.0".into()]);
     let plan = bootbank::fix::plan(&img, &what, &fix_opts).unwrap();
     let fix_backup = t.join("fix-backup");
-    bootbank::fix::apply(&plan, &fix_backup, &fix_opts).unwrap();
+    bootbank::fix::apply(&plan, &fix_backup).unwrap();
     assert_ne!(common::read_fat_file(&img, 5, "state.tgz"), state5);
     let plan = bootbank::bank::plan_rollback(&img).unwrap();
     let bank_backup = t.join("bank-backup");
@@ -661,7 +661,7 @@ fn one_restore_takes_either_kind_of_backup() {
     assert_eq!(common::read_fat_file(&img, 5, "boot.cfg"), cfg5);
     match restore::plan(&img, &fix_backup, false).unwrap() {
         RestorePlan::Config(plan) => {
-            let o = bootbank::fix::apply(&plan, &t.join("undo-fix"), &fix_opts).unwrap();
+            let o = bootbank::fix::apply(&plan, &t.join("undo-fix")).unwrap();
             assert_eq!(o.written, vec!["partition 5 /state.tgz".to_string()]);
         }
         other => panic!("a state.tgz backup planned as {other:?}"),

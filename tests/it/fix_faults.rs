@@ -253,7 +253,7 @@ fn every_crash_point_of_replace_is_recoverable() {
         // (c) fix again completes or undoes the interrupted write, then finishes the job.
         let backup = tmp.join(format!("backup-{n}"));
         let rerun = fix::plan(&img, &what(), &Options::default())
-            .and_then(|plan| fix::apply(&plan, &backup, &Options::default()));
+            .and_then(|plan| fix::apply(&plan, &backup));
         if let Err(e) = rerun {
             problem(format!("fix after the crash failed: {e}"));
             continue;

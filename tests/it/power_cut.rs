@@ -175,12 +175,12 @@ fn fix_bank_select_rollback_and_restore_survive_every_power_cut() {
     tar_extracts(&old, &tmp, "old");
     tar_extracts(&new, &tmp, "new");
     let journal = record(&pristine, |disk| {
-        fix::apply_on(&plan, &backup("fix"), &Options::default(), Some(disk)).unwrap();
+        fix::apply_on(&plan, &backup("fix"), Some(disk)).unwrap();
     });
     let rerun_fix = |img: &Path| -> Result<(), String> {
         let plan =
             fix::plan(img, &fix_devices(), &Options::default()).map_err(|e| e.to_string())?;
-        fix::apply(&plan, &backup("fix"), &Options::default())
+        fix::apply(&plan, &backup("fix"))
             .map(|_| ())
             .map_err(|e| e.to_string())
     };
@@ -279,20 +279,14 @@ fn fix_bank_select_rollback_and_restore_survive_every_power_cut() {
     std::fs::copy(&pristine, &fixed).unwrap();
     let fix_backup = backup("restore-source");
     let plan = fix::plan(&fixed, &fix_devices(), &Options::default()).unwrap();
-    fix::apply(&plan, &fix_backup, &Options::default()).unwrap();
+    fix::apply(&plan, &fix_backup).unwrap();
     let restore_plan = fix::plan_restore(&fixed, &fix_backup, false).unwrap();
     let journal = record(&fixed, |disk| {
-        fix::apply_on(
-            &restore_plan,
-            &backup("restore"),
-            &Options::default(),
-            Some(disk),
-        )
-        .unwrap();
+        fix::apply_on(&restore_plan, &backup("restore"), Some(disk)).unwrap();
     });
     let rerun_restore = |img: &Path| -> Result<(), String> {
         let plan = fix::plan_restore(img, &fix_backup, false).map_err(|e| e.to_string())?;
-        fix::apply(&plan, &backup("restore"), &Options::default())
+        fix::apply(&plan, &backup("restore"))
             .map(|_| ())
             .map_err(|e| e.to_string())
     };

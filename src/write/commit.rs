@@ -148,6 +148,17 @@ pub enum CommitError {
     /// The cause is in the message.
     #[error("write failed: {0}")]
     Tx(TxError),
+    /// What an interrupted earlier write left cannot be completed or undone safely
+    /// (`TxError::Ambiguous`): refused before writing anything to the file.
+    #[error("{0}; nothing was written there")]
+    Unsettled(TxError),
+    /// A later file of the plan failed after earlier ones were written and verified: those stay
+    /// written (each is complete), the failed one is as its own error says.
+    #[error("{cause} (already written and verified: {})", .written.join(", "))]
+    Partial {
+        written: Vec<String>,
+        cause: Box<CommitError>,
+    },
     #[error(transparent)]
     Backup(#[from] BackupError),
     #[error(transparent)]
@@ -185,7 +196,10 @@ impl CommitError {
     /// Whether the error happened while writing to the target (exit 1) rather than before
     /// (exit 2).
     pub fn during_write(&self) -> bool {
-        matches!(self, CommitError::Tx(_) | CommitError::InPlace { .. })
+        matches!(
+            self,
+            CommitError::Tx(_) | CommitError::InPlace { .. } | CommitError::Partial { .. }
+        )
     }
 }
 
@@ -238,12 +252,33 @@ pub fn commit_on(
     }
     let mut head = None;
     for c in changes {
+        commit_one(c, &mut disk, &mut head, &mut report).map_err(|cause| {
+            if report.written.is_empty() {
+                cause
+            } else {
+                CommitError::Partial {
+                    written: report.written.clone(),
+                    cause: Box::new(cause),
+                }
+            }
+        })?;
+    }
+    Ok(report)
+}
+
+/// One change of [`commit_on`], its counts and messages added to `report`.
+fn commit_one(
+    c: &Change<'_>,
+    disk: &mut Option<Disk>,
+    head: &mut Option<Vec<u8>>,
+    report: &mut Report,
+) -> Result<(), CommitError> {
         match &c.dest {
             Dest::Bank(w) => {
                 let disk = disk.as_mut().ok_or(CommitError::Vanished {
                     partition: w.partition,
                 })?;
-                let head = match &head {
+                let head = match head {
                     Some(h) => h,
                     None => head.insert(disk.head(crate::esxi::target::HEAD)?),
                 };
@@ -279,8 +314,7 @@ pub fn commit_on(
                 report.written.push(path.display().to_string());
             }
         }
-    }
-    Ok(report)
+    Ok(())
 }
 
 /// Carries out one [`BankWrite`] on `disk` (opened for writing; `head` is its first bytes, to
@@ -306,9 +340,11 @@ pub fn commit_bank(
     };
     let mut bank = find(disk)?;
     if let Some((leftover, verify)) = w.recover {
-        out.recovered.push(transaction::recover(
-            disk, &bank, w.names, leftover, verify,
-        )?);
+        let settled = transaction::recover(disk, &bank, w.names, leftover, verify);
+        out.recovered.push(settled.map_err(|e| match e {
+            TxError::Ambiguous { .. } => CommitError::Unsettled(e),
+            e => CommitError::Tx(e),
+        })?);
         bank = find(disk)?;
     }
     let changes = w.old != w.new;

@@ -35,10 +35,27 @@ pub enum TxError {
         file: String,
         why: fat::Rejected,
     },
+    /// What an interrupted write left cannot be settled safely either way; nothing was changed.
     #[error(
         "bootbank on partition {partition}: {state}; restore the bank from a backup with `bootbank restore`"
     )]
-    Ambiguous { partition: u32, state: String },
+    Ambiguous { partition: u32, state: Unsettled },
+}
+
+/// Why an interrupted write's leftovers are neither completed nor undone.
+#[derive(Debug, thiserror::Error)]
+pub enum Unsettled {
+    /// The new file does not pass the caller's check and there is no usable previous one.
+    #[error("{new} is not usable ({why}) and no usable {old} is left")]
+    NewUnusable {
+        new: String,
+        old: String,
+        why: crate::format::verdict::VerifyError,
+    },
+    /// The file, its new and its previous copy all exist: a state no bootbank version leaves,
+    /// so which one is meant cannot be told.
+    #[error("{}", .leftover.describe(.names))]
+    All { leftover: Leftover, names: Names },
 }
 
 pub use crate::esxi::leftover::{Leftover, Names};
@@ -257,7 +274,11 @@ fn recover_names(
                 }
                 return Err(TxError::Ambiguous {
                     partition: b.partition,
-                    state: format!("{new} is not usable ({why}) and no usable {old} is left"),
+                    state: Unsettled::NewUnusable {
+                        new: new.clone(),
+                        old: old.clone(),
+                        why,
+                    },
                 });
             }
             b.step(disk, |v| v.rename(new, current))?;
@@ -277,7 +298,10 @@ fn recover_names(
         Leftover::All => {
             return Err(TxError::Ambiguous {
                 partition: b.partition,
-                state: leftover.describe(names),
+                state: Unsettled::All {
+                    leftover: leftover.clone(),
+                    names: names.clone(),
+                },
             });
         }
     })

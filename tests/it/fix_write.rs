@@ -1323,3 +1323,135 @@ fn the_checks_catch_stray_changes() {
         "an esx.conf diff other than the intended one was not caught"
     );
 }
+
+/// `mcopy` of a small file into the root of the FAT at `off` (the leftover a test plants).
+fn plant(img: &Path, off: u64, name: &str, bytes: &[u8], dir: &Path) {
+    let src = dir.join(format!("planted-{name}"));
+    fs::write(&src, bytes).unwrap();
+    common::run(
+        cmd("mcopy")
+            .arg("-i")
+            .arg(format!("{}@@{off}", p(img)))
+            .arg(&src)
+            .arg(format!("::/{name}")),
+    );
+}
+
+/// Leftovers no bootbank version leaves (state.tgz, state.new and state.old all present) are
+/// neither completed nor undone: refused with exit 2, every byte of the image as before. With
+/// `--both-banks` and the leftovers only in the second bank, the first bank is written and
+/// verified, then the second refuses: exit 1 (the target was changed), the message says what
+/// was already written, and the backup restores the first bank.
+#[test]
+fn unsettled_leftovers_refuse_and_a_partial_write_says_so() {
+    if !tools() {
+        return;
+    }
+    let t = TempDir::new("fixw-unsettled");
+    let pristine = Scenario::new()
+        .layout("demo")
+        .bank(5, story_bank(3, 0))
+        .bank(6, story_bank(2, 0))
+        .build(t.path());
+    let off6 = common::part(&pristine, 6).offset();
+
+    // One bank, refused before anything is written.
+    let img = fresh(&t, &pristine, "one");
+    let dir = img.parent().unwrap().to_path_buf();
+    let off5 = common::part(&img, 5).offset();
+    plant(&img, off5, "state.new", b"not a state.tgz", &dir);
+    plant(&img, off5, "state.old", b"nor this", &dir);
+    let before = sha256_file(&img);
+    let o = bootbank(
+        &dir,
+        &[
+            "fix",
+            p(&img),
+            "--device",
+            "0000:16:00.0",
+            "--yes",
+            "--backup-dir",
+            p(&dir.join("b")),
+        ],
+    );
+    let text = output_text(&o);
+    assert_eq!(o.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains("state.tgz, state.new and state.old all exist")
+            && text.contains("nothing was written there"),
+        "{text}"
+    );
+    assert_eq!(sha256_file(&img), before, "an unsettled bank was written");
+    assert!(
+        fat_names(&img, off5).contains("state.new"),
+        "leftover touched"
+    );
+
+    // Two banks: the first written, the second refused.
+    let img = fresh(&t, &pristine, "two");
+    let dir = img.parent().unwrap().to_path_buf();
+    plant(&img, off6, "state.new", b"not a state.tgz", &dir);
+    plant(&img, off6, "state.old", b"nor this", &dir);
+    let planted = dir.join("planted.img");
+    copy_sparse(&img, &planted);
+    let backup = dir.join("b");
+    let o = bootbank(
+        &dir,
+        &[
+            "fix",
+            p(&img),
+            "--device",
+            "0000:16:00.0",
+            "--both-banks",
+            "--yes",
+            "--backup-dir",
+            p(&backup),
+        ],
+    );
+    let text = output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("already written and verified: partition 5 /state.tgz"),
+        "{text}"
+    );
+    let off5 = common::part(&img, 5).offset();
+    let state5 = mcopy_out(&img, off5, "state.tgz").unwrap();
+    assert_ne!(
+        Some(&state5),
+        mcopy_out(&planted, off5, "state.tgz").as_ref()
+    );
+    assert_eq!(
+        mcopy_out(&img, off6, "state.tgz"),
+        mcopy_out(&planted, off6, "state.tgz"),
+        "the refused bank's state.tgz changed"
+    );
+    common::fsck_banks_result(&img).unwrap();
+    // restore puts bank 5 back, then meets bank 6's leftovers again: the same partial report.
+    let o = bootbank(
+        &dir,
+        &[
+            "restore",
+            p(&img),
+            "--from",
+            p(&backup),
+            "--yes",
+            "--backup-dir",
+            p(&dir.join("rb")),
+        ],
+    );
+    let text = output_text(&o);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("already written and verified: partition 5 /state.tgz"),
+        "{text}"
+    );
+    assert_eq!(
+        mcopy_out(&img, off5, "state.tgz"),
+        mcopy_out(&planted, off5, "state.tgz"),
+        "restore did not put bank 5 back"
+    );
+    assert!(
+        fat_names(&img, off6).contains("state.new"),
+        "leftover touched"
+    );
+}

@@ -114,3 +114,111 @@ impl Leftover {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> FileInfo {
+        FileInfo {
+            name: name.into(),
+            size: 1,
+            modified: String::new(),
+            is_dir: false,
+        }
+    }
+
+    fn listing(names: &[&str]) -> Vec<FileInfo> {
+        let mut v: Vec<FileInfo> = names.iter().map(|n| file(n)).collect();
+        // Files a bank always holds, which never count.
+        v.push(file("boot.cfg"));
+        v.push(file("s.v00"));
+        v
+    }
+
+    #[test]
+    fn names_follow_the_stem_in_lower_case() {
+        let n = Names::for_file("STATE.TGZ");
+        assert_eq!(
+            (n.current.as_str(), n.new.as_str(), n.old.as_str()),
+            ("state.tgz", "state.new", "state.old")
+        );
+        let n = Names::for_file("boot.cfg");
+        assert_eq!((n.new.as_str(), n.old.as_str()), ("boot.new", "boot.old"));
+        assert_eq!(n.while_missing(), "the bootloader skips this bank");
+        assert_eq!(
+            Names::for_file("local.tgz").while_missing(),
+            "ESXi would boot with defaults"
+        );
+    }
+
+    /// Every combination of the three names, and which file holds the configuration after
+    /// recovery: the one ESXi would load once the interrupted rename sequence is finished or
+    /// undone.
+    #[test]
+    fn every_combination_of_the_three_names() {
+        let n = Names::for_file("state.tgz");
+        let cases: [(&[&str], Option<Leftover>, &str); 8] = [
+            (&[], None, "state.tgz"),
+            (&["state.tgz"], None, "state.tgz"),
+            (
+                &["state.tgz", "state.new"],
+                Some(Leftover::NewBesideCurrent),
+                "state.tgz",
+            ),
+            (&["state.new"], Some(Leftover::OnlyNew), "state.new"),
+            (
+                &["state.new", "state.old"],
+                Some(Leftover::NewAndOld),
+                "state.new",
+            ),
+            (&["state.old"], Some(Leftover::OnlyOld), "state.old"),
+            (
+                &["state.tgz", "state.old"],
+                Some(Leftover::OldBesideCurrent),
+                "state.tgz",
+            ),
+            (
+                &["state.tgz", "state.new", "state.old"],
+                Some(Leftover::All),
+                "state.tgz",
+            ),
+        ];
+        for (files, want, effective) in cases {
+            let got = Leftover::detect(&listing(files), &n);
+            assert_eq!(got, want, "{files:?}");
+            if let Some(l) = got {
+                assert_eq!(l.effective(&n), effective, "{files:?}");
+            }
+        }
+    }
+
+    /// FAT names are case-insensitive (a short name is stored in upper case, so a file may
+    /// read back as `STATE.TGZ`), and a directory of that name is not the file.
+    #[test]
+    fn case_is_ignored_and_directories_do_not_count() {
+        let n = Names::for_file("state.tgz");
+        let files = vec![file("STATE.TGZ"), file("State.New")];
+        assert_eq!(
+            Leftover::detect(&files, &n),
+            Some(Leftover::NewBesideCurrent)
+        );
+        let mut dir = file("state.old");
+        dir.is_dir = true;
+        let files = vec![file("state.tgz"), dir];
+        assert_eq!(Leftover::detect(&files, &n), None);
+    }
+
+    #[test]
+    fn each_description_names_the_files_and_what_the_host_does() {
+        let n = Names::for_file("boot.cfg");
+        assert_eq!(
+            Leftover::OnlyOld.describe(&n),
+            "an interrupted bootbank write left the previous boot.cfg as boot.old and no boot.cfg: the bootloader skips this bank until it is undone"
+        );
+        assert_eq!(
+            Leftover::All.describe(&Names::for_file("state.tgz")),
+            "state.tgz, state.new and state.old all exist: not a state bootbank leaves"
+        );
+    }
+}

@@ -107,20 +107,21 @@ const MAX_BLOCKS: usize = 256;
 /// Errors of the disk layer.
 #[derive(Debug, thiserror::Error)]
 pub enum DiskError {
-    #[error("disk: cannot open {path}: {cause}")]
-    Open { path: String, cause: io::Error },
+    #[error("disk: cannot open {}: {cause}", .path.display())]
+    Open { path: PathBuf, cause: io::Error },
     #[error("disk: read failed at byte {offset}: {cause}")]
     Read { offset: u64, cause: io::Error },
     #[error("disk: need bytes {offset}..{end} but the image ends at {len} (truncated image?)")]
     Short { offset: u64, end: u64, len: u64 },
     #[error("disk: write failed at byte {offset}: {cause}")]
     Write { offset: u64, cause: io::Error },
-    #[error("disk: {path} is read-only ({cause}); nothing was written")]
-    ReadOnly { path: String, cause: io::Error },
+    #[error("disk: {} is read-only ({cause}); nothing was written", .path.display())]
+    ReadOnly { path: PathBuf, cause: io::Error },
     #[error(
-        "disk: {path} is in use ({why}); unmount it or stop what holds it, nothing was written"
+        "disk: {} is in use ({why}); unmount it or stop what holds it, nothing was written",
+        .path.display()
     )]
-    Busy { path: String, why: String },
+    Busy { path: PathBuf, why: String },
     #[error(transparent)]
     Container(#[from] VmdkError),
 }
@@ -156,7 +157,7 @@ impl Disk {
     /// converting are refused here).
     fn open_file(path: &Path) -> Result<(Disk, Option<Descriptor>), DiskError> {
         let open_err = |cause| DiskError::Open {
-            path: path.display().to_string(),
+            path: path.to_path_buf(),
             cause,
         };
         let mut file = File::open(path).map_err(open_err)?;
@@ -188,10 +189,9 @@ impl Disk {
         let mut parts = Vec::with_capacity(d.extents.len());
         let mut start = 0u64;
         for e in &d.extents {
-            let name = e.file.display().to_string();
             if write && e.access == Access::ReadOnly {
                 return Err(DiskError::ReadOnly {
-                    path: name,
+                    path: e.file.clone(),
                     cause: io::Error::new(
                         io::ErrorKind::PermissionDenied,
                         format!(
@@ -209,7 +209,7 @@ impl Disk {
                 .map_err(|source| match source.raw_os_error() {
                     Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) if write => {
                         DiskError::ReadOnly {
-                            path: name.clone(),
+                            path: e.file.clone(),
                             cause: source,
                         }
                     }
@@ -217,7 +217,7 @@ impl Disk {
                 })?;
             if write {
                 file.try_lock().map_err(|_| DiskError::Busy {
-                    path: name.clone(),
+                    path: e.file.clone(),
                     why: "another process holds a lock on it (another bootbank?)".to_string(),
                 })?;
             }
@@ -245,9 +245,8 @@ impl Disk {
     /// it while a partition is mounted or held by another user), after checking the mount
     /// table; an image file with an exclusive advisory lock held while the `Disk` lives.
     pub fn open_rw(path: &Path) -> Result<Disk, DiskError> {
-        let name = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|cause| DiskError::Open {
-            path: name.clone(),
+            path: path.to_path_buf(),
             cause,
         })?;
         let is_block_device = meta.file_type().is_block_device();
@@ -258,7 +257,7 @@ impl Disk {
         }
         if is_block_device && let Some(m) = mounted_from(path) {
             return Err(DiskError::Busy {
-                path: name,
+                path: path.to_path_buf(),
                 why: format!("{m} is mounted"),
             });
         }
@@ -271,30 +270,30 @@ impl Disk {
             opts.open(path).map_err(|source| {
                 match source.raw_os_error() {
             Some(libc::EROFS) | Some(libc::EACCES) | Some(libc::EPERM) => DiskError::ReadOnly {
-                path: name.clone(),
+                path: path.to_path_buf(),
                 cause: source,
             },
             Some(libc::EBUSY) => DiskError::Busy {
-                path: name.clone(),
+                path: path.to_path_buf(),
                 why: "the kernel reports it busy: mounted, or held by RAID, LVM or another program"
                     .to_string(),
             },
             _ => DiskError::Open {
-                path: name.clone(),
+                path: path.to_path_buf(),
                 cause: source,
             },
         }
             })?;
         if !is_block_device {
             file.try_lock().map_err(|_| DiskError::Busy {
-                path: name.clone(),
+                path: path.to_path_buf(),
                 why: "another process holds a lock on it (another bootbank?)".to_string(),
             })?;
         }
         let len = file
             .seek(SeekFrom::End(0))
             .map_err(|cause| DiskError::Open {
-                path: name.clone(),
+                path: path.to_path_buf(),
                 cause,
             })?;
         let mut disk = Disk::from_storage(Box::new(file), len, true);
@@ -683,6 +682,53 @@ mod tests {
             disk.read_at(2040, &mut [0u8; 16]),
             Err(DiskError::Short { .. })
         ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The errors that name a file carry it as given, byte for byte (a Linux file name need not
+    /// be UTF-8), and show it as `Path::display` does, one U+FFFD per bad byte.
+    #[test]
+    fn errors_carry_the_path_as_given() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = std::env::temp_dir().join(format!("bootbank-paths-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let shown = format!("{}/img-\u{FFFD}", dir.display());
+
+        let missing = dir.join(OsStr::from_bytes(b"img-\xff"));
+        let e = Disk::open(&missing).err().unwrap();
+        assert!(matches!(&e, DiskError::Open { path, .. } if *path == missing), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!("disk: cannot open {shown}: No such file or directory (os error 2)")
+        );
+
+        std::fs::write(&missing, [0u8; 1024]).unwrap();
+        let held = Disk::open_rw(&missing).unwrap();
+        let e = Disk::open_rw(&missing).err().unwrap();
+        assert!(matches!(&e, DiskError::Busy { path, .. } if *path == missing), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "disk: {shown} is in use (another process holds a lock on it (another bootbank?)); unmount it or stop what holds it, nothing was written"
+            )
+        );
+        drop(held);
+
+        let descriptor = dir.join("x.vmdk");
+        let text = "# Disk DescriptorFile\nRDONLY 2 FLAT \"img-\u{FFFD}\" 0\n";
+        let mut d = Descriptor::parse(text, &descriptor).unwrap();
+        // Descriptor text is UTF-8, so the non-UTF-8 extent file is put in by hand.
+        d.extents[0].file = missing.clone();
+        let e = Disk::open_extents(d, true).err().unwrap();
+        assert!(matches!(&e, DiskError::ReadOnly { path, .. } if *path == missing), "{e}");
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "disk: {shown} is read-only ({}/x.vmdk line 2 marks this extent RDONLY); nothing was written",
+                dir.display()
+            )
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

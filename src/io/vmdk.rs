@@ -19,44 +19,47 @@ pub const SECTOR: u64 = 512;
 /// line, and ends with what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum VmdkError {
-    #[error("vmdk: cannot read {path}: {cause}")]
-    Read { path: String, cause: io::Error },
-    #[error("vmdk: {path} line {line}: {why}")]
+    #[error("vmdk: cannot read {}: {cause}", .path.display())]
+    Read { path: PathBuf, cause: io::Error },
+    #[error("vmdk: {} line {line}: {why}", .path.display())]
     Descriptor {
-        path: String,
+        path: PathBuf,
         line: usize,
         why: String,
     },
     #[error(
-        "vmdk: {path} is a {format}; bootbank reads raw images and flat VMDKs only: convert it first with `qemu-img convert -O raw {path} {suggested}`"
+        "vmdk: {} is a {format}; bootbank reads raw images and flat VMDKs only: convert it first with `qemu-img convert -O raw {} {}`",
+        .path.display(), .path.display(), .suggested.display()
     )]
     NeedsConversion {
-        path: String,
+        path: PathBuf,
         format: String,
-        suggested: String,
+        suggested: PathBuf,
     },
     #[error(
-        "vmdk: {path} has a parent disk (parentCID={parent_cid}): it is a snapshot delta; give the base disk, or consolidate first with `qemu-img convert -O raw {path} {suggested}`"
+        "vmdk: {} has a parent disk (parentCID={parent_cid}): it is a snapshot delta; give the base disk, or consolidate first with `qemu-img convert -O raw {} {}`",
+        .path.display(), .path.display(), .suggested.display()
     )]
     Snapshot {
-        path: String,
+        path: PathBuf,
         parent_cid: String,
-        suggested: String,
+        suggested: PathBuf,
     },
     #[error(
-        "vmdk: {path} line {line}: extent {extent} holds {have} bytes from byte {offset} but the descriptor says {want} (truncated or wrong extent file?)"
+        "vmdk: {} line {line}: extent {extent} holds {have} bytes from byte {offset} but the descriptor says {want} (truncated or wrong extent file?)",
+        .path.display()
     )]
     ExtentShort {
-        path: String,
+        path: PathBuf,
         line: usize,
         extent: String,
         offset: u64,
         have: u64,
         want: u64,
     },
-    #[error("vmdk: {path} line {line}: extent {extent}: {cause}")]
+    #[error("vmdk: {} line {line}: extent {extent}: {cause}", .path.display())]
     Extent {
-        path: String,
+        path: PathBuf,
         line: usize,
         extent: String,
         cause: io::Error,
@@ -98,9 +101,8 @@ impl Descriptor {
     /// Parses descriptor text. `path` is the descriptor's own path: extent names are relative
     /// to its directory, and it appears in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Descriptor, VmdkError> {
-        let shown = path.display().to_string();
         let bad = |line: usize, why: String| VmdkError::Descriptor {
-            path: shown.clone(),
+            path: path.to_path_buf(),
             line,
             why,
         };
@@ -154,7 +156,7 @@ impl Descriptor {
         });
         if let Some(kind) = sparse_type.map(str::to_string).or(sparse_extent) {
             return Err(VmdkError::NeedsConversion {
-                path: shown,
+                path: path.to_path_buf(),
                 format: format!("sparse VMDK ({kind})"),
                 suggested,
             });
@@ -163,7 +165,7 @@ impl Descriptor {
             && !cid.eq_ignore_ascii_case("ffffffff")
         {
             return Err(VmdkError::Snapshot {
-                path: shown,
+                path: path.to_path_buf(),
                 parent_cid: cid,
                 suggested,
             });
@@ -197,7 +199,7 @@ impl Descriptor {
             let have = meta.len().saturating_sub(start);
             if have < want {
                 return Err(VmdkError::ExtentShort {
-                    path: self.path.display().to_string(),
+                    path: self.path.clone(),
                     line: e.line,
                     extent: e.name.clone(),
                     offset: start,
@@ -212,7 +214,7 @@ impl Descriptor {
     /// The error for an extent file that cannot be opened or used.
     pub fn extent_err(&self, e: &Extent, source: io::Error) -> VmdkError {
         VmdkError::Extent {
-            path: self.path.display().to_string(),
+            path: self.path.clone(),
             line: e.line,
             extent: e.name.clone(),
             cause: source,
@@ -302,14 +304,14 @@ fn parse_extent(line: &str, n: usize, dir: &Path) -> Result<ParsedExtent, Extent
 }
 
 /// `disk.vmdk` -> `disk.img`, for the conversion command in messages.
-fn suggested_output(path: &Path) -> String {
-    let stem = path
+fn suggested_output(path: &Path) -> PathBuf {
+    let mut name = path
         .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "disk".to_string());
+        .map_or_else(|| "disk".into(), |s| s.to_os_string());
+    name.push(".img");
     match path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        Some(dir) => dir.join(format!("{stem}.img")).display().to_string(),
-        None => format!("{stem}.img"),
+        Some(dir) => dir.join(name),
+        None => PathBuf::from(name),
     }
 }
 
@@ -317,7 +319,7 @@ fn suggested_output(path: &Path) -> String {
 /// block device can hold one too, e.g. a logical volume given to a VM).
 pub fn refuse_converted(magic: &[u8], path: &Path) -> Result<(), VmdkError> {
     let convert = |format: &str| VmdkError::NeedsConversion {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         format: format.to_string(),
         suggested: suggested_output(path),
     };
@@ -406,5 +408,36 @@ mod tests {
         assert!(!looks_like_descriptor(&[0u8; 512]));
         assert!(!looks_like_descriptor(b"\x1f\x8b\x08\x00"));
         assert!(looks_like_descriptor(b"\n# Disk DescriptorFile\n"));
+    }
+
+    /// A descriptor whose name is not UTF-8: the error keeps its bytes, the suggested output
+    /// keeps them too (only the extension changes), and the message shows both with U+FFFD.
+    #[test]
+    fn refusals_keep_a_non_utf8_path() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let path = Path::new(OsStr::from_bytes(b"/vm/d\xffk.vmdk"));
+        let e = Descriptor::parse("# Disk DescriptorFile\ncreateType=\"monolithicSparse\"\n", path)
+            .unwrap_err();
+        let VmdkError::NeedsConversion {
+            path: p, suggested, ..
+        } = &e
+        else {
+            panic!("{e}");
+        };
+        assert_eq!(p.as_os_str().as_bytes(), b"/vm/d\xffk.vmdk");
+        assert_eq!(suggested.as_os_str().as_bytes(), b"/vm/d\xffk.img");
+        assert_eq!(
+            e.to_string(),
+            "vmdk: /vm/d\u{FFFD}k.vmdk is a sparse VMDK (monolithicSparse); bootbank reads raw images and flat VMDKs only: convert it first with `qemu-img convert -O raw /vm/d\u{FFFD}k.vmdk /vm/d\u{FFFD}k.img`"
+        );
+        let e = parse("# Disk DescriptorFile\nRW 8 FLAT \"a\" x\n").unwrap_err();
+        assert!(matches!(&e, VmdkError::Descriptor { path, line: 2, .. } if path == Path::new("/vm/disk.vmdk")), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "vmdk: /vm/disk.vmdk line 2: extent offset `x` is not a number of sectors"
+        );
+        assert_eq!(suggested_output(Path::new("disk.vmdk")), PathBuf::from("disk.img"));
+        assert_eq!(suggested_output(Path::new("/")), PathBuf::from("disk.img"));
     }
 }

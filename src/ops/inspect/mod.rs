@@ -68,10 +68,10 @@ pub enum InspectError {
     #[error("{0}")]
     NotEsxi(String),
     /// A file of a directory target, or the target's metadata, could not be read.
-    #[error("{path}: {cause}")]
+    #[error("{}: {cause}", .path.display())]
     Io {
-        /// The file or directory, as displayed.
-        path: String,
+        /// The file or directory.
+        path: PathBuf,
         /// What the operating system said.
         cause: std::io::Error,
     },
@@ -138,7 +138,7 @@ pub fn inspect_with_config(
         s.config
     });
     let meta = std::fs::metadata(target).map_err(|cause| InspectError::Io {
-        path: target.display().to_string(),
+        path: target.to_path_buf(),
         cause,
     })?;
     if let Some(root) = &opts.sysfs {

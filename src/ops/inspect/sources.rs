@@ -19,7 +19,7 @@ pub(super) fn inspect_dir(
     report: &mut Report,
 ) -> Result<Option<Sourced>, InspectError> {
     let io = |path: &Path, source| InspectError::Io {
-        path: path.display().to_string(),
+        path: path.to_path_buf(),
         cause: source,
     };
     let boot_cfg_path = dir.join("boot.cfg");

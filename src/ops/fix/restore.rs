@@ -1,0 +1,201 @@
+//! Planning a restore: each backed-up configuration file becomes a step that writes it back.
+
+use super::diff::unified_diff;
+use super::target::fat_leftover;
+use super::{FixError, Plan, Step};
+use crate::esxi::bank as bootbank;
+use crate::esxi::config::{Config, ESX_CONF};
+use crate::esxi::esxconf::{Change, EsxConf};
+use crate::esxi::target::Target;
+use crate::format::archive::Tgz;
+use crate::ops::inspect::TargetKind;
+use crate::write::backup::Standing;
+use crate::write::transaction::Names;
+use std::path::Path;
+
+/// Plans putting back the configuration files of a backup made by [`apply`] (the one
+/// `restore`, [`crate::ops::restore::plan`], takes either kind of backup).
+///
+/// [`apply`]: super::apply
+pub fn plan_restore(target: &Path, from: &Path, force: bool) -> Result<Plan, FixError> {
+    let backup = crate::write::backup::read(from)?;
+    if backup.is_boot_cfg() {
+        return Err(FixError::BootCfgBackup {
+            dir: from.to_path_buf(),
+        });
+    }
+    plan_restore_of(target, &backup, force)
+}
+
+/// The restore plan of a backup of configuration files, read and checked by
+/// [`crate::write::backup::read`]: each file becomes a step whose new bytes are the backed-up
+/// copy, written through the same commit (with its own backup).
+pub(crate) fn plan_restore_of(
+    target: &Path,
+    backup: &crate::write::backup::Backup,
+    force: bool,
+) -> Result<Plan, FixError> {
+    let mut plan = Plan::empty(target);
+    let (mut disk, banks, archive_bytes) = match Target::open(target)? {
+        Target::Archive { bytes, .. } => (None, Vec::new(), Some(bytes)),
+        Target::Disk { disk, found, .. } => (Some(disk), found.banks, None),
+        Target::Directory(_) => {
+            return Err(FixError::DirectoryTarget {
+                path: target.to_path_buf(),
+                restore: true,
+            });
+        }
+    };
+    let is_archive = archive_bytes.is_some();
+    for (e, backup) in backup.manifest.entries.iter().zip(&backup.files) {
+        let backup = backup.clone();
+        let mut fat_leftover = None;
+        let (current, location, names, leftover, uuid) = if is_archive {
+            plan.kind = TargetKind::StateArchive;
+            (
+                archive_bytes.clone().unwrap_or_default(),
+                e.file.clone(),
+                None,
+                None,
+                None,
+            )
+        } else {
+            let p = e.partition.unwrap_or(0);
+            let bank = banks
+                .iter()
+                .find(|b| b.partition == p)
+                .ok_or_else(|| FixError::NoBankForBackup { partition: p })?;
+            let cf = bank.config_file();
+            let disk = disk.as_mut().expect("a disk target has its disk open");
+            let bytes = match &cf {
+                Some(c) => bootbank::read_file(disk, bank, &c.effective.name)?.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            let location = format!("partition {p} /{}", e.file);
+            fat_leftover = self::fat_leftover(disk, bank, &location)?;
+            plan.kind = if e.partition.is_none() {
+                TargetKind::Partition
+            } else {
+                TargetKind::Disk
+            };
+            (
+                bytes,
+                match e.partition {
+                    Some(p) => format!("partition {p} /{}", e.file),
+                    None => format!("this partition /{}", e.file),
+                },
+                Some(
+                    cf.as_ref()
+                        .map(|c| c.names.clone())
+                        .unwrap_or_else(|| Names::for_file(&e.file)),
+                ),
+                cf.and_then(|c| c.leftover),
+                Some(bank.uuid.clone()),
+            )
+        };
+        let bank = match (&uuid, e.partition) {
+            (Some(u), p) => Some((p.unwrap_or(0), u.as_str())),
+            (None, _) => None,
+        };
+        let restored = crate::write::backup::compare(e, bank, &current, &location, force)?
+            == Standing::Restored;
+        let mut notes = Vec::new();
+        if restored {
+            notes.push("already holds the backed-up configuration".to_string());
+        }
+        let bundle = plan.kind == TargetKind::StateArchive
+            && Tgz::parse(&backup, "backup")
+                .map(|t| t.member("state.tgz").is_some())
+                .unwrap_or(false);
+        if bundle {
+            plan.kind = TargetKind::ConfigBundle;
+        }
+        let esx = |bytes: &[u8]| -> Result<Vec<u8>, FixError> {
+            let state = if bundle {
+                Tgz::parse(bytes, &location)?.require("state.tgz")?.to_vec()
+            } else {
+                bytes.to_vec()
+            };
+            let cfg = Config::from_state(&state, &location)?;
+            Ok(cfg
+                .local
+                .as_ref()
+                .map(|l| l.require(ESX_CONF).map(<[u8]>::to_vec))
+                .transpose()?
+                .unwrap_or_default())
+        };
+        let new_conf = esx(&backup)?;
+        let old_conf = if current.is_empty() {
+            Vec::new()
+        } else {
+            esx(&current).unwrap_or_default()
+        };
+        let changes = if restored {
+            Vec::new()
+        } else {
+            conf_changes(&old_conf, &new_conf)
+        };
+        plan.steps.push(Step {
+            location: location.clone(),
+            partition: e.partition,
+            bank_uuid: uuid,
+            file: e.file.clone(),
+            diff: unified_diff(&old_conf, &new_conf, &location),
+            changes: if restored {
+                changes
+            } else if changes.is_empty() {
+                // Same esx.conf, other members differ: still a change to write.
+                vec![Change {
+                    key: "(other members of local.tgz)".into(),
+                    line: 0,
+                    old: None,
+                    new: None,
+                }]
+            } else {
+                changes
+            },
+            notes,
+            store_changes: Vec::new(),
+            member_changes: Vec::new(),
+            old_bytes: current,
+            new_bytes: backup,
+            new_esx_conf: new_conf,
+            new_store: None,
+            leftover,
+            fat_leftover,
+            names,
+        });
+    }
+    Ok(plan)
+}
+
+/// Key-level differences between two esx.conf texts, for a restore plan.
+fn conf_changes(old: &[u8], new: &[u8]) -> Vec<Change> {
+    let (a, b) = (
+        EsxConf::parse(old).unwrap_or_default(),
+        EsxConf::parse(new).unwrap_or_default(),
+    );
+    let mut out = Vec::new();
+    for e in &a.entries {
+        let nv = b.get(&e.key);
+        if nv != Some(e.value.as_str()) {
+            out.push(Change {
+                key: e.key.clone(),
+                line: e.line,
+                old: Some(e.value.clone()),
+                new: nv.map(str::to_string),
+            });
+        }
+    }
+    for e in &b.entries {
+        if a.get(&e.key).is_none() {
+            out.push(Change {
+                key: e.key.clone(),
+                line: e.line,
+                old: None,
+                new: Some(e.value.clone()),
+            });
+        }
+    }
+    out
+}

@@ -199,3 +199,68 @@ fn conf_changes(old: &[u8], new: &[u8]) -> Vec<Change> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(key: &str, line: usize, old: Option<&str>, new: Option<&str>) -> Change {
+        Change {
+            key: key.into(),
+            line,
+            old: old.map(str::to_string),
+            new: new.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn changed_removed_and_added_keys_with_their_lines() {
+        let old = b"/adv/Misc/HostName = \"esx01\"\n\
+            /device/000:022:00.0/owner = \"passthru\"\n\
+            /system/uuid = \"u1\"\n\
+            /adv/Removed = \"1\"\n";
+        // The uuid line moved up a line: a move is no change.
+        let new = b"/adv/Misc/HostName = \"esx01\"\n\
+            /system/uuid = \"u1\"\n\
+            /device/000:022:00.0/owner = \"vmkernel\"\n\
+            \n\
+            /adv/Added = \"x\"\n";
+        assert_eq!(
+            conf_changes(old, new),
+            [
+                // A changed or removed key: its line in the old text.
+                change(
+                    "/device/000:022:00.0/owner",
+                    2,
+                    Some("passthru"),
+                    Some("vmkernel")
+                ),
+                change("/adv/Removed", 4, Some("1"), None),
+                // An added key: its line in the new text (line 4 is blank).
+                change("/adv/Added", 5, None, Some("x")),
+            ]
+        );
+    }
+
+    #[test]
+    fn the_same_settings_are_no_change() {
+        let conf = b"/a = \"1\"\n/b = \"2\"\n";
+        assert!(conf_changes(conf, conf).is_empty());
+        // Spacing and line endings around the quotes are not the value.
+        assert!(conf_changes(conf, b"/b=\"2\"\r\n/a   =   \"1\"\n").is_empty());
+    }
+
+    #[test]
+    fn an_unreadable_side_counts_as_empty() {
+        // Not UTF-8: nothing can be compared key by key, so every key of the other side is
+        // added (or removed).
+        assert_eq!(
+            conf_changes(b"\xff\xfe", b"/a = \"1\"\n"),
+            [change("/a", 1, None, Some("1"))]
+        );
+        assert_eq!(
+            conf_changes(b"/a = \"1\"\n", b""),
+            [change("/a", 1, Some("1"), None)]
+        );
+    }
+}

@@ -37,6 +37,8 @@ mod error;
 mod members;
 mod plan;
 mod planner;
+#[cfg(test)]
+mod testutil;
 
 pub use apply::{apply, apply_on};
 pub use bundle::{parse_boot_build, parse_release_level};

@@ -14,6 +14,7 @@ mod cli_packaging;
 mod configstore;
 mod envelope;
 mod extract;
+mod fat_damage;
 mod fix_configstore;
 mod fix_encrypted;
 mod fix_faults;

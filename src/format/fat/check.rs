@@ -28,8 +28,54 @@ pub struct Health {
     pub lost: Vec<u32>,
     /// Clusters whose entries differ between the FAT copies (all unreachable, or it is damage).
     pub copies_differ: usize,
-    /// Damage bootbank did not cause and will not repair, one line each.
-    pub damage: Vec<String>,
+    /// Damage bootbank did not cause and will not repair (serialized as one sentence each).
+    pub damage: Vec<Damage>,
+}
+
+/// Damage to a FAT volume that no interrupted bootbank write leaves: `fsck.fat` is the tool for
+/// it. `path` is the entry's path from the root as its short names read (`/STATE.TGZ`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Damage {
+    #[error("{path}: directories nested deeper than {MAX_DEPTH}")]
+    TooDeep { path: String },
+    #[error("{path}: {size} bytes need {want} cluster(s), its chain has {have}")]
+    ChainLength {
+        path: String,
+        size: u64,
+        want: usize,
+        have: usize,
+    },
+    #[error("{path}: its chain reaches cluster {cluster}, which is not a data cluster")]
+    NotData { path: String, cluster: u32 },
+    #[error("{path}: cluster {cluster} is used twice (cross-linked files or a loop)")]
+    UsedTwice { path: String, cluster: u32 },
+    #[error("{path}: its chain breaks at cluster {cluster} (entry {entry:#x})")]
+    ChainBreaks {
+        path: String,
+        cluster: u32,
+        entry: u32,
+    },
+    /// `values`: the entry in each FAT copy, in order.
+    #[error("the FAT copies differ on cluster {cluster}, which a file uses ({values:x?})")]
+    CopiesDifferInUse { cluster: u32, values: Vec<u32> },
+    #[error("the FAT copies differ in reserved entry {entry} ({values:x?})")]
+    CopiesDifferReserved { entry: u32, values: Vec<u32> },
+}
+
+/// Reports keep each damage as the sentence it prints (`inspect --json` shows it so).
+impl Serialize for Damage {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+/// The damages as one clause for a message, `; ` between them.
+pub fn damage_list(damage: &[Damage]) -> String {
+    damage
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 impl Health {
@@ -61,7 +107,7 @@ impl Health {
         if self.dirty {
             parts.push("the dirty bit is set".to_string());
         }
-        parts.extend(self.damage.iter().cloned());
+        parts.extend(self.damage.iter().map(ToString::to_string));
         if parts.is_empty() {
             "clean".to_string()
         } else {
@@ -155,9 +201,7 @@ impl Scan {
             };
             if e.is_dir() {
                 if depth >= MAX_DEPTH {
-                    self.health.damage.push(format!(
-                        "{path}: directories nested deeper than {MAX_DEPTH}"
-                    ));
+                    self.health.damage.push(Damage::TooDeep { path });
                     continue;
                 }
                 let mut bytes = vec![0u8; chain.len() * layout.cluster_bytes as usize];
@@ -181,11 +225,12 @@ impl Scan {
             } else {
                 let want = e.size().div_ceil(layout.cluster_bytes) as usize;
                 if chain.len() != want {
-                    self.health.damage.push(format!(
-                        "{path}: {} bytes need {want} cluster(s), its chain has {}",
-                        e.size(),
-                        chain.len()
-                    ));
+                    self.health.damage.push(Damage::ChainLength {
+                        path,
+                        size: e.size(),
+                        want,
+                        have: chain.len(),
+                    });
                 }
             }
         }
@@ -202,15 +247,17 @@ impl Scan {
         }
         loop {
             if !layout.is_data(c) {
-                self.health.damage.push(format!(
-                    "{path}: its chain reaches cluster {c}, which is not a data cluster"
-                ));
+                self.health.damage.push(Damage::NotData {
+                    path: path.to_string(),
+                    cluster: c,
+                });
                 return None;
             }
             if self.reached[c as usize] {
-                self.health.damage.push(format!(
-                    "{path}: cluster {c} is used twice (cross-linked files or a loop)"
-                ));
+                self.health.damage.push(Damage::UsedTwice {
+                    path: path.to_string(),
+                    cluster: c,
+                });
                 return None;
             }
             self.reached[c as usize] = true;
@@ -220,9 +267,11 @@ impl Scan {
                 return Some(out);
             }
             if next == 0 || next == layout.bad() || next == 1 {
-                self.health.damage.push(format!(
-                    "{path}: its chain breaks at cluster {c} (entry {next:#x})"
-                ));
+                self.health.damage.push(Damage::ChainBreaks {
+                    path: path.to_string(),
+                    cluster: c,
+                    entry: next,
+                });
                 return None;
             }
             c = next;
@@ -243,9 +292,10 @@ impl Scan {
             if !same {
                 if reached {
                     let vals: Vec<u32> = self.tables.iter().map(|t| t.get(c)).collect();
-                    self.health.damage.push(format!(
-                        "the FAT copies differ on cluster {c}, which a file uses ({vals:x?})"
-                    ));
+                    self.health.damage.push(Damage::CopiesDifferInUse {
+                        cluster: c,
+                        values: vals,
+                    });
                     continue;
                 }
                 differ += 1;
@@ -265,9 +315,10 @@ impl Scan {
                 u32::MAX
             };
             if vals.iter().any(|&v| v & mask != vals[0] & mask) {
-                self.health.damage.push(format!(
-                    "the FAT copies differ in reserved entry {c} ({vals:x?})"
-                ));
+                self.health.damage.push(Damage::CopiesDifferReserved {
+                    entry: c,
+                    values: vals,
+                });
             }
         }
         let mut bs = [0u8; 1];

@@ -9,7 +9,7 @@ mod create;
 pub mod raw;
 mod switch;
 
-pub use check::Health;
+pub use check::{Damage, Health, damage_list};
 pub use create::create;
 pub use switch::{Switched, replace};
 #[cfg(feature = "internals")]
@@ -55,9 +55,15 @@ pub enum FatError {
     /// Damage an interrupted bootbank write does not leave: `fsck.fat` is the tool for it.
     #[error(
         "FAT volume at byte {offset}: {}; bootbank repairs only what an interrupted write leaves, so nothing was written: check the partition with `fsck.fat` first",
-        .problems.join("; ")
+        damage_list(.problems)
     )]
-    Damaged { offset: u64, problems: Vec<String> },
+    Damaged { offset: u64, problems: Vec<Damage> },
+    /// The repair of an interrupted write's leftovers did not leave the volume clean.
+    #[error(
+        "FAT volume at byte {offset}: {} after the repair of an interrupted write's leftovers; nothing was written: check the partition with `fsck.fat` first",
+        .health.describe()
+    )]
+    Unrepaired { offset: u64, health: Health },
     /// The new file did not read back as written, before or after the switch; the old one is
     /// in place.
     #[error(

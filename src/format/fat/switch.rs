@@ -172,9 +172,9 @@ pub(super) fn healthy(
         disk.drop_cache();
         scan = Scan::run(disk, &layout)?;
         if !scan.health.is_clean() {
-            return Err(FatError::Damaged {
+            return Err(FatError::Unrepaired {
                 offset: start,
-                problems: vec![scan.health.describe()],
+                health: scan.health,
             });
         }
         repaired = Some(found);

@@ -114,13 +114,13 @@ pub enum BankOpError {
     /// The bank's FAT is damaged in a way an interrupted write does not leave.
     #[error(
         "partition {partition}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
-        .problems.join("; ")
+        crate::format::fat::damage_list(.problems)
     )]
     FatDamaged {
         /// The bank's partition number.
         partition: u32,
-        /// What the FAT check found, in words.
-        problems: Vec<String>,
+        /// What the FAT check found.
+        problems: Vec<crate::format::fat::Damage>,
     },
     /// The bank's FAT could not be checked before the plan. Nothing written.
     #[error(

@@ -176,13 +176,13 @@ pub enum FixError {
     /// The bank's FAT is damaged in a way an interrupted write does not leave. Nothing written.
     #[error(
         "{location}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
-        .problems.join("; ")
+        crate::format::fat::damage_list(.problems)
     )]
     FatDamaged {
         /// The configuration in that bank: `partition 5 /state.tgz`, ...
         location: String,
-        /// What is wrong with the FAT, one item per problem, in words.
-        problems: Vec<String>,
+        /// What is wrong with the FAT, one item per problem.
+        problems: Vec<crate::format::fat::Damage>,
     },
     /// The bank's FAT could not be checked before the plan. Nothing written.
     #[error("{location}: the FAT's allocation cannot be checked ({cause}), nothing was written")]

@@ -174,13 +174,13 @@ pub enum RestoreConfigError {
     /// not written to. Nothing was written.
     #[error(
         "{location}: the FAT is damaged ({}); bootbank will not write to it, nothing was written: back the partition up and repair it with `fsck.fat`",
-        .problems.join("; ")
+        crate::format::fat::damage_list(.problems)
     )]
     FatDamaged {
         /// The target bank's state.tgz (`partition 5 /state.tgz`).
         location: String,
-        /// Each damage found in the FAT, one sentence each.
-        problems: Vec<String>,
+        /// Each damage found in the FAT.
+        problems: Vec<crate::format::fat::Damage>,
     },
     /// The target bank's FAT could not be read to check its allocation. Nothing was written.
     #[error("{location}: the FAT's allocation cannot be checked, nothing was written")]

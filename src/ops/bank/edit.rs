@@ -133,6 +133,7 @@ pub(super) fn key_changes(old: &BootCfg, new: &BootCfg) -> Vec<KeyChange> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::esxi::bootcfg::{BootCfgError, StateUnwritable};
 
     fn cfg(b: &[u8]) -> BootCfg {
         BootCfg::parse(b).unwrap()
@@ -295,5 +296,239 @@ mod tests {
             ]
         );
         assert!(key_changes(&cfg(OLD), &cfg(OLD)).is_empty());
+    }
+
+    /// The refusal `check_written` gives, with the partition it names.
+    fn refusal_in(r: Result<BootCfg, BankOpError>) -> (u32, UnwritableReason) {
+        match r {
+            Err(BankOpError::Unwritable { partition, why }) => (partition, why),
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn set_int_keeps_the_key_as_written_and_the_blanks_around_the_value() {
+        // `UP=` sets `updated` (a case-insensitive prefix); the value starts after the blanks.
+        let b = b"build=7.0.2\n  UP=  12 \nbo=1\n";
+        assert_eq!(
+            set_int(b, &cfg(b), "updated", 4),
+            b"build=7.0.2\n  UP=  4 \nbo=1\n"
+        );
+        assert_eq!(
+            set_int(b, &cfg(b), "bootstate", 0),
+            b"build=7.0.2\n  UP=  12 \nbo=0\n"
+        );
+        // The value may grow or take a sign; the line keeps its place.
+        let b = b"updated=9\nbuild=x\n";
+        assert_eq!(
+            set_int(b, &cfg(b), "updated", 10),
+            b"updated=10\nbuild=x\n"
+        );
+        assert_eq!(
+            set_int(b, &cfg(b), "updated", -1),
+            b"updated=-1\nbuild=x\n"
+        );
+        // The prefix form is one the bootloader reads as meant.
+        let b = b"bootstate=0\nbuild=7.0.2\n  UP=  12 \n";
+        let out = set_int(b, &cfg(b), "updated", 13);
+        assert_eq!(out, b"bootstate=0\nbuild=7.0.2\n  UP=  13 \n");
+        let new = check_written(1, &cfg(b), &out, &[("updated", 13)]).unwrap();
+        assert_eq!(new.number("updated"), 13);
+    }
+
+    #[test]
+    fn set_int_adds_a_missing_bootstate_first_and_any_other_key_last() {
+        let b = b"# generated\nbuild=7.0.3\nupdated=1\n";
+        assert_eq!(
+            set_int(b, &cfg(b), "bootstate", 0),
+            b"bootstate=0\n# generated\nbuild=7.0.3\nupdated=1\n"
+        );
+        // A last line without its end gets one, in the file's own style, before the new line.
+        let b = b"bootstate=0\r\nbuild=x";
+        assert_eq!(
+            set_int(b, &cfg(b), "updated", 2),
+            b"bootstate=0\r\nbuild=x\r\nupdated=2\r\n"
+        );
+        assert_eq!(set_int(b"", &cfg(b""), "updated", 1), b"updated=1\n");
+        assert_eq!(set_int(b"", &cfg(b""), "bootstate", 0), b"bootstate=0\n");
+        // `updated = 7` sets nothing, so `updated` is missing: a new `key=value` line is added,
+        // and the hidden line stays as it was.
+        let b = b"bootstate=0\nbuild=x\nupdated = 7\n";
+        let out = set_int(b, &cfg(b), "updated", 8);
+        assert_eq!(out, b"bootstate=0\nbuild=x\nupdated = 7\nupdated=8\n");
+        assert_eq!(
+            check_written(1, &cfg(b), &out, &[("updated", 8)])
+                .unwrap()
+                .number("updated"),
+            8
+        );
+    }
+
+    #[test]
+    fn a_missing_bootstate_added_first_is_one_the_bootloader_can_update() {
+        let b = format!("build=x\ntitle={}\n", "x".repeat(600)).into_bytes();
+        let out = set_int(&b, &cfg(&b), "bootstate", 0);
+        assert_eq!(out, [&b"bootstate=0\n"[..], &b].concat());
+        let new = check_written(5, &cfg(&b), &out, &[("bootstate", 0)]).unwrap();
+        assert_eq!(new.state_writable(), Ok(10));
+        // The same file with its bootstate line beyond byte 512: refused as it stands.
+        let b = format!("build=x\ntitle={}\nbootstate=1\n", "x".repeat(600)).into_bytes();
+        let out = set_int(&b, &cfg(&b), "bootstate", 3);
+        assert_eq!(
+            refusal_in(check_written(5, &cfg(&b), &out, &[("bootstate", 3)])),
+            (
+                5,
+                UnwritableReason::StateNotWritable {
+                    after_change: false,
+                    why: StateUnwritable::Beyond512
+                }
+            )
+        );
+    }
+
+    #[test]
+    fn check_written_refuses_what_the_bootloader_would_misread() {
+        let old = cfg(b"bootstate=0\nupdated=1\n");
+        assert_eq!(
+            refusal_in(check_written(
+                2,
+                &old,
+                b"bootstate=0\nupdated=4\n",
+                &[("updated", 5)]
+            )),
+            (
+                2,
+                UnwritableReason::ReadsOtherwise {
+                    key: "updated".into(),
+                    read: "4".into(),
+                    want: 5
+                }
+            )
+        );
+        assert_eq!(
+            refusal_in(check_written(
+                2,
+                &old,
+                b"bootstate=3\nupdated=2\n",
+                &[("bootstate", 3)]
+            ))
+            .1,
+            UnwritableReason::OtherKeyChanges {
+                key: "updated".into(),
+                read: "2".into(),
+                was: "1".into()
+            }
+        );
+        assert_eq!(
+            refusal_in(check_written(2, &old, b"bootstate=x\nupdated=1\n", &[])).1,
+            UnwritableReason::Parse(BootCfgError::NotANumber {
+                key: "bootstate".into(),
+                written_key: "bootstate".into(),
+                value: "x".into(),
+                line: 1
+            })
+        );
+        // `title = y` is a line mboot ignores.
+        let old = cfg(b"bootstate=0\nbuild=x\n");
+        assert_eq!(
+            refusal_in(check_written(2, &old, b"bootstate=0\nbuild=x\ntitle = y\n", &[])).1,
+            UnwritableReason::HidesKey
+        );
+        // Both read build as empty text, but the second empties a build that was set.
+        let old = cfg(b"bootstate=0\nbuild=\n");
+        assert_eq!(
+            refusal_in(check_written(2, &old, b"bootstate=0\nbuild=x\nbuild=\n", &[])).1,
+            UnwritableReason::BuildReadsDifferently
+        );
+        // A state the bootloader cannot overwrite, made by the change.
+        let old = cfg(b"bootstate=0\n");
+        assert_eq!(
+            refusal_in(check_written(2, &old, b"bootstate=5\n", &[("bootstate", 5)])).1,
+            UnwritableReason::StateNotWritable {
+                after_change: true,
+                why: StateUnwritable::NotADigit { value: "5".into() }
+            }
+        );
+        // `bo=` is read as bootstate, but the bootloader's own update looks for the whole word.
+        let b = b"bo=1\nbuild=x\n";
+        let out = set_int(b, &cfg(b), "bootstate", 0);
+        assert_eq!(out, b"bo=0\nbuild=x\n");
+        assert_eq!(
+            refusal_in(check_written(2, &cfg(b), &out, &[("bootstate", 0)])).1,
+            UnwritableReason::StateNotWritable {
+                after_change: false,
+                why: StateUnwritable::Spelled {
+                    line: 1,
+                    written_key: "bo".into()
+                }
+            }
+        );
+    }
+
+    #[test]
+    fn method_for_finds_the_one_digit_and_its_offset() {
+        // 8 bytes of `build=x\n`, 10 of `updated=2\n`, then `bootstate=`: the digit is byte 28.
+        let b = b"build=x\nupdated=2\nbootstate=0\n";
+        assert_eq!(
+            method_for(b, b"build=x\nupdated=2\nbootstate=3\n"),
+            (Method::InPlaceDigit, Some(28))
+        );
+        // Blanks after `=` are skipped: the digit is byte 12.
+        assert_eq!(
+            method_for(b"bootstate=  1 \nbuild=x\n", b"bootstate=  2 \nbuild=x\n"),
+            (Method::InPlaceDigit, Some(12))
+        );
+        let replace = (Method::ReplaceFile, None);
+        let old = b"bootstate=0\nupdated=2\n";
+        // Another byte changes too, or only another byte changes.
+        assert_eq!(method_for(old, b"bootstate=3\nupdated=5\n"), replace);
+        assert_eq!(method_for(old, b"bootstate=0\nupdated=5\n"), replace);
+        // The new value is not a digit, or not one digit.
+        assert_eq!(method_for(old, b"bootstate=-\nupdated=2\n"), replace);
+        assert_eq!(method_for(old, b"bootstate=10\nupdated=2\n"), replace);
+        // The old value is not one digit.
+        assert_eq!(method_for(b"bootstate=-1\n", b"bootstate=-3\n"), replace);
+        // The old boot.cfg does not parse: no offset to trust.
+        assert_eq!(
+            method_for(b"updated=x\nbootstate=0\n", b"updated=x\nbootstate=3\n"),
+            replace
+        );
+    }
+
+    #[test]
+    fn key_changes_name_the_known_key_and_both_values() {
+        let change = |key: &str, old: Option<&str>, new: &str| KeyChange {
+            key: key.into(),
+            old: old.map(Into::into),
+            new: new.into(),
+        };
+        assert_eq!(
+            key_changes(
+                &cfg(b"bootstate=0\nupdated=1\nbuild=x\n"),
+                &cfg(b"bootstate=3\nupdated=1\nbuild=x\n")
+            ),
+            [change("bootstate", Some("0"), "3")]
+        );
+        // A key not written before has no old value; bootstate comes before updated.
+        assert_eq!(
+            key_changes(&cfg(b"updated=1\n"), &cfg(b"bootstate=0\nupdated=2\n")),
+            [
+                change("bootstate", None, "0"),
+                change("updated", Some("1"), "2")
+            ]
+        );
+        // Written by prefix: named by the key it sets.
+        assert_eq!(
+            key_changes(&cfg(b"up=7\n"), &cfg(b"up=8\n")),
+            [change("updated", Some("7"), "8")]
+        );
+        // Only bootstate and updated are reported, and only when their text changes.
+        assert_eq!(
+            key_changes(
+                &cfg(b"bootstate=0\nbuild=x\n"),
+                &cfg(b"bootstate=0\nbuild=y\n")
+            ),
+            []
+        );
     }
 }

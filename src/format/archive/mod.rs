@@ -22,7 +22,7 @@ mod raw;
 pub mod replace;
 pub mod splice;
 #[cfg(test)]
-mod testutil;
+pub(crate) mod testutil;
 
 pub use gzip::{GzipHeader, is_gzip, seal};
 #[cfg(feature = "internals")]

@@ -4,7 +4,8 @@ use flate2::Compression;
 use flate2::write::GzEncoder;
 use std::io::Write;
 
-pub(super) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
+/// A ustar archive of these files, in this order.
+pub(crate) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     for (name, data) in files {
         let mut h = tar::Header::new_ustar();
@@ -17,7 +18,8 @@ pub(super) fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
     b.into_inner().unwrap()
 }
 
-pub(super) fn gz(data: &[u8]) -> Vec<u8> {
+/// `data` gzip'd.
+pub(crate) fn gz(data: &[u8]) -> Vec<u8> {
     let mut e = GzEncoder::new(Vec::new(), Compression::default());
     e.write_all(data).unwrap();
     e.finish().unwrap()

@@ -284,7 +284,7 @@ fn interactive(term: &mut Term, at: &Where, mut scan: Scan, backup_base: &Path) 
         let plan = match rescue::plan_fix(disk) {
             Ok(Some(p)) => p,
             Ok(None) => continue,
-            Err(e) => return say_fail(term, &super::fix::message(&e), code(&e)),
+            Err(e) => return say_fail(term, &super::fix::message(&e), super::write::code(&e)),
         };
         term.say(&format!("\n{}", super::fix::render_plan(&plan)));
         if !plan.has_changes() {
@@ -301,7 +301,7 @@ fn interactive(term: &mut Term, at: &Where, mut scan: Scan, backup_base: &Path) 
         }
         let backup = backup_base.join(backup_name(&disk.name));
         if let Err(e) = write_one(term, disk, &plan, &backup) {
-            return say_fail(term, &super::fix::message(&e), code(&e));
+            return say_fail(term, &super::fix::message(&e), super::write::code(&e));
         }
         fixed_any = true;
         let name = disk.name.clone();
@@ -341,7 +341,7 @@ fn auto_fix(term: &mut Term, at: &Where, scan: Scan, backup_base: &Path, json: b
                     disk.device,
                     super::fix::message(&e)
                 ));
-                worst = worst.max(code(&e));
+                worst = worst.max(super::write::code(&e));
                 continue;
             }
         };
@@ -362,7 +362,7 @@ fn auto_fix(term: &mut Term, at: &Where, scan: Scan, backup_base: &Path, json: b
                     disk.device,
                     super::fix::message(&e)
                 ));
-                worst = worst.max(code(&e));
+                worst = worst.max(super::write::code(&e));
             }
         }
     }
@@ -442,10 +442,6 @@ fn write_one(
 /// with its slashes replaced (a path joined as it is would replace the whole backup directory).
 fn backup_name(disk: &str) -> String {
     disk.trim_start_matches('/').replace('/', "_")
-}
-
-fn code(e: &FixError) -> u8 {
-    if e.during_write() { 1 } else { 2 }
 }
 
 fn next_steps() -> String {

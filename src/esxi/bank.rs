@@ -7,6 +7,7 @@
 use crate::esxi::bootcfg::BootCfg;
 pub use crate::esxi::bootcfg::BootCfgUnread;
 use crate::esxi::leftover::{Leftover, Names};
+use crate::esxi::nextboot::{self, Candidate, Prediction};
 use crate::format::fat::{FatError, FatVolume, FileInfo};
 use crate::format::partition::Partition;
 use crate::io::disk::{Disk, DiskError, Slice};
@@ -49,6 +50,22 @@ pub struct ConfigFile {
     /// The file holding the configuration that is (or will be, once the leftover is completed or
     /// undone) in place.
     pub effective: FileInfo,
+}
+
+/// What the bootloader's selection sees of `banks`: each one's boot.cfg as read.
+pub fn candidates(banks: &[Bank]) -> Vec<Candidate<'_>> {
+    banks
+        .iter()
+        .map(|b| Candidate {
+            partition: b.partition,
+            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
+        })
+        .collect()
+}
+
+/// Which of `banks` the bootloader will boot next.
+pub fn predict(banks: &[Bank]) -> Prediction {
+    nextboot::predict(&candidates(banks))
 }
 
 impl Bank {

@@ -36,7 +36,7 @@ pub trait WriteError: std::error::Error + 'static {
     fn during_write(&self) -> bool;
 }
 
-/// What was written (by `fix`, `config`, `restore` and `bank`).
+/// What a write did, whichever command planned it.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Outcome {
     /// Where the backup of every changed file went, for `bootbank restore --from`; `None` when

@@ -39,16 +39,6 @@ pub enum RestoreError {
     Bank(#[from] BankOpError),
 }
 
-impl RestoreError {
-    /// Whether the error happened while writing (exit 1) rather than before (exit 2).
-    pub fn during_write(&self) -> bool {
-        match self {
-            RestoreError::Fix(e) => e.during_write(),
-            RestoreError::Bank(e) => e.during_write(),
-        }
-    }
-}
-
 /// Plans putting back the backup in `from` onto `target`; `force` restores even when the file
 /// changed since the backup's write, or the bank UUID differs.
 pub fn plan(target: &Path, from: &Path, force: bool) -> Result<RestorePlan, RestoreError> {
@@ -82,8 +72,12 @@ impl WritePlan for RestorePlan {
     }
 }
 
+/// Exit 1 for these, 2 for every other error (nothing was written).
 impl WriteError for RestoreError {
     fn during_write(&self) -> bool {
-        RestoreError::during_write(self)
+        match self {
+            RestoreError::Fix(e) => e.during_write(),
+            RestoreError::Bank(e) => e.during_write(),
+        }
     }
 }

@@ -273,47 +273,47 @@ fn commit_one(
     head: &mut Option<Vec<u8>>,
     report: &mut Report,
 ) -> Result<(), CommitError> {
-        match &c.dest {
-            Dest::Bank(w) => {
-                let disk = disk.as_mut().ok_or(CommitError::Vanished {
-                    partition: w.partition,
-                })?;
-                let head = match head {
-                    Some(h) => h,
-                    None => head.insert(disk.head(crate::esxi::target::HEAD)?),
-                };
-                let done = commit_bank(disk, head, w)?;
-                report.recovered.extend(
-                    done.recovered
-                        .into_iter()
-                        .map(|m| format!("{}: {m}", c.location)),
-                );
-                report.stats.add(&done.stats);
-                if done.written {
-                    report.written.push(c.location.clone());
-                }
-            }
-            Dest::HostFile {
-                read,
-                old,
-                path,
-                new,
-                verify,
-            } => {
-                let now = std::fs::read(read).map_err(|cause| CommitError::Io {
-                    path: read.to_path_buf(),
-                    cause,
-                })?;
-                if now != *old {
-                    return Err(CommitError::FileChanged {
-                        path: read.to_path_buf(),
-                    });
-                }
-                replace_file(path, new, *verify)?;
-                report.stats.bytes_written += new.len() as u64;
-                report.written.push(path.display().to_string());
+    match &c.dest {
+        Dest::Bank(w) => {
+            let disk = disk.as_mut().ok_or(CommitError::Vanished {
+                partition: w.partition,
+            })?;
+            let head = match head {
+                Some(h) => h,
+                None => head.insert(disk.head(crate::esxi::target::HEAD)?),
+            };
+            let done = commit_bank(disk, head, w)?;
+            report.recovered.extend(
+                done.recovered
+                    .into_iter()
+                    .map(|m| format!("{}: {m}", c.location)),
+            );
+            report.stats.add(&done.stats);
+            if done.written {
+                report.written.push(c.location.clone());
             }
         }
+        Dest::HostFile {
+            read,
+            old,
+            path,
+            new,
+            verify,
+        } => {
+            let now = std::fs::read(read).map_err(|cause| CommitError::Io {
+                path: read.to_path_buf(),
+                cause,
+            })?;
+            if now != *old {
+                return Err(CommitError::FileChanged {
+                    path: read.to_path_buf(),
+                });
+            }
+            replace_file(path, new, *verify)?;
+            report.stats.bytes_written += new.len() as u64;
+            report.written.push(path.display().to_string());
+        }
+    }
     Ok(())
 }
 

@@ -8,6 +8,7 @@ use crate::common::{
     BankSpec, Scenario, TempDir, boot_cfg, bootbank, bootbank_ok, esxconf, healthy_bank,
     output_text, p, sha256_file, story_bank,
 };
+use bootbank::WriteError;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use super::boot_names;
 
-/// Errors of the bank commands. Everything but [`BankOpError::during_write`] happens before
+/// Errors of the bank commands. Everything but [`during_write`](crate::ops::plan::WriteError::during_write) happens before
 /// anything is written.
 #[derive(Debug, thiserror::Error)]
 pub enum BankOpError {
@@ -149,13 +149,6 @@ pub enum BankOpError {
     Commit(#[from] CommitError),
 }
 
-impl BankOpError {
-    /// Whether the error happened while writing (exit 1) rather than before (exit 2).
-    pub fn during_write(&self) -> bool {
-        matches!(self, BankOpError::Commit(e) if e.during_write())
-    }
-}
-
 /// What a target without bootbanks is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum NoBanksIn {
@@ -282,8 +275,9 @@ pub enum BootCfgCheck {
     Differs,
 }
 
+/// Exit 1 for these, 2 for every other error (nothing was written).
 impl crate::ops::plan::WriteError for BankOpError {
     fn during_write(&self) -> bool {
-        BankOpError::during_write(self)
+        matches!(self, BankOpError::Commit(e) if e.during_write())
     }
 }

@@ -250,13 +250,6 @@ pub enum FixError {
     Lockdown(#[from] crate::ops::lockdown::LockdownRefusal),
 }
 
-impl FixError {
-    /// Whether the error happened while writing (exit 1) rather than before (exit 2).
-    pub fn during_write(&self) -> bool {
-        matches!(self, FixError::Commit(e) if e.during_write())
-    }
-}
-
 /// A device the user named for a configuration sealed by the host's TPM, read as well as can be
 /// without its esx.conf.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,9 +299,10 @@ impl SealedDevice {
     }
 }
 
+/// Exit 1 for these, 2 for every other error (nothing was written).
 impl crate::ops::plan::WriteError for FixError {
     fn during_write(&self) -> bool {
-        FixError::during_write(self)
+        matches!(self, FixError::Commit(e) if e.during_write())
     }
 }
 

@@ -5,7 +5,6 @@ use super::step::build_step;
 use super::{Banks, FixError, Options, Plan, Request, StepBuilder, StepInput};
 use crate::esxi::bank::{self as bootbank, Bank};
 use crate::esxi::config::ESX_CONF;
-use crate::esxi::nextboot::{self, Candidate};
 use crate::esxi::target::Target;
 use crate::format::archive::{self, Tgz};
 use crate::io::disk::Disk;
@@ -70,14 +69,7 @@ fn plan_disk(
     } else {
         TargetKind::Disk
     };
-    let candidates: Vec<Candidate<'_>> = banks
-        .iter()
-        .map(|b| Candidate {
-            partition: b.partition,
-            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
-        })
-        .collect();
-    let prediction = nextboot::predict(&candidates);
+    let prediction = bootbank::predict(banks);
     let next = if lone {
         Some(0)
     } else {

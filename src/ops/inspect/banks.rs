@@ -7,7 +7,6 @@ use crate::esxi::bank::{self as bootbank};
 use crate::esxi::bootcfg::BootCfg;
 use crate::esxi::config::Config;
 use crate::esxi::nextboot;
-use crate::esxi::nextboot::Candidate;
 use crate::io::disk::Disk;
 use crate::ops::findings;
 use crate::ops::findings::Finding;
@@ -23,13 +22,7 @@ pub(super) fn banks_and_config(
 ) -> Result<(Option<Sourced>, Option<Config>), InspectError> {
     let want_rollback = opts.rollback_config;
     let lone = report.kind == TargetKind::Partition;
-    let candidates: Vec<Candidate<'_>> = banks
-        .iter()
-        .map(|b| Candidate {
-            partition: b.partition,
-            boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
-        })
-        .collect();
+    let candidates = bootbank::candidates(&banks);
     let prediction = nextboot::predict(&candidates);
     for v in &prediction.banks {
         let b = banks

@@ -11,7 +11,7 @@ use crate::write::commit::{CommitError, InPlaceFailure};
 use crate::write::transaction::TxError;
 use std::path::PathBuf;
 
-/// Errors of `restore-config`; [`RestoreConfigError::during_write`] tells those raised while
+/// Errors of `restore-config`; [`during_write`](crate::ops::plan::WriteError::during_write) tells those raised while
 /// writing (exit 1) from refusals before anything was written (exit 2).
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreConfigError {
@@ -227,16 +227,6 @@ pub enum RestoreConfigError {
     },
 }
 
-impl RestoreConfigError {
-    /// Whether the error happened while writing (exit 1) rather than before (exit 2).
-    pub fn during_write(&self) -> bool {
-        matches!(
-            self,
-            RestoreConfigError::Write(_) | RestoreConfigError::InPlace { .. }
-        ) || matches!(self, RestoreConfigError::Commit(e) if e.during_write())
-    }
-}
-
 /// Why the state.tgz read back is not the source's.
 ///
 /// The check runs on the new file read back before the bank switches to it: any of these fails
@@ -256,8 +246,12 @@ pub enum ReadBackError {
     #[error("esx.conf differs from the source's")]
     EsxConf,
 }
+/// Exit 1 for these, 2 for every other error (nothing was written).
 impl crate::ops::plan::WriteError for RestoreConfigError {
     fn during_write(&self) -> bool {
-        RestoreConfigError::during_write(self)
+        matches!(
+            self,
+            RestoreConfigError::Write(_) | RestoreConfigError::InPlace { .. }
+        ) || matches!(self, RestoreConfigError::Commit(e) if e.during_write())
     }
 }

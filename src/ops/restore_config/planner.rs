@@ -8,7 +8,6 @@ use super::{Request, RestoreConfigError, STATE, Source};
 use crate::esxi::bank::{self as bootbank, Bank};
 use crate::esxi::config::{Config, ESX_CONF};
 use crate::esxi::leftover::{Leftover, Names};
-use crate::esxi::nextboot::{self, Candidate};
 use crate::esxi::target::Target;
 use crate::format::envelope::Encryption;
 use crate::ops::fix;
@@ -29,14 +28,7 @@ pub fn plan(target: &Path, req: &Request) -> Result<Plan, RestoreConfigError> {
     let next = if lone {
         Some(0)
     } else {
-        let candidates: Vec<Candidate<'_>> = banks
-            .iter()
-            .map(|b| Candidate {
-                partition: b.partition,
-                boot_cfg: b.boot_cfg.as_ref().map_err(|e| e.clone()),
-            })
-            .collect();
-        let p = nextboot::predict(&candidates);
+        let p = bootbank::predict(&banks);
         if p.next_boot_partition.is_none() {
             return Err(RestoreConfigError::NoNextBank { unknown: p.unknown });
         }
